@@ -1,0 +1,38 @@
+# The two set-up commands of the README:
+#   make run   install dependencies, build, start the service on the default model
+#   make test  install dependencies, build, run every test (unit, sanitizer, API, tools)
+BUILD ?= build
+MODEL ?= models/clmr-default.safetensors
+ARGS ?=
+
+.PHONY: all deps build run test test-quick format clean bench
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: deps build
+	@scripts/run-service.sh $(BUILD)/clmrd $(MODEL) $(ARGS)
+
+test: deps build
+	@tests/run_all.sh $(BUILD)
+
+# Unit and API tests of the normal build only (no sanitizer build).
+test-quick: build
+	@CLMR_SKIP_SANITIZE=1 tests/run_all.sh $(BUILD)
+
+bench: build
+	@bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan

@@ -1,0 +1,54 @@
+/* audio.h - decode untrusted audio bytes to 22,050 Hz mono float32.
+ *
+ * DESIGN: FFmpeg reads only from memory through a custom AVIOContext; no file or network
+ * protocol is ever opened, containers are restricted to a whitelist, and playlist or
+ * indirection formats (HLS, ffconcat, SBG, SDP, DASH) are refused. Every limit (input bytes,
+ * decoded duration counted from decoded samples, sample rate, channels, wall-clock deadline) is a
+ * parameter with a safe default. Each failure has its own error code and a message a user can
+ * act on.
+ */
+#ifndef CLMR_AUDIO_H
+#define CLMR_AUDIO_H
+
+#include <stddef.h>
+
+#define CLMR_SAMPLE_RATE 22050
+
+typedef struct {
+    size_t max_input_bytes; /* default 200 MiB */
+    double max_duration_s;  /* default 900 s; counted from decoded samples */
+    int min_sample_rate;    /* default 8000 */
+    int max_sample_rate;    /* default 192000 */
+    int max_channels;       /* default 8 */
+    double deadline_s;      /* wall-clock limit for one decode, default 60 s */
+} clmr_audio_params_t;
+
+/* Returns the default limits. */
+clmr_audio_params_t clmr_audio_default_params(void);
+
+typedef struct {
+    float *samples;       /* (n_samples) mono, CLMR_SAMPLE_RATE Hz; owned, free with clmr_audio_free */
+    size_t n_samples;     /* > 0 on success; no padding is applied here */
+    double duration_s;    /* n_samples / CLMR_SAMPLE_RATE */
+    char format[32];      /* demuxer short name, e.g. "mp3", "ogg" */
+    char codec[32];       /* decoder name, e.g. "mp3float", "vorbis" */
+    int source_rate;      /* sample rate of the first decoded frame */
+    int source_channels;  /* channel count of the first decoded frame */
+} clmr_audio_t;
+
+/* Decodes `size` bytes at `data` (remains owned by the caller) into *out. Returns 0 or a
+ * CLMR_EAUDIO_* / CLMR_ENOMEM code; on failure *out is zeroed and, when errmsg is not NULL,
+ * *errmsg receives a malloc'd message naming the problem. params may be NULL for defaults.
+ * Thread-safe: uses no global state beyond FFmpeg's (which is thread-safe since 4.0). */
+int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
+                             const clmr_audio_params_t *params, char **errmsg);
+
+/* Reads the file at path into memory (refusing more than params->max_input_bytes) and decodes it
+ * as clmr_audio_decode_memory does. CLMR_EIO when the file cannot be read. */
+int clmr_audio_decode_file(clmr_audio_t *out, const char *path, const clmr_audio_params_t *params,
+                           char **errmsg);
+
+/* Frees the samples of a; accepts NULL and zeroed structs. */
+void clmr_audio_free(clmr_audio_t *a);
+
+#endif

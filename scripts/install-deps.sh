@@ -1,0 +1,26 @@
+#!/bin/sh
+# install-deps.sh - install every Debian 12 package clmrd needs to build, test and run.
+# Usage: scripts/install-deps.sh [--runtime-only]. Needs root (or sudo). Idempotent.
+set -eu
+build="build-essential meson ninja-build pkg-config
+  libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev
+  libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev"
+test="ffmpeg sox sqlite3 python3-torch python3-numpy python3-pytest python3-requests python3-sklearn
+  clang libclang-rt-14-dev curl"
+pkgs="$build $test"
+[ "${1:-}" = "--runtime-only" ] && pkgs="$build"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q -o DPkg::Lock::Timeout=600
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 $missing

@@ -1,0 +1,35 @@
+/* model_internal.h - the layout of clmr_model_t, shared by the loader, inference and training. */
+#ifndef CLMR_NN_MODEL_INTERNAL_H
+#define CLMR_NN_MODEL_INTERNAL_H
+
+#include "clmr/model.h"
+#include "nn/samplecnn.h"
+
+#define CLMR_MODEL_MAX_META 64
+
+struct clmr_model {
+    clmr_samplecnn_config_t cfg;
+    clmr_samplecnn_weights_t w; /* pointers into params */
+    float *params;              /* clmr_samplecnn_param_count(&cfg) floats, owned */
+    /* BatchNorm folded into the convolutions (eval mode), computed at load: */
+    float *fold_w[CLMR_MAX_LAYERS]; /* (OC, IC, K) */
+    float *fold_b[CLMR_MAX_LAYERS]; /* (OC) */
+    float *fold_mem;                /* owned block behind fold_w/fold_b */
+    int sample_rate;
+    char id[17];   /* 16 hex digits of the sha256 of the file */
+    char *name;    /* owned */
+    char **tags;   /* (n_tags) owned strings */
+    int n_meta;
+    char *meta_key[CLMR_MODEL_MAX_META]; /* owned */
+    char *meta_val[CLMR_MODEL_MAX_META]; /* owned */
+};
+
+/* Allocates a model with cfg's shapes, zeroed parameters, no tags and no metadata. Used by the
+ * loader, by tests that build models in memory and by training. Returns 0 or CLMR_ENOMEM. */
+int clmr__model_alloc(clmr_model_t **out, const clmr_samplecnn_config_t *cfg);
+
+/* Recomputes fold_w/fold_b from the conv and BatchNorm parameters (eval mode, eps 1e-5):
+ * s = gamma / sqrt(var + eps); fold_w = w * s; fold_b = (b - mean) * s + beta. */
+void clmr__model_fold_bn(clmr_model_t *m);
+
+#endif

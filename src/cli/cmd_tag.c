@@ -1,0 +1,256 @@
+/* cmd_tag.c - `clmrd tag`: tag audio files from the command line.
+ *
+ * DESIGN: one model and one inference context for the whole run; files are decoded and analysed
+ * one after another, and a file that fails is reported (stderr, and as a JSON error line with
+ * --json) without stopping the others. The exit status is 1 when any file failed.
+ */
+#include "cli/cli.h"
+#include "cli/model_path.h"
+#include "clmr/audio.h"
+#include "clmr/error.h"
+#include "clmr/model.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *model_path;
+    int json, per_chunk, embedding, threads, batch, top;
+} tag_opts_t;
+
+typedef struct {
+    int tag;
+    float score;
+} ranked_tag_t;
+
+static int by_score_desc(const void *a, const void *b)
+{
+    const ranked_tag_t *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->tag - y->tag; /* stable order for equal scores */
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: clmrd tag [OPTIONS] FILE...\n\n"
+            "Decode each audio file (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, aiff...),\n"
+            "run the CLMR SampleCNN model and print its tags.\n\n"
+            "Options:\n"
+            "  --model PATH    model file (.safetensors); default: $CLMRD_MODEL, then\n"
+            "                  models/" CLMR_DEFAULT_MODEL_FILE " of the build tree, then the installed one\n"
+            "  --json          one JSON object per file per line (file, model, duration_s, chunks, tags)\n"
+            "  --top N         tags shown in the human-readable output (default 10; --json lists all)\n"
+            "  --embedding     add the 512-d track embedding (L2-normalised mean of chunk embeddings)\n"
+            "  --per-chunk     add per-chunk start_s, scores (model tag order) and raw embedding\n"
+            "  --threads N     inference threads (default: all cores)\n"
+            "  --batch N       chunks per inference batch (default 8)\n"
+            "  -h, --help      this help\n\n"
+            "Exit status: 0 when every file was tagged, 1 when any file failed, 2 on usage errors.\n");
+}
+
+static json_t *float_array(const float *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static void print_json_line(json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER);
+    if (s) {
+        puts(s);
+        free(s);
+    }
+    fflush(stdout);
+}
+
+static void report_error(const tag_opts_t *o, const char *file, int err, const char *msg)
+{
+    fprintf(stderr, "clmrd tag: %s: %s\n", file, msg ? msg : clmr_strerror(err));
+    if (o->json) {
+        json_t *obj = json_pack("{s:s, s:{s:s, s:s}}", "file", file, "error", "code", clmr_err_name(err),
+                                "message", msg ? msg : clmr_strerror(err));
+        print_json_line(obj);
+        json_decref(obj);
+    }
+}
+
+static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char *file,
+                         const clmr_audio_t *a, const clmr_track_t *t)
+{
+    int nt = t->n_tags;
+    ranked_tag_t *rank = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*rank));
+    if (!rank) return;
+    for (int i = 0; i < nt; i++) rank[i] = (ranked_tag_t){i, t->scores[i]};
+    qsort(rank, (size_t)nt, sizeof(*rank), by_score_desc);
+    if (o->json) {
+        json_t *obj = json_object();
+        json_object_set_new(obj, "file", json_string(file));
+        json_object_set_new(obj, "model", json_string(clmr_model_name(m)));
+        json_object_set_new(obj, "model_id", json_string(clmr_model_id(m)));
+        json_object_set_new(obj, "duration_s", json_real(a->duration_s));
+        json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
+        json_t *tags = json_array();
+        for (int i = 0; i < nt; i++)
+            json_array_append_new(tags, json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
+                                                  "score", (double)rank[i].score));
+        json_object_set_new(obj, "tags", tags);
+        if (o->embedding) json_object_set_new(obj, "embedding", float_array(t->emb, t->embed_dim));
+        if (o->per_chunk) {
+            json_t *chunks = json_array();
+            double chunk_s = (double)clmr_model_chunk_samples(m) / clmr_model_sample_rate(m);
+            for (int c = 0; c < t->n_chunks; c++) {
+                json_t *co = json_object();
+                json_object_set_new(co, "start_s", json_real(c * chunk_s));
+                if (nt > 0)
+                    json_object_set_new(co, "scores",
+                                        float_array(t->chunk_scores + (size_t)c * nt, nt));
+                json_object_set_new(co, "embedding",
+                                    float_array(t->chunk_emb + (size_t)c * t->embed_dim, t->embed_dim));
+                json_array_append_new(chunks, co);
+            }
+            json_object_set_new(obj, "per_chunk", chunks);
+        }
+        print_json_line(obj);
+        json_decref(obj);
+    } else {
+        printf("%s  (%.1f s, %d chunk%s, model %s)\n", file, a->duration_s, t->n_chunks,
+               t->n_chunks == 1 ? "" : "s", clmr_model_name(m));
+        if (nt == 0) printf("  encoder-only model: no tags (use --json --embedding)\n");
+        int shown = nt < o->top ? nt : o->top;
+        for (int i = 0; i < shown; i++)
+            printf("  %-14s %.3f\n", clmr_model_tag(m, rank[i].tag), (double)rank[i].score);
+        if (o->embedding) {
+            printf("  embedding:");
+            for (int d = 0; d < t->embed_dim; d++) printf(" %.5f", (double)t->emb[d]);
+            printf("\n");
+        }
+        fflush(stdout);
+    }
+    free(rank);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int clmr_cmd_tag(int argc, char **argv);
+int clmr_cmd_tag(int argc, char **argv)
+{
+    tag_opts_t o = {.threads = 0, .batch = 8, .top = 10};
+    enum { OPT_MODEL = 256, OPT_JSON, OPT_PER_CHUNK, OPT_EMB, OPT_THREADS, OPT_BATCH, OPT_TOP };
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, OPT_MODEL},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"per-chunk", no_argument, NULL, OPT_PER_CHUNK},
+        {"embedding", no_argument, NULL, OPT_EMB},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"top", required_argument, NULL, OPT_TOP},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_MODEL:
+            o.model_path = optarg;
+            break;
+        case OPT_JSON:
+            o.json = 1;
+            break;
+        case OPT_PER_CHUNK:
+            o.per_chunk = 1;
+            break;
+        case OPT_EMB:
+            o.embedding = 1;
+            break;
+        case OPT_THREADS:
+            if (parse_int(optarg, 0, 256, &o.threads)) {
+                fprintf(stderr, "clmrd tag: --threads wants an integer 0..256 (0 = all cores)\n");
+                return 2;
+            }
+            break;
+        case OPT_BATCH:
+            if (parse_int(optarg, 1, 256, &o.batch)) {
+                fprintf(stderr, "clmrd tag: --batch wants an integer 1..256\n");
+                return 2;
+            }
+            break;
+        case OPT_TOP:
+            if (parse_int(optarg, 0, 100000, &o.top)) {
+                fprintf(stderr, "clmrd tag: --top wants a non-negative integer\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "clmrd tag: no input files\n\n");
+        usage(stderr);
+        return 2;
+    }
+
+    char path[8192];
+    if (clmr_cli_resolve_model(o.model_path, path, sizeof path)) {
+        fprintf(stderr, "clmrd tag: %s\n", path);
+        return 1;
+    }
+    clmr_model_t *model = NULL;
+    clmr_infer_t *ctx = NULL;
+    char *msg = NULL;
+    int status = 1, err;
+    if ((err = clmr_model_load(&model, path, &msg))) {
+        fprintf(stderr, "clmrd tag: model %s: %s\n", path, msg ? msg : clmr_strerror(err));
+        goto out;
+    }
+    clmr_infer_params_t ip = clmr_infer_default_params();
+    ip.threads = o.threads;
+    ip.max_batch = o.batch;
+    if ((err = clmr_infer_open(&ctx, model, &ip, &msg))) {
+        fprintf(stderr, "clmrd tag: %s\n", msg ? msg : clmr_strerror(err));
+        goto out;
+    }
+    clmr_audio_params_t ap = clmr_audio_default_params();
+    status = 0;
+    for (int i = optind; i < argc; i++) {
+        const char *file = argv[i];
+        clmr_audio_t audio = {0};
+        clmr_track_t track = {0};
+        if ((err = clmr_audio_decode_file(&audio, file, &ap, &msg))) {
+            report_error(&o, file, err, msg);
+            status = 1;
+        } else if ((err = clmr_track_analyze(&track, ctx, audio.samples, audio.n_samples))) {
+            report_error(&o, file, err, NULL);
+            status = 1;
+        } else {
+            print_result(&o, model, file, &audio, &track);
+        }
+        free(msg);
+        msg = NULL;
+        clmr_track_free(&track);
+        clmr_audio_free(&audio);
+    }
+out:
+    free(msg);
+    clmr_infer_close(&ctx);
+    clmr_model_close(&model);
+    return status;
+}

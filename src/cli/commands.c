@@ -3,6 +3,9 @@
 
 #include <stddef.h>
 
+int clmr_cmd_serve(int argc, char **argv);
+
 const clmr_cli_command_t clmr_cli_commands[] = {
+    {"serve", clmr_cmd_serve, "run the HTTP tagging service (see serve --help)"},
     {NULL, NULL, NULL},
 };

@@ -168,6 +168,15 @@ static int refuse_io_open(AVFormatContext *ctx, AVIOContext **pb, const char *ur
     return AVERROR(EPERM);
 }
 
+/* A short, familiar name for a demuxer: its first token, and "mp4" for FFmpeg's
+ * "mov,mp4,m4a,3gp,3g2,mj2" (what people call an .m4a/.mp4 file). */
+static void display_name(const char *ff, char *buf, size_t n)
+{
+    size_t k = strcspn(ff, ",");
+    if (k == 3 && strncmp(ff, "mov", 3) == 0) ff = "mp4", k = 3;
+    snprintf(buf, n, "%.*s", (int)k, ff);
+}
+
 /* ---- probing ---- */
 
 static size_t id3v2_len(const uint8_t *p, size_t n)
@@ -225,6 +234,7 @@ typedef struct {
     AVFrame *frame;
     int stream;
     int probe_score;
+    char fmt_name[32]; /* display_name of the demuxer */
 
     /* current conversion: bypass (copy) or swr */
     int conv_valid, bypass;
@@ -475,9 +485,9 @@ static int open_input(dec_t *d, const AVInputFormat *ifmt)
             return clmr_set_err(d->errmsg, CLMR_EAUDIO_NOT_AUDIO,
                                 "not an audio file (weakly looks like %s, but its header does "
                                 "not parse: %s)",
-                                ifmt->name, ff_detail(ret, buf, sizeof(buf)));
+                                d->fmt_name, ff_detail(ret, buf, sizeof(buf)));
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
-                            "the %s header is invalid or truncated (%s)", ifmt->name,
+                            "the %s header is invalid or truncated (%s)", d->fmt_name,
                             ff_detail(ret, buf, sizeof(buf)));
     }
     ret = avformat_find_stream_info(d->fmt, NULL);
@@ -491,9 +501,9 @@ static int open_input(dec_t *d, const AVInputFormat *ifmt)
         if (d->probe_score <= AVPROBE_SCORE_RETRY)
             return clmr_set_err(d->errmsg, CLMR_EAUDIO_NOT_AUDIO,
                                 "not an audio file (weakly looks like %s but has no audio stream)",
-                                d->fmt->iformat->name);
+                                d->fmt_name);
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_NO_STREAM, "format %s has no audio stream",
-                            d->fmt->iformat->name);
+                            d->fmt_name);
     }
     if (ret < 0 || !d->codec) {
         int s = -1;
@@ -576,7 +586,7 @@ static int run(dec_t *d)
         if (d->probe_score <= AVPROBE_SCORE_RETRY)
             return clmr_set_err(d->errmsg, CLMR_EAUDIO_NOT_AUDIO,
                                 "not an audio file (weakly looks like %s, but nothing decodes)",
-                                d->fmt->iformat->name);
+                                d->fmt_name);
         if (d->read_err || d->bad_packets)
             return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
                                 "the %s audio is corrupt or truncated: nothing decodes (%s)",
@@ -648,6 +658,7 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
     if (!ifmt || d.probe_score <= 0)
         return clmr_set_err(errmsg, CLMR_EAUDIO_NOT_AUDIO,
                             "not an audio file (no known audio format detected)");
+    display_name(ifmt->name, d.fmt_name, sizeof(d.fmt_name));
     switch (clmr__audio_classify_format(ifmt->name)) {
     case CLMR__FMT_ACCEPT: break;
     case CLMR__FMT_PLAYLIST:
@@ -672,7 +683,7 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
         d.out = NULL;
         out->n_samples = d.n;
         out->duration_s = (double)d.n / CLMR_SAMPLE_RATE;
-        snprintf(out->format, sizeof(out->format), "%s", d.fmt->iformat->name);
+        snprintf(out->format, sizeof(out->format), "%s", d.fmt_name);
         snprintf(out->codec, sizeof(out->codec), "%s", d.codec->name);
         out->source_rate = d.first_rate;
         out->source_channels = d.first_channels;

@@ -107,12 +107,19 @@ static int build_header(const clmr_model_t *m, json_t **out, blob_t *blobs, int 
                           c->n_tags);
         goto out;
     }
-    json_t *tags = json_array();
-    if (!tags) goto out;
-    for (int i = 0; i < c->n_tags; i++)
-        json_array_append_new(tags, json_string(m->tags[i]));
-    char *tags_s = json_dumps(tags, JSON_COMPACT);
-    json_decref(tags);
+    /* The tags entry is kept verbatim when present (the loader validated it and set_tags keeps it
+     * in step with m->tags), so a load/save round trip does not even change its spacing. */
+    char *tags_s = NULL;
+    const char *tags_meta = clmr_model_meta(m, "tags");
+    if (c->n_tags > 0 && tags_meta) {
+        tags_s = strdup(tags_meta);
+    } else {
+        json_t *tags = json_array();
+        for (int i = 0; tags && i < c->n_tags; i++)
+            json_array_append_new(tags, json_string(m->tags[i]));
+        tags_s = tags ? json_dumps(tags, JSON_COMPACT) : NULL;
+        json_decref(tags);
+    }
     if (!tags_s) goto out;
     int bad = json_object_set_new(meta, "format", json_string("clmr-samplecnn"));
     snprintf(num, sizeof(num), "%d", m->sample_rate);

@@ -151,24 +151,29 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         req->content_type = dup_arg(c, MHD_HEADER_KIND, "Content-Type");
         return MHD_YES;
     }
-    if (req->done) { /* an early error, or a worker finished and resumed us */
-        if (*upload_data_size) *upload_data_size = 0; /* discard the rest of a refused body */
-        return send_response(req);
-    }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (clmr__http_now() > req->deadline) {
+            /* libmicrohttpd 0.9.75 cannot queue a response in the middle of a body: close. */
             req->timed_out = 1;
             clmr__http_error(req, 408, "request_timeout",
                              "the request was not received within %g s", s->cfg.request_timeout_s);
-            return send_response(req);
+            CLMR_RLOG_WARN(req->request_id, "request deadline passed during the upload; closing");
+            return MHD_NO;
         }
+        if (req->too_large) return MHD_YES; /* discard the rest; 413 is sent at the end */
         if (n > req->body_limit - req->body_len) {
+            /* A chunked body passed the limit: free it, stop storing, answer 413 once the client
+             * has finished sending (MHD cannot answer mid-body). Memory stays bounded, and the
+             * request deadline bounds how long we keep discarding. */
             req->too_large = 1;
+            free(req->body);
+            req->body = NULL;
+            req->body_cap = 0;
             clmr__http_error(req, 413, "input_too_large",
                              "the body passed the limit of %zu bytes for this route", req->body_limit);
-            return send_response(req);
+            return MHD_YES;
         }
         if (req->body_len + n > req->body_cap) {
             size_t cap = req->body_cap ? req->body_cap : 64 * 1024;
@@ -176,9 +181,9 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             if (cap > req->body_limit) cap = req->body_limit;
             unsigned char *nb = realloc(req->body, cap);
             if (!nb) {
-                clmr__http_error(req, 503, "out_of_memory", "cannot buffer the upload");
                 req->too_large = 1;
-                return send_response(req);
+                clmr__http_error(req, 503, "out_of_memory", "cannot buffer the upload");
+                return MHD_YES;
             }
             req->body = nb;
             req->body_cap = cap;
@@ -187,6 +192,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         req->body_len += n;
         return MHD_YES;
     }
+    if (req->done) return send_response(req); /* a refused body, or a worker resumed us */
     /* The whole body is here. */
     if (req->suspended == -1) {
         clmr__route_inline(req);
@@ -272,12 +278,12 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->listen_port, NULL, NULL, access_cb, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory_limit,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->daemon) {

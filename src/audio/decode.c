@@ -671,12 +671,18 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
                             ifmt->name, ifmt->long_name ? ifmt->long_name : "");
     case CLMR__FMT_REFUSED:
         return clmr_set_err(errmsg, CLMR_EAUDIO_FORMAT_REFUSED,
-                            "container format '%s' is not accepted (accepted: %s)", ifmt->name,
+                            "container format '%s' (%s) is not accepted (accepted: %s)",
+                            ifmt->name, ifmt->long_name ? ifmt->long_name : "?",
                             clmr__audio_format_whitelist());
     }
     rc = check_wav_header(&d, data, size);
     if (!rc) rc = open_input(&d, ifmt);
     if (!rc) rc = run(&d);
+    /* A demuxer may swallow the read callback's AVERROR_EXIT and report "end of file" or "no
+     * stream" instead; whatever happened after the deadline passed is a timeout. */
+    if (d.src.timed_out && rc != CLMR_ENOMEM)
+        rc = clmr_set_err(errmsg, CLMR_EAUDIO_TIMEOUT, "decoding took longer than the %g s deadline",
+                          d.p.deadline_s);
     if (!rc) {
         float *shrunk = realloc(d.out, d.n * sizeof(float));
         out->samples = shrunk ? shrunk : d.out;

@@ -283,7 +283,7 @@ static void test_nonfinite_floats(void)
 }
 
 /* A 300 s file against a 5 s limit: refused, and decoding stops early (CPU time measured side
- * by side with a full decode of the same bytes; the limited decode must cost < 25% of it,
+ * by side with a full decode of the same bytes; the limited decode must cost < 15% of it,
  * while the ideal is 5/300 = 1.7%). */
 static void test_too_long_stops_early(void)
 {
@@ -314,7 +314,7 @@ static void test_too_long_stops_early(void)
     }
     printf("# 300 s flac: limited (5 s) %.4f s CPU, full %.4f s CPU, ratio %.3f\n", best_lim,
            best_full, best_lim / best_full);
-    CHECKF(best_lim < 0.25 * best_full, "limited %.4f vs full %.4f", best_lim, best_full);
+    CHECKF(best_lim < 0.15 * best_full, "limited %.4f vs full %.4f", best_lim, best_full);
     CHECKF(err && strstr(err, "5 s limit"), "%s", err ? err : "");
     free(err);
 

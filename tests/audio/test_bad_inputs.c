@@ -327,6 +327,40 @@ static void test_too_long_stops_early(void)
     free(b);
 }
 
+/* Container claims are never trusted: an MP3 whose Xing header claims 1e9 frames (~7 hours)
+ * decodes to its real 3 s, and with a 2 s limit it is refused as too long by what decoded. */
+static void test_lying_duration_claims(void)
+{
+    CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s:s=44100:d=3' -c:a libmp3lame xing.mp3", SINE) == 0);
+    size_t n;
+    unsigned char *b = read_all(tpath("xing.mp3"), &n);
+    CHECK(b != NULL);
+    if (!b) return;
+    int patched = 0;
+    for (size_t i = 0; i + 12 < n && i < 8192 && !patched; i++) {
+        if ((memcmp(b + i, "Xing", 4) == 0 || memcmp(b + i, "Info", 4) == 0) && (b[i + 7] & 1)) {
+            const uint32_t frames = 1000000000u; /* big-endian frame count after the flags */
+            b[i + 8] = (unsigned char)(frames >> 24);
+            b[i + 9] = (unsigned char)(frames >> 16);
+            b[i + 10] = (unsigned char)(frames >> 8);
+            b[i + 11] = (unsigned char)frames;
+            patched = 1;
+        }
+    }
+    CHECK(patched);
+    clmr_audio_t a;
+    char *err = NULL;
+    int rc = clmr_audio_decode_memory(&a, b, n, NULL, &err);
+    CHECKF(rc == 0, "%s", err ? err : "");
+    CHECK_NEAR(a.duration_s, 3.0, 0.1);
+    clmr_audio_free(&a);
+    clmr_audio_params_t p = clmr_audio_default_params();
+    p.max_duration_s = 2;
+    expect_mem("xing claims 1e9 frames, 2 s max", b, n, &p, CLMR_EAUDIO_TOO_LONG);
+    free(err);
+    free(b);
+}
+
 static void test_limits(void)
 {
     CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|%s|%s:s=96000:d=1' -c:a flac hi.flac", SINE, SINE,
@@ -424,6 +458,7 @@ int main(void)
     RUN_TEST(test_lying_wav_headers);
     RUN_TEST(test_nonfinite_floats);
     RUN_TEST(test_too_long_stops_early);
+    RUN_TEST(test_lying_duration_claims);
     RUN_TEST(test_limits);
     RUN_TEST(test_format_policy);
     return TEST_END();

@@ -188,16 +188,25 @@ static size_t id3v2_len(const uint8_t *p, size_t n)
     return len;
 }
 
+/* Probes growing prefixes (2 KiB, doubling, up to PROBE_BYTES) and stops at the first confident
+ * answer, as av_probe_input_buffer2 does: running every demuxer's probe over a full megabyte
+ * costs ~20 ms, over 2 KiB almost nothing. At the largest size any positive score counts. */
 static const AVInputFormat *probe_at(const uint8_t *data, size_t size, int *score)
 {
-    size_t n = size < PROBE_BYTES ? size : PROBE_BYTES;
-    uint8_t *buf = av_malloc(n + AVPROBE_PADDING_SIZE);
-    if (!buf) return NULL;
-    memcpy(buf, data, n);
-    memset(buf + n, 0, AVPROBE_PADDING_SIZE);
-    AVProbeData pd = {.filename = "", .buf = buf, .buf_size = (int)n, .mime_type = NULL};
+    size_t max = size < PROBE_BYTES ? size : PROBE_BYTES;
+    uint8_t *buf = av_malloc(max + AVPROBE_PADDING_SIZE);
+    const AVInputFormat *f = NULL;
     *score = 0;
-    const AVInputFormat *f = av_probe_input_format3(&pd, 1, score);
+    if (!buf) return NULL;
+    for (size_t n = max < 2048 ? max : 2048;; n = n * 2 < max ? n * 2 : max) {
+        memcpy(buf, data, n);
+        memset(buf + n, 0, AVPROBE_PADDING_SIZE);
+        AVProbeData pd = {.filename = "", .buf = buf, .buf_size = (int)n, .mime_type = NULL};
+        int sc = 0;
+        f = av_probe_input_format3(&pd, 1, &sc);
+        *score = f ? sc : 0;
+        if ((f && sc > AVPROBE_SCORE_RETRY) || n == max) break;
+    }
     av_free(buf);
     return f;
 }
@@ -671,12 +680,18 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
                             ifmt->name, ifmt->long_name ? ifmt->long_name : "");
     case CLMR__FMT_REFUSED:
         return clmr_set_err(errmsg, CLMR_EAUDIO_FORMAT_REFUSED,
-                            "container format '%s' is not accepted (accepted: %s)", ifmt->name,
+                            "container format '%s' (%s) is not accepted (accepted: %s)",
+                            ifmt->name, ifmt->long_name ? ifmt->long_name : "?",
                             clmr__audio_format_whitelist());
     }
     rc = check_wav_header(&d, data, size);
     if (!rc) rc = open_input(&d, ifmt);
     if (!rc) rc = run(&d);
+    /* A demuxer may swallow the read callback's AVERROR_EXIT and report "end of file" or "no
+     * stream" instead; whatever happened after the deadline passed is a timeout. */
+    if (d.src.timed_out && rc != CLMR_ENOMEM)
+        rc = clmr_set_err(errmsg, CLMR_EAUDIO_TIMEOUT, "decoding took longer than the %g s deadline",
+                          d.p.deadline_s);
     if (!rc) {
         float *shrunk = realloc(d.out, d.n * sizeof(float));
         out->samples = shrunk ? shrunk : d.out;

@@ -10,7 +10,6 @@
  * Usage: bench_infer MODEL.safetensors [--threads 1,2] [--batch 1,8,32] [--seconds 3] [--peak 428]
  *                    [--label NAME]   (NAME replaces "clmr" in the RESULT lines)
  */
-#include "bench/bench_model.h"
 #include "clmr/error.h"
 #include "clmr/model.h"
 #include "nn/model_internal.h"
@@ -65,7 +64,7 @@ int main(int argc, char **argv)
     }
     clmr_model_t *m = NULL;
     char *msg = NULL;
-    int err = bench_model_load(&m, argv[1]);
+    int err = clmr_model_load(&m, argv[1], &msg);
     if (err) {
         fprintf(stderr, "%s: %s\n", argv[1], msg ? msg : clmr_strerror(err));
         free(msg);

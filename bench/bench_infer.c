@@ -8,8 +8,8 @@
  * per chunk for the official widths) and --peak (default 428 GFLOP/s, 2 cores of AVX-512 FMA here).
  *
  * Usage: bench_infer MODEL.safetensors [--threads 1,2] [--batch 1,8,32] [--seconds 3] [--peak 428]
+ *                    [--label NAME]   (NAME replaces "clmr" in the RESULT lines)
  */
-#include "bench/bench_model.h"
 #include "clmr/error.h"
 #include "clmr/model.h"
 #include "nn/model_internal.h"
@@ -49,11 +49,13 @@ int main(int argc, char **argv)
     }
     int threads[8] = {1, 2}, n_threads = 2, batches[8] = {1, 8, 32}, n_batches = 3;
     double seconds = 3.0, peak = 428.0;
+    const char *label = "clmr";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--threads") == 0) n_threads = parse_list(argv[i + 1], threads, 8);
         else if (strcmp(argv[i], "--batch") == 0) n_batches = parse_list(argv[i + 1], batches, 8);
         else if (strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--peak") == 0) peak = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--label") == 0) label = argv[i + 1];
         else n_threads = -1;
         if (n_threads < 1 || n_batches < 1) {
             fprintf(stderr, "bad argument %s\n", argv[i]);
@@ -62,7 +64,7 @@ int main(int argc, char **argv)
     }
     clmr_model_t *m = NULL;
     char *msg = NULL;
-    int err = bench_model_load(&m, argv[1]);
+    int err = clmr_model_load(&m, argv[1], &msg);
     if (err) {
         fprintf(stderr, "%s: %s\n", argv[1], msg ? msg : clmr_strerror(err));
         free(msg);
@@ -107,7 +109,7 @@ int main(int argc, char **argv)
                 t = now_s() - t0;
             } while (t < seconds || calls < 3);
             double cps = chunks / t;
-            printf("RESULT clmr %d %d %.2f %.1f %.3f\n", threads[ti], batches[bi], cps, cps * gflop,
+            printf("RESULT %s %d %d %.2f %.1f %.3f\n", label, threads[ti], batches[bi], cps, cps * gflop,
                    cps * gflop / peak);
             fflush(stdout);
             clmr_infer_close(&ctx);

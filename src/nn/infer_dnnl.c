@@ -53,6 +53,8 @@ typedef struct {
 
 typedef struct net {
     int batch;
+    int lane;  /* which lane's buffers and stream it uses */
+    int nthr;  /* OpenMP threads it was built for: the context's, or 1 for a split lane */
     int n_steps;
     net_step_t step[NET_MAX_STEPS];
     int n_mems;
@@ -72,17 +74,29 @@ typedef struct wcache {
     struct wcache *next;
 } wcache_t;
 
-struct clmr_infer {
-    const clmr_model_t *model;
-    clmr_infer_params_t params;
-    dnnl_engine_t engine;
+/* One lane per thread in split mode (lane 0 also serves the intra-op nets): its own stream and
+ * buffers, so lanes never share writable memory. */
+typedef struct {
     dnnl_stream_t stream;
-    dnnl_primitive_attr_t attr; /* user scratchpad + ReLU post-op */
-    dnnl_primitive_attr_t attr_plain;
-    dnnl_format_tag_t act_tag; /* dnnl_format_tag_any unless forced */
     void *buf[BUF_COUNT];
     size_t buf_size[BUF_COUNT];
     unsigned generation;
+} lane_t;
+
+#define MAX_LANES 16
+
+struct clmr_infer {
+    const clmr_model_t *model;
+    clmr_infer_params_t params;
+    int threads;
+    int split; /* run batches >= threads as independent single-threaded lanes */
+    dnnl_engine_t engine;
+    dnnl_stream_t stream; /* == lane[0].stream, for weight reorders */
+    dnnl_primitive_attr_t attr; /* user scratchpad + ReLU post-op */
+    dnnl_primitive_attr_t attr_plain;
+    dnnl_format_tag_t act_tag; /* dnnl_format_tag_any unless forced */
+    lane_t lane[MAX_LANES];
+    int n_lanes;
     net_t *nets;
     wcache_t *wcache;
 };
@@ -113,22 +127,17 @@ static void *big_alloc(size_t size)
     return p;
 }
 
-static int ctx_threads(const clmr_infer_t *ctx)
+/* Makes buffer b of lane ln at least size bytes. Growing invalidates the handles of every cached
+ * net of that lane, which the generation counter tells run_net to re-point. */
+static int ensure_buf(lane_t *ln, int b, size_t size)
 {
-    return ctx->params.threads > 0 ? ctx->params.threads : omp_get_num_procs();
-}
-
-/* Makes buffer b at least size bytes. Growing invalidates the handles of every cached net, which
- * the generation counter tells clmr_infer_run to re-point. */
-static int ensure_buf(clmr_infer_t *ctx, int b, size_t size)
-{
-    if (size <= ctx->buf_size[b]) return 0;
+    if (size <= ln->buf_size[b]) return 0;
     void *p = big_alloc(size);
     if (!p) return CLMR_ENOMEM;
-    free(ctx->buf[b]);
-    ctx->buf[b] = p;
-    ctx->buf_size[b] = size;
-    ctx->generation++;
+    free(ln->buf[b]);
+    ln->buf[b] = p;
+    ln->buf_size[b] = size;
+    ln->generation++;
     return 0;
 }
 
@@ -261,8 +270,10 @@ fail:
     return 0;
 }
 
-/* Builds the net for batch size b and makes the context buffers large enough for it. */
-static int net_build(clmr_infer_t *ctx, int b, net_t **out, char **errmsg)
+/* Builds the net for batch size b on lane `lane` for nthr OpenMP threads (the calling thread's
+ * setting while primitives are created, since oneDNN blocks for it) and makes the lane's buffers
+ * large enough for it. */
+static int net_build(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, char **errmsg)
 {
     int err = 0;
     const clmr_samplecnn_config_t *cfg = &ctx->model->cfg;
@@ -271,6 +282,9 @@ static int net_build(clmr_infer_t *ctx, int b, net_t **out, char **errmsg)
     net_t *net = calloc(1, sizeof(*net));
     if (!net) return CLMR_ENOMEM;
     net->batch = b;
+    net->lane = lane;
+    net->nthr = nthr;
+    omp_set_num_threads(nthr);
 
     /* Current tensor: its memory object, layout, and the activation buffer it lives in. */
     dnnl_memory_desc_t cur_md;
@@ -381,26 +395,28 @@ static int net_build(clmr_infer_t *ctx, int b, net_t **out, char **errmsg)
             goto fail;
     }
     for (int bi = 0; bi < BUF_COUNT; bi++)
-        if ((err = ensure_buf(ctx, bi, need[bi] ? need[bi] : 64)) < 0) goto fail;
-    net->generation = ctx->generation - 1; /* handles are set before the first run */
+        if ((err = ensure_buf(&ctx->lane[lane], bi, need[bi] ? need[bi] : 64)) < 0) goto fail;
+    net->generation = ctx->lane[lane].generation - 1; /* handles are set before the first run */
+    omp_set_num_threads(ctx->threads);
     *out = net;
     return 0;
 fail:
+    omp_set_num_threads(ctx->threads);
     dnnl_primitive_desc_destroy(pd);
     net_free(net);
     if (err == CLMR_ENOMEM) return clmr_set_err(errmsg, err, "%s: out of memory", __func__);
     return err;
 }
 
-static int net_get(clmr_infer_t *ctx, int b, net_t **out, char **errmsg)
+static int net_get(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, char **errmsg)
 {
     for (net_t *n = ctx->nets; n; n = n->next)
-        if (n->batch == b) {
+        if (n->batch == b && n->lane == lane && n->nthr == nthr) {
             *out = n;
             return 0;
         }
     net_t *n;
-    int err = net_build(ctx, b, &n, errmsg);
+    int err = net_build(ctx, b, lane, nthr, &n, errmsg);
     if (err) return err;
     n->next = ctx->nets;
     ctx->nets = n;
@@ -413,6 +429,8 @@ clmr_infer_params_t clmr_infer_default_params(void)
     clmr_infer_params_t p = {.max_batch = 8, .threads = 0};
     return p;
 }
+
+static int prepare_batch(clmr_infer_t *ctx, int b, char **errmsg);
 
 /* Sets FTZ/DAZ in every thread of the calling thread's OpenMP team (MXCSR is per thread and
  * oneDNN runs its kernels on those threads); returns the caller's previous MXCSR. */
@@ -435,6 +453,10 @@ int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model, const clmr_in
     ctx->params = params ? *params : clmr_infer_default_params();
     if (ctx->params.max_batch < 1) ctx->params.max_batch = 1;
     if (ctx->params.threads < 0) ctx->params.threads = 0;
+    ctx->threads = ctx->params.threads > 0 ? ctx->params.threads : omp_get_num_procs();
+    ctx->n_lanes = ctx->threads < MAX_LANES ? ctx->threads : MAX_LANES;
+    const char *split = getenv("CLMR_DNNL_SPLIT");
+    ctx->split = ctx->n_lanes > 1 && !(split && strcmp(split, "0") == 0);
     ctx->act_tag = dnnl_format_tag_any;
     const char *lay = getenv("CLMR_DNNL_LAYOUT");
     if (lay && strcmp(lay, "nwc") == 0) ctx->act_tag = dnnl_nwc;
@@ -442,7 +464,9 @@ int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model, const clmr_in
     if (lay && strcmp(lay, "blocked") == 0) ctx->act_tag = dnnl_nCw16c;
 
     DNNL_TRY(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0));
-    DNNL_TRY(dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags));
+    for (int i = 0; i < ctx->n_lanes; i++)
+        DNNL_TRY(dnnl_stream_create(&ctx->lane[i].stream, ctx->engine, dnnl_stream_default_flags));
+    ctx->stream = ctx->lane[0].stream;
     dnnl_post_ops_t po = NULL;
     DNNL_TRY(dnnl_primitive_attr_create(&ctx->attr_plain));
     DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(ctx->attr_plain, dnnl_scratchpad_mode_user));
@@ -454,10 +478,10 @@ int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model, const clmr_in
     dnnl_post_ops_destroy(po);
     DNNL_TRY(st);
 
-    /* oneDNN sizes its blocking for omp_get_max_threads() at creation time. */
-    omp_set_num_threads(ctx_threads(ctx));
-    net_t *n;
-    if ((err = net_get(ctx, ctx->params.max_batch, &n, errmsg))) goto fail;
+    /* Build the nets for max_batch now, so buffers are allocated and pre-faulted at their
+     * largest before the first run. */
+    omp_set_num_threads(ctx->threads);
+    if ((err = prepare_batch(ctx, ctx->params.max_batch, errmsg))) goto fail;
     *out = ctx;
     return 0;
 fail:
@@ -480,34 +504,102 @@ void clmr_infer_close(clmr_infer_t **pctx)
         if (w->owned) free(w->data);
         free(w);
     }
-    for (int i = 0; i < BUF_COUNT; i++) free(ctx->buf[i]);
+    for (int l = 0; l < ctx->n_lanes; l++) {
+        for (int i = 0; i < BUF_COUNT; i++) free(ctx->lane[l].buf[i]);
+        if (ctx->lane[l].stream) dnnl_stream_destroy(ctx->lane[l].stream);
+    }
     dnnl_primitive_attr_destroy(ctx->attr);
     dnnl_primitive_attr_destroy(ctx->attr_plain);
-    if (ctx->stream) dnnl_stream_destroy(ctx->stream);
     if (ctx->engine) dnnl_engine_destroy(ctx->engine);
     free(ctx);
     *pctx = NULL;
 }
 
-/* Executes one batch of b chunks; embeddings land in ctx->buf[BUF_EMB] as (b, D). */
-static int run_batch(clmr_infer_t *ctx, const float *x, int b, char **errmsg)
+/* Executes net on x; its embeddings land in its lane's BUF_EMB as (batch, D). Touches only the
+ * net's lane, so lanes may run concurrently. */
+static int run_net(clmr_infer_t *ctx, net_t *net, const float *x)
 {
-    int err = 0;
-    net_t *net;
-    if ((err = net_get(ctx, b, &net, errmsg))) return err;
-    if (net->generation != ctx->generation) {
+    lane_t *ln = &ctx->lane[net->lane];
+    if (net->generation != ln->generation) {
         for (int i = 0; i < net->n_mems; i++)
-            if (net->mem_buf[i] != BUF_NONE)
-                DNNL_TRY(dnnl_memory_set_data_handle(net->mem[i], ctx->buf[net->mem_buf[i]]));
-        net->generation = ctx->generation;
+            if (net->mem_buf[i] != BUF_NONE &&
+                dnnl_memory_set_data_handle(net->mem[i], ln->buf[net->mem_buf[i]]) != dnnl_success)
+                return CLMR_EDNNL;
+        net->generation = ln->generation;
     }
-    DNNL_TRY(dnnl_memory_set_data_handle(net->in_mem, (void *)x)); /* only read */
+    if (dnnl_memory_set_data_handle(net->in_mem, (void *)x) != dnnl_success) /* only read */
+        return CLMR_EDNNL;
     for (int i = 0; i < net->n_steps; i++)
-        DNNL_TRY(dnnl_primitive_execute(net->step[i].prim, ctx->stream, net->step[i].nargs,
-                                        net->step[i].args));
-    DNNL_TRY(dnnl_stream_wait(ctx->stream));
-fail:
-    return err;
+        if (dnnl_primitive_execute(net->step[i].prim, ln->stream, net->step[i].nargs,
+                                   net->step[i].args) != dnnl_success)
+            return CLMR_EDNNL;
+    return dnnl_stream_wait(ln->stream) == dnnl_success ? 0 : CLMR_EDNNL;
+}
+
+/* How batch b is cut: one intra-op net (n_parts 1, all threads) when it is smaller than the
+ * number of lanes or splitting is off, else one part per lane with sizes differing by at most 1. */
+static int batch_parts(const clmr_infer_t *ctx, int b, int *sizes)
+{
+    if (!ctx->split || b < ctx->n_lanes) {
+        sizes[0] = b;
+        return 1;
+    }
+    for (int i = 0; i < ctx->n_lanes; i++) sizes[i] = b / ctx->n_lanes + (i < b % ctx->n_lanes);
+    return ctx->n_lanes;
+}
+
+/* Builds (once) every net batch b needs; only ever called from the context's own thread. */
+static int prepare_batch(clmr_infer_t *ctx, int b, char **errmsg)
+{
+    int sizes[MAX_LANES], parts = batch_parts(ctx, b, sizes);
+    net_t *net;
+    for (int i = 0; i < parts; i++) {
+        int err = net_get(ctx, sizes[i], i, parts > 1 ? 1 : ctx->threads, &net, errmsg);
+        if (err) return err;
+    }
+    return 0;
+}
+
+/* Runs one batch of b chunks and writes the outputs for it. */
+static int run_batch(clmr_infer_t *ctx, const float *x, int b, float *emb, float *scores)
+{
+    const clmr_samplecnn_config_t *cfg = &ctx->model->cfg;
+    const int D = cfg->embed_dim, T = cfg->n_tags, L = cfg->chunk_samples;
+    int sizes[MAX_LANES], parts = batch_parts(ctx, b, sizes);
+    net_t *nets[MAX_LANES];
+    int err = 0;
+    for (int i = 0; i < parts; i++)
+        if ((err = net_get(ctx, sizes[i], i, parts > 1 ? 1 : ctx->threads, &nets[i], NULL)))
+            return err;
+    int first[MAX_LANES + 1] = {0};
+    for (int i = 0; i < parts; i++) first[i + 1] = first[i] + sizes[i];
+    if (parts == 1) {
+        err = run_net(ctx, nets[0], x);
+    } else {
+        /* One single-threaded lane per OpenMP thread: no barrier between layers, so a thread
+         * that the OS preempts (shared machines) delays only its own part. */
+        int lane_err[MAX_LANES] = {0};
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+        for (int i = 0; i < parts; i++)
+            lane_err[i] = run_net(ctx, nets[i], x + (size_t)first[i] * L);
+        for (int i = 0; i < parts; i++)
+            if (lane_err[i]) err = lane_err[i];
+    }
+    if (err) return err;
+    for (int i = 0; i < parts; i++) {
+        const float *e = ctx->lane[i].buf[BUF_EMB];
+        if (emb) memcpy(emb + (size_t)first[i] * D, e, sizeof(float) * (size_t)sizes[i] * D);
+        if (!scores || T == 0) continue;
+        const clmr_samplecnn_weights_t *w = &ctx->model->w;
+        for (int c = 0; c < sizes[i]; c++)
+            for (int t = 0; t < T; t++) {
+                double acc = w->fc_b[t];
+                const float *wr = w->fc_w + (size_t)t * D, *er = e + (size_t)c * D;
+                for (int d = 0; d < D; d++) acc += (double)wr[d] * er[d];
+                scores[(size_t)(first[i] + c) * T + t] = (float)(1.0 / (1.0 + exp(-acc)));
+            }
+    }
+    return 0;
 }
 
 int clmr_infer_run(clmr_infer_t *ctx, const float *x, int n, float *emb, float *scores)
@@ -515,25 +607,13 @@ int clmr_infer_run(clmr_infer_t *ctx, const float *x, int n, float *emb, float *
     if (!ctx || !x || n < 1) return CLMR_EINVAL;
     const clmr_samplecnn_config_t *cfg = &ctx->model->cfg;
     const int D = cfg->embed_dim, T = cfg->n_tags, L = cfg->chunk_samples;
-    int threads = ctx_threads(ctx);
-    omp_set_num_threads(threads);
-    unsigned mxcsr = set_ftz_daz(threads);
+    omp_set_num_threads(ctx->threads);
+    unsigned mxcsr = set_ftz_daz(ctx->threads);
     int err = 0;
     for (int done = 0; done < n && !err; done += ctx->params.max_batch) {
         int b = n - done < ctx->params.max_batch ? n - done : ctx->params.max_batch;
-        if ((err = run_batch(ctx, x + (size_t)done * L, b, NULL))) break;
-        const float *e = ctx->buf[BUF_EMB];
-        if (emb) memcpy(emb + (size_t)done * D, e, sizeof(float) * (size_t)b * D);
-        if (scores && T > 0) {
-            const clmr_samplecnn_weights_t *w = &ctx->model->w;
-            for (int i = 0; i < b; i++)
-                for (int t = 0; t < T; t++) {
-                    double acc = w->fc_b[t];
-                    const float *wr = w->fc_w + (size_t)t * D, *er = e + (size_t)i * D;
-                    for (int d = 0; d < D; d++) acc += (double)wr[d] * er[d];
-                    scores[(size_t)(done + i) * T + t] = (float)(1.0 / (1.0 + exp(-acc)));
-                }
-        }
+        err = run_batch(ctx, x + (size_t)done * L, b, emb ? emb + (size_t)done * D : NULL,
+                        scores && T > 0 ? scores + (size_t)done * T : NULL);
     }
     _mm_setcsr(mxcsr);
     return err;

@@ -470,10 +470,11 @@ int clmr_store_check(clmr_store_t *s, char **errmsg)
 
 int clmr_store_checkpoint(clmr_store_t *s, char **errmsg)
 {
+    /* PASSIVE: copies what it can without waiting for readers (TRUNCATE/RESTART would block the
+     * writer mutex for up to busy_timeout behind a long reader). Once the whole WAL is copied the
+     * next write restarts it from the beginning and journal_size_limit trims the file. */
     pthread_mutex_lock(&s->wmu);
-    int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    if (rc == SQLITE_BUSY) /* a reader still holds an old snapshot: copy what we can */
-        rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     int ret = rc == SQLITE_OK ? 0 : clmr__db_err(s->writer, rc, "checkpoint", errmsg);
     pthread_mutex_unlock(&s->wmu);
     return ret;

@@ -72,9 +72,32 @@ static int exec_w(clmr_store_t *s, const char *sql, const char *arg, char **errm
     return rc;
 }
 
+static int model_exists(clmr_store_t *s, const char *id, int *exists, char **errmsg)
+{
+    sqlite3_stmt *st;
+    *exists = 0;
+    int rc = clmr__prep(s->writer, "SELECT 1 FROM models WHERE id = ?", &st, errmsg);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW)
+        *exists = 1;
+    else if (src != SQLITE_DONE)
+        rc = clmr__db_err(s->writer, src, "find model", errmsg);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int insert_model(clmr_store_t *s, const clmr_store_model_t *m, int or_ignore, int *created,
                         char **errmsg)
 {
+    int exists = 0;
+    int rc0 = model_exists(s, m->id, &exists, errmsg);
+    if (rc0) return rc0;
+    if (exists) {
+        if (created) *created = 0;
+        return or_ignore ? 0 : clmr_set_err(errmsg, CLMR_EBUSY, "model %s already exists", m->id);
+    }
     if (m->status == CLMR_MODEL_ACTIVE) {
         int rc = exec_w(s,
                         "UPDATE models SET status = 'retired' WHERE status = 'active' AND "
@@ -133,22 +156,11 @@ int clmr_store_model_ensure(clmr_store_t *s, const clmr_store_model_t *m, int *c
 {
     int rc = check_model(m, errmsg);
     if (rc || (rc = clmr__store_wbegin(s, errmsg))) return rc;
-    /* Existence first: an existing model must not demote the active one. */
-    sqlite3_stmt *st;
-    int exists = 0;
-    rc = clmr__prep(s->writer, "SELECT 1 FROM models WHERE id = ?", &st, errmsg);
-    if (!rc) {
-        sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
-        int src = sqlite3_step(st);
-        if (src == SQLITE_ROW)
-            exists = 1;
-        else if (src != SQLITE_DONE)
-            rc = clmr__db_err(s->writer, src, "find model", errmsg);
-        sqlite3_finalize(st);
-    }
-    if (!rc && !exists) rc = insert_model(s, m, 1, NULL, errmsg);
+    /* insert_model checks existence first, so an existing model never demotes the active one. */
+    int made = 0;
+    rc = insert_model(s, m, 1, &made, errmsg);
     rc = clmr__store_wend(s, rc, errmsg);
-    if (!rc && created) *created = !exists;
+    if (!rc && created) *created = made;
     return rc;
 }
 

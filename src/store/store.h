@@ -68,9 +68,10 @@ const char *clmr_store_pool_dir(const clmr_store_t *s);
  * errmsg otherwise. Used by /readyz and tests. */
 int clmr_store_check(clmr_store_t *s, char **errmsg);
 
-/* Runs a WAL checkpoint (TRUNCATE mode, falling back to PASSIVE while readers hold snapshots).
- * The daemon should call it periodically (e.g. every minute) so long readers cannot grow the WAL
- * unboundedly. */
+/* Runs a PASSIVE WAL checkpoint (never waits for readers). SQLite also checkpoints automatically
+ * every ~1000 pages; the daemon may call this periodically (e.g. every minute, from any thread)
+ * so that after a long reader (a training job) finishes, the WAL is copied back promptly. Briefly
+ * takes the writer mutex. */
 int clmr_store_checkpoint(clmr_store_t *s, char **errmsg);
 
 /* --- Explicit write transactions (bulk loads) -------------------------------------------------

@@ -72,7 +72,7 @@ typedef struct clmr_http_req {
     size_t body_len, body_cap, body_limit;
     int too_large;     /* 413 already decided */
     int timed_out;     /* deadline passed during upload */
-    int suspended;
+    int pool;          /* CLMR_POOL_* */
     int done;          /* response prepared (status/body set) */
     /* response */
     unsigned status;
@@ -95,7 +95,13 @@ struct clmr_server {
     clmr_http_model_info_t info;
     clmr_store_t *store;
     clmr_index_t *index;
-    clmr_workers_t *workers;
+    clmr_workers_t *workers;   /* decode + inference, one clmr_infer_t per thread */
+    clmr_workers_t *catalogue; /* catalogue reads and searches, no model context */
+    pthread_t maint;           /* periodic WAL checkpoints */
+    int maint_started;
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    int maint_stop;
     clmr_http_metrics_t metrics;
     atomic_int inflight;
     atomic_int draining;
@@ -127,12 +133,15 @@ char *clmr__metrics_render(clmr_server_t *s, size_t *len);
 const char *clmr__route_name(clmr_route_t r);
 
 /* routes.c */
+/* Where a route runs. */
+enum { CLMR_POOL_INLINE = 0, CLMR_POOL_INFERENCE = 1, CLMR_POOL_CATALOGUE = 2 };
+
 /* Classifies method + path into req->route / req->id; on failure prepares 404/405/400. Sets
- * *heavy when the route runs on the worker pool and *body_limit for its body. Returns 0 when the
- * request may proceed. */
-int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
+ * *pool (CLMR_POOL_*) and *body_limit for the route's body. Returns 0 when the request may
+ * proceed. */
+int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *pool,
                       size_t *body_limit);
-/* Runs a cheap route in the polling thread (prepares the response). */
+/* Runs a route without inference (polling thread or catalogue pool); prepares the response. */
 void clmr__route_inline(clmr_http_req_t *req);
 /* Worker-pool entry point for heavy routes. */
 void clmr__route_job(void *arg, clmr_infer_t *ctx);

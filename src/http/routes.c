@@ -91,14 +91,31 @@ static void sha256_hex(const void *data, size_t n, char out[65])
 
 /* ---------------------------------------------------------------- route table */
 
-int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
+static int route_table(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
+                       size_t *body_limit);
+
+
+int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *pool,
                       size_t *body_limit)
+{
+    int rc = route_table(req, method, url, pool, body_limit);
+    /* Catalogue reads and searches leave the polling thread too: a search over a large index or
+     * a long page must not stall every other connection. */
+    if (rc == 0 && *pool == CLMR_POOL_INLINE &&
+        (req->route == R_TRACKS || req->route == R_TRACK || req->route == R_TRACK_SIM ||
+         req->route == R_SEARCH || req->route == R_MODELS))
+        *pool = CLMR_POOL_CATALOGUE;
+    return rc;
+}
+
+static int route_table(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
+                       size_t *body_limit)
 {
     size_t upload = (size_t)req->srv->cfg.max_upload_bytes;
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     int post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
     const char *allow = NULL;
-    *heavy = 0;
+    *heavy = CLMR_POOL_INLINE;
     *body_limit = 0;
     static const struct {
         const char *path;
@@ -117,7 +134,7 @@ int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url,
     if (!strcmp(url, "/v1/tag") || !strcmp(url, "/v1/similar")) {
         req->route = url[4] == 't' ? R_TAG : R_SIMILAR;
         if (post) {
-            *heavy = 1;
+            *heavy = CLMR_POOL_INFERENCE;
             *body_limit = upload;
             return 0;
         }
@@ -136,7 +153,7 @@ int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url,
     if (!strcmp(url, "/v1/tracks")) {
         req->route = R_TRACKS;
         if (post) {
-            *heavy = 1;
+            *heavy = CLMR_POOL_INFERENCE;
             *body_limit = upload;
             return 0;
         }

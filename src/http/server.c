@@ -14,6 +14,7 @@
 
 #include "clmr/error.h"
 #include "http/http_internal.h"
+#include "store/store.h"
 #include "util/log.h"
 
 #include <arpa/inet.h>
@@ -24,6 +25,9 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+
+#define CATALOGUE_THREADS 2
+#define CHECKPOINT_PERIOD_S 60
 
 double clmr__http_now(void)
 {
@@ -101,6 +105,13 @@ static void job_entry(void *arg, clmr_infer_t *ctx)
     MHD_resume_connection(req->conn);
 }
 
+static void catalogue_entry(void *arg, clmr_infer_t *ctx)
+{
+    clmr_http_req_t *req = arg;
+    clmr__route_inline(req);
+    MHD_resume_connection(req->conn);
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls)
@@ -119,12 +130,12 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         assign_request_id(s, req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"));
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
-        int heavy = 0;
+        int pool = CLMR_POOL_INLINE;
         size_t limit = 0;
-        if (clmr__route_match(req, method, url, &heavy, &limit)) return send_response(req);
+        if (clmr__route_match(req, method, url, &pool, &limit)) return send_response(req);
         req->body_limit = limit;
-        req->suspended = heavy ? 0 : -1; /* -1: inline route */
-        if (heavy && atomic_load(&s->draining)) {
+        req->pool = pool;
+        if (pool != CLMR_POOL_INLINE && atomic_load(&s->draining)) {
             req->retry_after = s->cfg.retry_after_s;
             clmr__http_error(req, 503, "shutting_down", "the service is shutting down");
             return send_response(req);
@@ -194,15 +205,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
     }
     if (req->done) return send_response(req); /* a refused body, or a worker resumed us */
     /* The whole body is here. */
-    if (req->suspended == -1) {
+    if (req->pool == CLMR_POOL_INLINE) {
         clmr__route_inline(req);
         return send_response(req);
     }
     /* Suspend before submitting, so a worker that finishes at once resumes a connection that is
      * already suspended. A refused job is answered by resuming at once with the 503 prepared. */
-    req->suspended = 1;
     MHD_suspend_connection(c);
-    int rc = clmr_workers_submit(s->workers, job_entry, req);
+    int rc = req->pool == CLMR_POOL_INFERENCE ? clmr_workers_submit(s->workers, job_entry, req)
+                                              : clmr_workers_submit(s->catalogue, catalogue_entry, req);
     if (rc) {
         clmr__metrics_rejected(&s->metrics);
         req->retry_after = s->cfg.retry_after_s;
@@ -246,6 +257,28 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     CLMR_LOG_WARN("libmicrohttpd: %s", msg);
 }
 
+/* Periodic passive WAL checkpoints, so the WAL shrinks back soon after a long reader is done. */
+static void *maint_main(void *p)
+{
+    clmr_server_t *s = p;
+    pthread_mutex_lock(&s->maint_mu);
+    while (!s->maint_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += CHECKPOINT_PERIOD_S;
+        pthread_cond_timedwait(&s->maint_cv, &s->maint_mu, &ts);
+        if (s->maint_stop) break;
+        pthread_mutex_unlock(&s->maint_mu);
+        char *msg = NULL;
+        if (clmr_store_checkpoint(s->store, &msg))
+            CLMR_LOG_WARN("WAL checkpoint failed: %s", msg ? msg : "");
+        free(msg);
+        pthread_mutex_lock(&s->maint_mu);
+    }
+    pthread_mutex_unlock(&s->maint_mu);
+    return NULL;
+}
+
 int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errmsg)
 {
     *out = NULL;
@@ -261,6 +294,14 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     if ((rc = clmr_workers_open(&s->workers, s->model, cfg->workers, cfg->inference_threads,
                                 cfg->queue_depth, errmsg)))
         goto fail;
+    /* Every connection has at most one request in flight, so a queue as long as the connection
+     * limit never refuses a catalogue request. */
+    if ((rc = clmr_workers_open(&s->catalogue, NULL, CATALOGUE_THREADS, 0, cfg->connection_limit,
+                                errmsg)))
+        goto fail;
+    pthread_mutex_init(&s->maint_mu, NULL);
+    pthread_cond_init(&s->maint_cv, NULL);
+    if (pthread_create(&s->maint, NULL, maint_main, s) == 0) s->maint_started = 1;
 
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -320,8 +361,22 @@ int clmr_server_shutdown(clmr_server_t **ps, double drain_s)
     }
     /* Workers first: they finish queued jobs and resume their connections, so no connection is
      * left suspended when the daemon stops. */
-    clmr_workers_close(&s->workers);
+    clmr_workers_drain(s->workers);
+    clmr_workers_drain(s->catalogue);
+    if (s->maint_started) {
+        pthread_mutex_lock(&s->maint_mu);
+        s->maint_stop = 1;
+        pthread_cond_signal(&s->maint_cv);
+        pthread_mutex_unlock(&s->maint_mu);
+        pthread_join(s->maint, NULL);
+        pthread_mutex_destroy(&s->maint_mu);
+        pthread_cond_destroy(&s->maint_cv);
+    }
     if (s->daemon) MHD_stop_daemon(s->daemon);
+    /* Freed only now: until MHD_stop_daemon returns, a late request on a kept-alive connection
+     * may still call submit, which a drained pool refuses safely. */
+    clmr_workers_close(&s->workers);
+    clmr_workers_close(&s->catalogue);
     clmr__routes_close(s);
     clmr_http_model_close(&s->model, &s->info);
     clmr__metrics_destroy(&s->metrics);

@@ -125,9 +125,8 @@ int clmr_workers_running(clmr_workers_t *w)
     return n;
 }
 
-void clmr_workers_close(clmr_workers_t **pw)
+void clmr_workers_drain(clmr_workers_t *w)
 {
-    clmr_workers_t *w = pw ? *pw : NULL;
     if (!w) return;
     pthread_mutex_lock(&w->mu);
     w->closing = 1;
@@ -135,8 +134,16 @@ void clmr_workers_close(clmr_workers_t **pw)
     pthread_mutex_unlock(&w->mu);
     for (int i = 0; w->workers && i < w->n; i++) {
         if (w->workers[i].started) pthread_join(w->workers[i].thread, NULL);
-        clmr_infer_close(&w->workers[i].ctx);
+        w->workers[i].started = 0;
     }
+}
+
+void clmr_workers_close(clmr_workers_t **pw)
+{
+    clmr_workers_t *w = pw ? *pw : NULL;
+    if (!w) return;
+    clmr_workers_drain(w);
+    for (int i = 0; w->workers && i < w->n; i++) clmr_infer_close(&w->workers[i].ctx);
     free(w->workers);
     free(w->ring);
     pthread_cond_destroy(&w->cv);

@@ -33,8 +33,13 @@ int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg);
 int clmr_workers_queued(clmr_workers_t *w);
 int clmr_workers_running(clmr_workers_t *w);
 
-/* Runs every queued job to completion, joins the threads, frees the contexts. Accepts NULL and
- * sets *w to NULL. No submit may race with it. */
+/* Stops accepting jobs (later submits return CLMR_ECANCELLED), runs every queued job to
+ * completion and joins the threads. The pool stays valid (submit, queued, running may still be
+ * called) until clmr_workers_close. Accepts NULL. */
+void clmr_workers_drain(clmr_workers_t *w);
+
+/* Drains (see above), frees the contexts and the pool. Accepts NULL and sets *w to NULL. No other
+ * thread may use the pool during or after the call. */
 void clmr_workers_close(clmr_workers_t **w);
 
 #endif

@@ -643,6 +643,15 @@ static int analyze(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, c
     double left = req->deadline - clmr__http_now();
     int rc = clmr_http_analyze(a, ctx, u->audio, u->audio_len, (size_t)s->cfg.max_upload_bytes,
                                s->cfg.max_duration_s, left, &msg);
+    if (rc == CLMR_EAUDIO_TIMEOUT && clmr__http_now() >= req->deadline) {
+        /* The decode was cut short by the request's own deadline (time spent uploading and
+         * queued counts): the server was too slow, not the file too hard. */
+        req->retry_after = s->cfg.retry_after_s;
+        clmr__http_error(req, 503, "deadline_exceeded", "the request deadline of %g s passed while decoding",
+                         s->cfg.request_timeout_s);
+        free(msg);
+        return -1;
+    }
     if (rc) {
         if (clmr__http_status_for(rc) >= 500)
             CLMR_RLOG_ERROR(req->request_id, "analysis: %s (%s)", clmr_strerror(rc), msg ? msg : "");

@@ -137,3 +137,17 @@ def test_idle_connection_timeout(make_daemon):
         data = b""
     s.close()
     assert data == b"" and time.time() - t0 < 8
+
+
+def test_deadline_while_queued_or_decoding(make_daemon, slow_song):
+    d = make_daemon("--workers", "1", "--queue-depth", "4", "--request-timeout-s", "0.5")
+    t0 = time.time()
+    with cf.ThreadPoolExecutor(3) as ex:
+        rs = list(ex.map(lambda _: requests.post(d.url("/v1/tag"), data=slow_song, timeout=60), range(3)))
+    codes = [r.status_code for r in rs]
+    assert set(codes) <= {200, 503}, [r.text for r in rs]
+    late = [r for r in rs if r.status_code == 503]
+    assert late, codes  # one worker cannot finish three 10-minute songs within 0.5 s each
+    for r in late:
+        assert error_of(r) == "deadline_exceeded" and "Retry-After" in r.headers
+    assert time.time() - t0 < 20

@@ -104,8 +104,8 @@ static void test_truncated(void)
                 /* what decodes is at most the part kept (+ a codec frame), at least most of it */
                 double full = 10.0 * fracs[f];
                 CHECKF(rc == 0, "%s: %s", what, err ? err : "");
-                CHECKF(a.duration_s <= full + 0.1 && a.duration_s >= full - 1.0, "%s: %.3f s",
-                       what, a.duration_s);
+                CHECKF(a.duration_s <= full + 0.1 && a.duration_s >= full - 1.0, "%s: %.3f s", what,
+                       a.duration_s);
             } else {
                 CHECKF(rc == CLMR_EAUDIO_CORRUPT || rc == CLMR_EAUDIO_NOT_AUDIO, "%s: %s", what,
                        clmr_err_name(rc));
@@ -232,9 +232,8 @@ static void test_lying_wav_headers(void)
     };
     for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
         size_t n;
-        unsigned char *w =
-            wav_bytes(k[i].tag, k[i].ch, k[i].rate, k[i].bits, k[i].align, k[i].dsize, pcm,
-                      sizeof(pcm), &n);
+        unsigned char *w = wav_bytes(k[i].tag, k[i].ch, k[i].rate, k[i].bits, k[i].align,
+                                     k[i].dsize, pcm, sizeof(pcm), &n);
         expect_mem(k[i].what, w, n, NULL, k[i].want);
         free(w);
     }
@@ -436,10 +435,10 @@ static void test_format_policy(void)
     for (int i = 0; i < 8; i++)
         CHECK(!clmr__audio_in_list(pl[i], clmr__audio_format_whitelist()));
     /* error codes used by the decoder are distinct and have stable names */
-    const int codes[] = {CLMR_EAUDIO_EMPTY,     CLMR_EAUDIO_TOO_LARGE, CLMR_EAUDIO_NOT_AUDIO,
+    const int codes[] = {CLMR_EAUDIO_EMPTY,          CLMR_EAUDIO_TOO_LARGE, CLMR_EAUDIO_NOT_AUDIO,
                          CLMR_EAUDIO_FORMAT_REFUSED, CLMR_EAUDIO_NO_STREAM, CLMR_EAUDIO_CODEC,
-                         CLMR_EAUDIO_CORRUPT,   CLMR_EAUDIO_TOO_LONG,  CLMR_EAUDIO_RATE,
-                         CLMR_EAUDIO_CHANNELS,  CLMR_EAUDIO_NONFINITE, CLMR_EAUDIO_NO_SAMPLES,
+                         CLMR_EAUDIO_CORRUPT,        CLMR_EAUDIO_TOO_LONG,  CLMR_EAUDIO_RATE,
+                         CLMR_EAUDIO_CHANNELS,       CLMR_EAUDIO_NONFINITE, CLMR_EAUDIO_NO_SAMPLES,
                          CLMR_EAUDIO_TIMEOUT};
     for (int i = 0; i < 13; i++)
         for (int j = i + 1; j < 13; j++) {

@@ -124,8 +124,8 @@ static void test_identity_exact(void)
 /* Downmix is the mean of the channels: a sine on one channel of two is halved, of six is /6. */
 static void test_downmix_mean(void)
 {
-    CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|0:s=44100:d=3' -c:a pcm_s16le left_only.wav",
-             SINE) == 0);
+    CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|0:s=44100:d=3' -c:a pcm_s16le left_only.wav", SINE) ==
+          0);
     clmr_audio_t a;
     int rc = clmr_audio_decode_file(&a, tpath("left_only.wav"), NULL, NULL);
     CHECK(rc == 0);
@@ -152,8 +152,10 @@ static void test_ten_ms_clip(void)
     CHECKF(a.n_samples >= 219 && a.n_samples <= 222, "n = %zu", a.n_samples);
     clmr_audio_free(&a);
 
-    const char *lossy[][2] = {{"tiny.mp3", "-c:a libmp3lame"}, {"tiny.opus", "-c:a libopus"},
-                              {"tiny.m4a", "-c:a aac"}, {"tiny.ogg", "-c:a libvorbis"}};
+    const char *lossy[][2] = {{"tiny.mp3", "-c:a libmp3lame"},
+                              {"tiny.opus", "-c:a libopus"},
+                              {"tiny.m4a", "-c:a aac"},
+                              {"tiny.ogg", "-c:a libvorbis"}};
     for (int i = 0; i < 4; i++) {
         gen_sine(lossy[i][0], lossy[i][1], 44100, 2, 0.01);
         char *err = NULL;

@@ -437,7 +437,8 @@ static int decode_packet(dec_t *d, const AVPacket *pkt)
         char buf[128];
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
                             "the %s audio is mostly undecodable (%ld damaged packets; %s)",
-                            d->codec->name, d->bad_packets, ff_detail(0, buf, sizeof(buf)));
+                            d->codec->name, d->bad_packets,
+                            ff_detail(AVERROR_INVALIDDATA, buf, sizeof(buf)));
     }
     return 0;
 }

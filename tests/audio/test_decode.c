@@ -41,6 +41,11 @@ static const fmt_case_t k_cases[] = {
     {"a.au", "-c:a pcm_s16be", 44100, 2, "au", "pcm_s16be", 0},
     {"a.wv", "-c:a wavpack", 44100, 2, "wv", "wavpack", 0},
     {"a_alac.m4a", "-c:a alac", 44100, 2, "mp4", "alac", 0},
+    {"a.aac", "-c:a aac -b:a 192k -f adts", 44100, 2, "aac", "aac", 1},
+    {"flac.oga", "-c:a flac -f ogg", 44100, 2, "ogg", "flac", 0},
+    {"mp3_in.mp4", "-c:a libmp3lame -b:a 192k", 44100, 2, "mp4", "mp3float", 1},
+    {"ima.wav", "-c:a adpcm_ima_wav", 44100, 2, "wav", "adpcm_ima_wav", 1},
+    {"alaw_8k.wav", "-c:a pcm_alaw", 8000, 1, "wav", "pcm_alaw", 1},
 };
 
 #define SINE "0.5*sin(2*PI*440*t)"

@@ -272,8 +272,14 @@ static int fail_ff(dec_t *d, int ffret, const char *what)
     if (d->src.timed_out || ffret == AVERROR_EXIT)
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_TIMEOUT,
                             "decoding took longer than the %g s deadline", d->p.deadline_s);
+    /* FFmpeg allocates what the file's size fields ask for (capped at 2 GiB); on untrusted input a
+     * failed allocation there almost always means a corrupt size, not a full machine. Our own
+     * allocations report CLMR_ENOMEM directly. */
     if (ffret == AVERROR(ENOMEM))
-        return clmr_set_err(d->errmsg, CLMR_ENOMEM, "out of memory while %s", what);
+        return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
+                            "the audio data is invalid: FFmpeg could not allocate memory while %s "
+                            "(a size field is probably corrupt)",
+                            what);
     return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
                         "corrupt or truncated audio: %s failed (%s)", what,
                         ff_detail(ffret, buf, sizeof(buf)));
@@ -406,6 +412,7 @@ static int process_frame(dec_t *d, const AVFrame *f)
     return commit(d, (size_t)got);
 }
 
+/* Errors that end the decode instead of skipping one damaged packet. */
 static int is_fatal(int ffret)
 {
     return ffret == AVERROR(ENOMEM) || ffret == AVERROR_EXIT;

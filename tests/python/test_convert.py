@@ -120,6 +120,13 @@ def test_plain_state_dict_with_fc(tmp_path):
     run_convert(tmp_path, "--encoder", str(tmp_path / "sup.pt"), "--out", out)
     info = check_model(out, m)
     assert info["tags"][0] == "guitar" and info["tags"][-1] == "choral"
+    # official names: the file loads back into the PyTorch network with strict=True
+    tensors, _ = safetensors_io.read(out)
+    back = ref.SampleCNN(WIDTHS, 50)
+    back.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=True)
+    x = torch.from_numpy(ref.music_like(1, back.chunk, seed=1))
+    with torch.no_grad():
+        assert torch.equal(back.eval()(x), m(x))
     assert info["param_count"] == sum(v.numel() for k, v in m.state_dict().items()
                                       if not k.endswith("num_batches_tracked"))
 

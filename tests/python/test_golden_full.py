@@ -8,6 +8,7 @@ $CLMRD_BUILD/tests/nn/golden_check) compares every C path with them. Tolerance: 
 |c - torch| / max(1, |torch|) <= 1e-4 (see golden_check.c). A second case shows the check fails
 when the expectation is off.
 """
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def test_official_width_reference_forward(tmp_path):
     # torch's own float32 forward here (float64 convolutions are 10x slower on this machine): its
     # rounding (~1e-6) adds to the C side's, both far inside the tolerance
     mpath, ipath, epath = write_case(tmp_path, model, x, "official-random", torch.float32)
+    info = json.loads(subprocess.run([os.path.join(BUILD, "clmrd"), "inspect", "--json", mpath],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["param_count"] == 2394162 and info["widths"] == ref.OFFICIAL_WIDTHS
     p = run_check(mpath, ipath, epath)
     print(p.stdout, p.stderr)
     assert p.returncode == 0, p.stdout + p.stderr

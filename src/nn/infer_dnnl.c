@@ -1,12 +1,12 @@
 /* infer_dnnl.c - SampleCNN inference on oneDNN (fp32, CPU): clmr_infer_* from clmr/model.h.
  *
- * DESIGN: shaped like oneDNN's cpu_cnn_training_f32 example. For each distinct batch size a
- * "net" is built once and cached in the context: an array of {primitive, args} steps
+ * DESIGN: shaped like oneDNN's cpu_cnn_training_f32 example. For each distinct batch size (and
+ * lane) a "net" is built once and cached in the context: an array of {primitive, args} steps
  *   [reorder ncw->conv layout] conv+bias+ReLU(post-op) [pool max 3/3] ... conv+ReLU reorder->plain
  * where every convolution and pooling is described with format_tag_any and a reorder is added only
  * where the layout oneDNN chose differs from what the previous step produced. Each convolution uses
- * the model's BatchNorm-folded weights (m->fold_w/fold_b), so eval-mode BN costs nothing. Weights are
- * reordered into the chosen layout once per context (shared between nets whose layouts match);
+ * the model's BatchNorm-folded weights (m->fold_w/fold_b), so eval-mode BN costs nothing. Weights
+ * are reordered into the chosen layout once per context (shared between nets whose layouts match);
  * when the chosen layout is the plain (OC, IC, K) one, the model's own array is used directly.
  * Activations ping-pong between two buffers and all primitives share one user-mode scratchpad; the
  * buffers are allocated for max_batch at open (the max_batch net is built first), pre-faulted
@@ -14,14 +14,19 @@
  * re-pointed - if a later batch size's layout happens to need more. The 512x50 head and the
  * sigmoid are plain C (25k MACs per chunk: a primitive would cost more than it saves).
  *
- * Threads: Debian's oneDNN uses OpenMP. clmr_infer_run sets the calling thread's OpenMP thread count
- * (omp_set_num_threads, a per-thread setting) to the context's before building or executing, and
- * sets flush-to-zero / denormals-are-zero in the MXCSR of every thread of that OpenMP team (the
- * calling thread's own MXCSR is restored on return). The model is only read, so any number of
- * threads may run their own contexts on one model.
+ * Threads: Debian's oneDNN uses OpenMP. clmr_infer_run sets the calling thread's OpenMP thread
+ * count (omp_set_num_threads, a per-thread setting) to the context's before building or executing,
+ * and sets flush-to-zero / denormals-are-zero in the MXCSR of every thread of that OpenMP team (the
+ * calling thread's own MXCSR is restored on return). With T > 1 threads, a batch of at least T
+ * chunks is split into T "lanes": single-threaded nets with their own buffers and stream, run by
+ * one thread each in an omp parallel region, so no barrier ends every layer and a preempted
+ * thread (our machines are shared) stalls only its own lane. Smaller batches run one intra-op net
+ * on all T threads. The model is only read, so any number of threads may run their own contexts
+ * on one model.
  *
- * Tuning knob (benchmarks): CLMR_DNNL_LAYOUT=nwc|ncw|blocked|any (default any) forces the
- * activation layout of every convolution instead of letting oneDNN choose.
+ * Tuning knobs (benchmarks): CLMR_DNNL_LAYOUT=nwc|ncw|blocked|any (default any) forces the
+ * activation layout of every convolution instead of letting oneDNN choose; CLMR_DNNL_SPLIT=0
+ * turns the lanes off (one intra-op net for every batch).
  */
 #include "nn/infer_internal.h"
 #include "nn/model_internal.h"
@@ -53,8 +58,8 @@ typedef struct {
 
 typedef struct net {
     int batch;
-    int lane;  /* which lane's buffers and stream it uses */
-    int nthr;  /* OpenMP threads it was built for: the context's, or 1 for a split lane */
+    int lane; /* which lane's buffers and stream it uses */
+    int nthr; /* OpenMP threads it was built for: the context's, or 1 for a split lane */
     int n_steps;
     net_step_t step[NET_MAX_STEPS];
     int n_mems;
@@ -91,7 +96,7 @@ struct clmr_infer {
     int threads;
     int split; /* run batches >= threads as independent single-threaded lanes */
     dnnl_engine_t engine;
-    dnnl_stream_t stream; /* == lane[0].stream, for weight reorders */
+    dnnl_stream_t stream;       /* == lane[0].stream, for weight reorders */
     dnnl_primitive_attr_t attr; /* user scratchpad + ReLU post-op */
     dnnl_primitive_attr_t attr_plain;
     dnnl_format_tag_t act_tag; /* dnnl_format_tag_any unless forced */
@@ -176,8 +181,10 @@ static void step_arg(net_step_t *s, int arg, dnnl_memory_t m)
 static void net_free(net_t *net)
 {
     if (!net) return;
-    for (int i = 0; i < net->n_steps; i++) dnnl_primitive_destroy(net->step[i].prim);
-    for (int i = 0; i < net->n_mems; i++) dnnl_memory_destroy(net->mem[i]);
+    for (int i = 0; i < net->n_steps; i++)
+        dnnl_primitive_destroy(net->step[i].prim);
+    for (int i = 0; i < net->n_mems; i++)
+        dnnl_memory_destroy(net->mem[i]);
     free(net);
 }
 
@@ -334,7 +341,8 @@ static int net_build(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, 
             (err = net_add_mem(net, &bm, &b_md, ctx->engine, ctx->model->fold_b[i], BUF_NONE)) ||
             (err = net_add_mem(net, &dm, &d_md, ctx->engine, DNNL_MEMORY_NONE, dst_buf)))
             goto fail;
-        const dnnl_memory_desc_t *q_sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        const dnnl_memory_desc_t *q_sp =
+            dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
         if ((err = net_add_mem(net, &sm, q_sp, ctx->engine, DNNL_MEMORY_NONE, BUF_SCRATCH)))
             goto fail;
         net_step_t *s = net_add_step(net, i);
@@ -357,9 +365,8 @@ static int net_build(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, 
             dnnl_dims_t p_d = {b, l->out_ch, l->out_len}, k = {l->pool}, ps = {l->pool}, p0 = {0};
             DNNL_TRY(dnnl_memory_desc_init_by_tag(&p_dst, 3, p_d, dnnl_f32, dnnl_format_tag_any));
             dnnl_pooling_desc_t pdsc;
-            DNNL_TRY(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_inference,
-                                                    dnnl_pooling_max, &cur_md, &p_dst, ps, k, p0,
-                                                    p0));
+            DNNL_TRY(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_inference, dnnl_pooling_max,
+                                                    &cur_md, &p_dst, ps, k, p0, p0));
             DNNL_TRY(dnnl_primitive_desc_create(&pd, &pdsc, ctx->attr_plain, ctx->engine, NULL));
             need_max(&need[BUF_SCRATCH], pd_scratch(pd));
             dnnl_memory_desc_t pq = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -442,8 +449,8 @@ static unsigned set_ftz_daz(int threads)
     return old;
 }
 
-int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model, const clmr_infer_params_t *params,
-                    char **errmsg)
+int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model,
+                    const clmr_infer_params_t *params, char **errmsg)
 {
     int err = 0;
     *out = NULL;
@@ -505,7 +512,8 @@ void clmr_infer_close(clmr_infer_t **pctx)
         free(w);
     }
     for (int l = 0; l < ctx->n_lanes; l++) {
-        for (int i = 0; i < BUF_COUNT; i++) free(ctx->lane[l].buf[i]);
+        for (int i = 0; i < BUF_COUNT; i++)
+            free(ctx->lane[l].buf[i]);
         if (ctx->lane[l].stream) dnnl_stream_destroy(ctx->lane[l].stream);
     }
     dnnl_primitive_attr_destroy(ctx->attr);
@@ -544,7 +552,8 @@ static int batch_parts(const clmr_infer_t *ctx, int b, int *sizes)
         sizes[0] = b;
         return 1;
     }
-    for (int i = 0; i < ctx->n_lanes; i++) sizes[i] = b / ctx->n_lanes + (i < b % ctx->n_lanes);
+    for (int i = 0; i < ctx->n_lanes; i++)
+        sizes[i] = b / ctx->n_lanes + (i < b % ctx->n_lanes);
     return ctx->n_lanes;
 }
 
@@ -572,7 +581,8 @@ static int run_batch(clmr_infer_t *ctx, const float *x, int b, float *emb, float
         if ((err = net_get(ctx, sizes[i], i, parts > 1 ? 1 : ctx->threads, &nets[i], NULL)))
             return err;
     int first[MAX_LANES + 1] = {0};
-    for (int i = 0; i < parts; i++) first[i + 1] = first[i] + sizes[i];
+    for (int i = 0; i < parts; i++)
+        first[i + 1] = first[i] + sizes[i];
     if (parts == 1) {
         err = run_net(ctx, nets[0], x);
     } else {
@@ -595,7 +605,8 @@ static int run_batch(clmr_infer_t *ctx, const float *x, int b, float *emb, float
             for (int t = 0; t < T; t++) {
                 double acc = w->fc_b[t];
                 const float *wr = w->fc_w + (size_t)t * D, *er = e + (size_t)c * D;
-                for (int d = 0; d < D; d++) acc += (double)wr[d] * er[d];
+                for (int d = 0; d < D; d++)
+                    acc += (double)wr[d] * er[d];
                 scores[(size_t)(first[i] + c) * T + t] = (float)(1.0 / (1.0 + exp(-acc)));
             }
     }

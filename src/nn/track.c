@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 void clmr_track_free(clmr_track_t *t)
 {
     if (!t) return;
@@ -64,9 +63,11 @@ int clmr_track_analyze(clmr_track_t *out, clmr_infer_t *ctx, const float *sample
     }
     if ((err = clmr_infer_run(ctx, x, (int)nc, out->chunk_emb, out->chunk_scores))) goto done;
 
-    for (int d = 0; d < D; d++) acc[d] = 0;
+    for (int d = 0; d < D; d++)
+        acc[d] = 0;
     for (size_t c = 0; c < nc; c++)
-        for (int d = 0; d < D; d++) acc[d] += out->chunk_emb[c * D + d];
+        for (int d = 0; d < D; d++)
+            acc[d] += out->chunk_emb[c * D + d];
     double norm = 0;
     for (int d = 0; d < D; d++) {
         acc[d] /= (double)nc;
@@ -74,12 +75,16 @@ int clmr_track_analyze(clmr_track_t *out, clmr_infer_t *ctx, const float *sample
     }
     norm = sqrt(norm);
     /* An all-zero mean (e.g. every ReLU dead on silence) stays zero rather than dividing by 0. */
-    for (int d = 0; d < D; d++) out->emb[d] = norm > 0 ? (float)(acc[d] / norm) : 0.0f;
+    for (int d = 0; d < D; d++)
+        out->emb[d] = norm > 0 ? (float)(acc[d] / norm) : 0.0f;
 
-    for (int t = 0; t < T; t++) acc[t] = 0;
+    for (int t = 0; t < T; t++)
+        acc[t] = 0;
     for (size_t c = 0; c < nc && T > 0; c++)
-        for (int t = 0; t < T; t++) acc[t] += out->chunk_scores[c * T + t];
-    for (int t = 0; t < T; t++) out->scores[t] = (float)(acc[t] / (double)nc);
+        for (int t = 0; t < T; t++)
+            acc[t] += out->chunk_scores[c * T + t];
+    for (int t = 0; t < T; t++)
+        out->scores[t] = (float)(acc[t] / (double)nc);
 done:
     free(padded);
     free(acc);

@@ -2,9 +2,9 @@
  * reference forward and hand computations.
  *
  * DESIGN: random full-depth (11-layer, 59,049-sample) models with small widths are built in memory,
- * with non-trivial BatchNorm statistics, then folded. The oracle is clmr_ref_samplecnn_forward on the
- * UNFOLDED weights, so the test also covers the folding. Tolerance: max |a - b| / max(1, |b|) <=
- * 1e-4 (fp32 convolutions in a different summation order over 11 layers, against a double-
+ * with non-trivial BatchNorm statistics, then folded. The oracle is clmr_ref_samplecnn_forward on
+ * the UNFOLDED weights, so the test also covers the folding. Tolerance: max |a - b| / max(1, |b|)
+ * <= 1e-4 (fp32 convolutions in a different summation order over 11 layers, against a double-
  * accumulating reference).
  */
 #include "clmr/error.h"
@@ -52,8 +52,10 @@ static clmr_model_t *random_model(int n_layers, const int *widths, int n_tags)
             m->w.bn_var[i][c] = frand(0.3f, 2.0f);
         }
     }
-    for (int j = 0; j < n_tags * cfg.embed_dim; j++) m->w.fc_w[j] = frand(-0.3f, 0.3f);
-    for (int t = 0; t < n_tags; t++) m->w.fc_b[t] = frand(-0.5f, 0.5f);
+    for (int j = 0; j < n_tags * cfg.embed_dim; j++)
+        m->w.fc_w[j] = frand(-0.3f, 0.3f);
+    for (int t = 0; t < n_tags; t++)
+        m->w.fc_b[t] = frand(-0.5f, 0.5f);
     clmr__model_fold_bn(m);
     return m;
 }
@@ -63,7 +65,8 @@ static const int small_widths[12] = {1, 8, 8, 8, 16, 16, 16, 16, 16, 16, 32, 32}
 static float *random_audio(size_t n)
 {
     float *x = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) x[i] = frand(-1.0f, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand(-1.0f, 1.0f);
     return x;
 }
 
@@ -110,7 +113,8 @@ static void test_matches_reference(void)
         CHECKF(ds <= TOL, "n=%d score max rel diff %g", n, ds);
         /* The net does something: embeddings are not all zero. */
         double mag = 0;
-        for (int i = 0; i < n * D; i++) mag += fabs(e[i]);
+        for (int i = 0; i < n * D; i++)
+            mag += fabs(e[i]);
         CHECK(mag > 0);
     }
     /* Outputs are optional. */
@@ -164,7 +168,8 @@ static void *thread_main(void *arg)
     clmr_infer_params_t p = {.max_batch = 3, .threads = 1};
     clmr_infer_t *ctx = NULL;
     j->err = clmr_infer_open(&ctx, j->m, &p, NULL);
-    for (int rep = 0; rep < 3 && !j->err; rep++) j->err = clmr_infer_run(ctx, j->x, j->n, j->emb, j->scores);
+    for (int rep = 0; rep < 3 && !j->err; rep++)
+        j->err = clmr_infer_run(ctx, j->x, j->n, j->emb, j->scores);
     clmr_infer_close(&ctx);
     return NULL;
 }
@@ -178,14 +183,15 @@ static void test_threads_share_model(void)
     if (!m) return;
     const int L = m->cfg.chunk_samples, D = m->cfg.embed_dim;
     float *x = random_audio((size_t)n * L);
-    thread_job_t single = {m, x, n, malloc(sizeof(float) * n * D), malloc(sizeof(float) * n * T), 0};
+    thread_job_t single = {m, x, n, malloc(sizeof(float) * n * D), malloc(sizeof(float) * n * T),
+                           0};
     thread_main(&single);
     CHECK(single.err == 0);
     thread_job_t jobs[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
-        jobs[i] = (thread_job_t){m, x, n, malloc(sizeof(float) * n * D),
-                                 malloc(sizeof(float) * n * T), 0};
+        jobs[i] = (thread_job_t){
+            m, x, n, malloc(sizeof(float) * n * D), malloc(sizeof(float) * n * T), 0};
         CHECK(pthread_create(&th[i], NULL, thread_main, &jobs[i]) == 0);
     }
     for (int i = 0; i < 2; i++) {
@@ -217,7 +223,8 @@ static void check_track(clmr_infer_t *ctx, const clmr_model_t *m, const float *x
     double norm = 0, mean[64];
     for (int d = 0; d < D; d++) {
         mean[d] = 0;
-        for (int c = 0; c < nc; c++) mean[d] += e[c * D + d];
+        for (int c = 0; c < nc; c++)
+            mean[d] += e[c * D + d];
         mean[d] /= nc;
         norm += mean[d] * mean[d];
     }
@@ -234,7 +241,8 @@ static void check_track(clmr_infer_t *ctx, const clmr_model_t *m, const float *x
         CHECK(t_max_rel_diff(tr.chunk_scores, s, (size_t)nc * T) <= 1e-6);
         for (int t = 0; t < T; t++) {
             double ms = 0;
-            for (int c = 0; c < nc; c++) ms += s[c * T + t];
+            for (int c = 0; c < nc; c++)
+                ms += s[c * T + t];
             CHECK_NEAR(tr.scores[t], ms / nc, 1e-6);
         }
     }

@@ -1,10 +1,11 @@
 /* test_infer_golden.c - the oneDNN forward (clmr_infer_run) and track analysis against the PyTorch
- * golden fixtures (tests/golden/make_golden.py: widths 16-32, 50 tags, calibrated BatchNorm, a float64
- * torch forward of four chunks: two music-like, digital silence, a full-scale clipped sine).
+ * golden fixtures (tests/golden/make_golden.py: widths 16-32, 50 tags, calibrated BatchNorm, a
+ * float64 torch forward of four chunks: two music-like, digital silence, a full-scale clipped
+ * sine).
  *
- * Tolerance: max |c - torch| / max(1, |torch|) <= 1e-4, the same as test_golden.c uses for the naive
- * path. Batching is varied (max_batch 1, 3 and 4; 1 and 2 threads) so intra-op nets, split lanes
- * and remainder batches all meet the fixture.
+ * Tolerance: max |c - torch| / max(1, |torch|) <= 1e-4, the same as test_golden.c uses for the
+ * naive path. Batching is varied (max_batch 1, 3 and 4; 1 and 2 threads) so intra-op nets, split
+ * lanes and remainder batches all meet the fixture.
  */
 #include "clmr/error.h"
 #include "clmr/model.h"
@@ -76,10 +77,13 @@ static void test_track_matches_torch(void)
     CHECK(ctx && clmr_track_analyze(&tr, ctx, x, 2 * (size_t)L + 1000) == 0);
     if (ctx && tr.n_chunks == 2) {
         double norm = 0;
-        for (int d = 0; d < D; d++) norm += 0.25 * (we[d] + we[D + d]) * (we[d] + we[D + d]);
+        for (int d = 0; d < D; d++)
+            norm += 0.25 * (we[d] + we[D + d]) * (we[d] + we[D + d]);
         norm = sqrt(norm);
-        for (int d = 0; d < D; d++) CHECK_NEAR(tr.emb[d], 0.5 * (we[d] + we[D + d]) / norm, 1e-4);
-        for (int t = 0; t < T; t++) CHECK_NEAR(tr.scores[t], 0.5 * (ws[t] + ws[T + t]), 1e-4);
+        for (int d = 0; d < D; d++)
+            CHECK_NEAR(tr.emb[d], 0.5 * (we[d] + we[D + d]) / norm, 1e-4);
+        for (int t = 0; t < T; t++)
+            CHECK_NEAR(tr.scores[t], 0.5 * (ws[t] + ws[T + t]), 1e-4);
         clmr_track_free(&tr);
     } else {
         CHECK(0);

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,21 +76,25 @@ __attribute__((target("avx512f"))) static void dot4_avx512(const float *q, const
     out[3] = _mm512_reduce_add_ps(a3);
 }
 
-static int force_scalar;
+static atomic_int force_scalar;
+static atomic_int avx512_cached = -1; /* -1 unknown; idempotent, so racing first calls agree */
 
 static int have_avx512(void)
 {
-    static int cached = -1;
-    if (cached < 0) {
+    int c = atomic_load_explicit(&avx512_cached, memory_order_relaxed);
+    if (c < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        c = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        atomic_store_explicit(&avx512_cached, c, memory_order_relaxed);
     }
-    return cached;
+    return c;
 }
 
 static dot4_fn pick_kernel(void)
 {
-    return (!force_scalar && have_avx512()) ? dot4_avx512 : dot4_scalar;
+    return (!atomic_load_explicit(&force_scalar, memory_order_relaxed) && have_avx512())
+               ? dot4_avx512
+               : dot4_scalar;
 }
 
 const char *clmr_index_kernel_name(void)
@@ -99,7 +104,7 @@ const char *clmr_index_kernel_name(void)
 
 void clmr_index_force_scalar(int on)
 {
-    force_scalar = on;
+    atomic_store_explicit(&force_scalar, on ? 1 : 0, memory_order_relaxed);
 }
 
 /* ---- hash table ---- */

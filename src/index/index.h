@@ -74,7 +74,8 @@ int clmr_index_load(clmr_index_t *idx, clmr_store_t *store, const char *model_id
 /* "avx512" or "scalar": the dot-product kernel chosen at run time. Thread-safe. */
 const char *clmr_index_kernel_name(void);
 
-/* Test hook: force the scalar kernel (1) or automatic choice (0). Not thread-safe with searches. */
+/* Benchmark/test hook: force the scalar kernel (1) or the automatic choice (0), process-wide.
+ * Thread-safe; searches already running finish with the kernel they picked. */
 void clmr_index_force_scalar(int on);
 
 #endif

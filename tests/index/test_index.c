@@ -6,6 +6,7 @@
  * the kernels, so they may differ from the double oracle by a few ulps of the sum; 1e-5 absolute
  * is far above that (dim <= 512: ~512 * 6e-8) and far below the gaps between random neighbours. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "clmr/error.h"
@@ -322,7 +323,7 @@ typedef struct {
     clmr_index_t *x;
     const data_t *d;
     int errors, searches;
-    volatile int *stop;
+    atomic_int *stop;
 } conc_t;
 
 static void *searcher_main(void *arg)
@@ -350,7 +351,7 @@ static void test_concurrent_search_and_write(void)
     CHECK(clmr_index_create(&x, 128, 0) == 0);
     for (int i = 0; i < 100; i++) /* never removed below: searches always find >= 10 rows */
         CHECK(clmr_index_upsert(x, d.ids[i], d.v + (size_t)i * 128) == 0);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     conc_t c[2] = {{x, &d, 0, 0, &stop}, {x, &d, 0, 0, &stop}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)

@@ -84,10 +84,11 @@ static double cpu_s(void)
 
 /* Wall-clock p50/p99/mean per search, and the thread's CPU time per search (mean): on a shared,
  * oversubscribed machine the CPU time shows the cost without the waiting for a core. */
-static void time_searches(clmr_index_t *x, const float *queries, int nq, int scalar, double *p50,
-                          double *p99, double *mean, double *cpu_mean)
+static void time_searches(clmr_index_t *x, const float *queries, int nq, const char *kernel,
+                          int prefilter, double *p50, double *p99, double *mean, double *cpu_mean)
 {
-    clmr_index_force_scalar(scalar);
+    clmr_index_set_kernel(kernel);
+    clmr_index_set_prefilter(prefilter);
     double *t = malloc(sizeof *t * (size_t)nq), sum = 0;
     clmr_index_hit_t hits[10];
     int nh;
@@ -106,7 +107,8 @@ static void time_searches(clmr_index_t *x, const float *queries, int nq, int sca
     *p99 = t[(nq * 99) / 100 < nq ? (nq * 99) / 100 : nq - 1];
     *mean = sum / nq;
     free(t);
-    clmr_index_force_scalar(0);
+    clmr_index_set_kernel("auto");
+    clmr_index_set_prefilter(1);
 }
 
 static int run(long n, int nq, int batch, const char *base)
@@ -175,9 +177,6 @@ static int run(long n, int nq, int batch, const char *base)
     float *q = malloc(sizeof(float) * DIM * (size_t)nq);
     for (long i = 0; i < (long)DIM * nq; i++)
         q[i] = frand();
-    double a50, a99, am, ac, s50, s99, sm, sc;
-    time_searches(x, q, nq, 0, &a50, &a99, &am, &ac);
-    time_searches(x, q, nq, 1, &s50, &s99, &sm, &sc);
     printf("N=%ld dim=%d k=10 queries=%d\n", n, DIM, nq);
     if (start == 0)
         printf("  insert through store: %.2f s (%.0f tracks/s, %d per transaction)\n", t_insert,
@@ -189,11 +188,23 @@ static int run(long n, int nq, int batch, const char *base)
     printf("  index memory: %.0f bytes/track (accounted, capacity %zu B), RSS +%.0f bytes/track\n",
            (double)clmr_index_memory(x) / (double)n, clmr_index_memory(x),
            (double)(rss1 - rss0) * 1024.0 / (double)n);
-    printf("  search %-6s p50 %.3f ms  p99 %.3f ms  mean %.3f ms  cpu/search %.3f ms\n",
-           clmr_index_kernel_name(), a50, a99, am, ac);
-    printf("  search scalar p50 %.3f ms  p99 %.3f ms  mean %.3f ms  cpu/search %.3f ms"
-           "  (scalar/auto p50 = %.2f)\n",
-           s50, s99, sm, sc, s50 / a50);
+    /* Every kernel this CPU runs, with and without the int8 prefilter, side by side. */
+    const char *kernels[3] = {"avx512", "avx2", "scalar"};
+    double base_cpu = 0;
+    for (int kk = 0; kk < 3; kk++) {
+        if (clmr_index_set_kernel(kernels[kk]) != 0) continue;
+        for (int pf = 1; pf >= 0; pf--) {
+            if (kk == 2 && pf) continue; /* scalar has no prefilter */
+            double p50, p99, mean, cpu;
+            time_searches(x, q, nq, kernels[kk], pf, &p50, &p99, &mean, &cpu);
+            if (base_cpu == 0) base_cpu = cpu;
+            printf("  search %-6s %-14s p50 %8.3f ms  p99 %8.3f ms  mean %8.3f ms  cpu/search "
+                   "%7.3f ms (x%.2f)\n",
+                   kernels[kk], pf ? "int8+rescore" : "full fp32", p50, p99, mean, cpu,
+                   cpu / base_cpu);
+        }
+    }
+    clmr_index_set_kernel("auto");
     fflush(stdout);
     free(q);
     free(emb);

@@ -16,9 +16,11 @@
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "clmr/error.h"
 
@@ -27,7 +29,10 @@
 struct clmr_index {
     int dim;
     size_t stride; /* floats per row: dim rounded up to 16 */
-    float *mat;    /* cap * stride floats, 64-byte aligned */
+    float *mat;    /* cap * stride floats, 64-byte aligned: the exact vectors */
+    int8_t *codes; /* cap * stride: mat quantised per row (mat ~ qscale * codes) */
+    float *qscale; /* cap: per-row quantisation scale */
+    float *qbound; /* cap: bound on |exact fp32 score - approximate int8 score| for unit q */
     char *ids;     /* cap * ID_W bytes */
     size_t n, cap;
     uint32_t *slots; /* hash table: row + 1, 0 = empty */
@@ -74,31 +79,149 @@ __attribute__((target("avx512f"))) static void dot4_avx512(const float *q, const
     out[3] = _mm512_reduce_add_ps(a3);
 }
 
-static int force_scalar;
+/* Approximate scores against the int8 codes: out[j] = sum_i q[i] * codes_j[i] (unscaled). */
+typedef void (*qdot4_fn)(const float *q, const int8_t *r0, size_t stride, size_t len,
+                         float out[4]);
 
-static int have_avx512(void)
+__attribute__((target("avx512f"))) static inline __m512 load_i8_ps(const int8_t *p)
 {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return cached;
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
 
-static dot4_fn pick_kernel(void)
+__attribute__((target("avx512f"))) static void qdot4_avx512(const float *q, const int8_t *r,
+                                                            size_t stride, size_t len,
+                                                            float out[4])
 {
-    return (!force_scalar && have_avx512()) ? dot4_avx512 : dot4_scalar;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+           a3 = _mm512_setzero_ps();
+    const int8_t *r0 = r, *r1 = r + stride, *r2 = r + 2 * stride, *r3 = r + 3 * stride;
+    for (size_t i = 0; i < len; i += 16) {
+        __m512 qv = _mm512_load_ps(q + i);
+        a0 = _mm512_fmadd_ps(qv, load_i8_ps(r0 + i), a0);
+        a1 = _mm512_fmadd_ps(qv, load_i8_ps(r1 + i), a1);
+        a2 = _mm512_fmadd_ps(qv, load_i8_ps(r2 + i), a2);
+        a3 = _mm512_fmadd_ps(qv, load_i8_ps(r3 + i), a3);
+    }
+    out[0] = _mm512_reduce_add_ps(a0);
+    out[1] = _mm512_reduce_add_ps(a1);
+    out[2] = _mm512_reduce_add_ps(a2);
+    out[3] = _mm512_reduce_add_ps(a3);
+}
+
+/* AVX2 + FMA twins (most x86-64 CPUs without AVX-512): 8 lanes, same structure. */
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 sh = _mm_movehdup_ps(s);
+    s = _mm_add_ps(s, sh);
+    sh = _mm_movehl_ps(sh, s);
+    return _mm_cvtss_f32(_mm_add_ss(s, sh));
+}
+
+__attribute__((target("avx2,fma"))) static void dot4_avx2(const float *q, const float *r,
+                                                          size_t stride, size_t len, float out[4])
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+           a3 = _mm256_setzero_ps();
+    const float *r0 = r, *r1 = r + stride, *r2 = r + 2 * stride, *r3 = r + 3 * stride;
+    for (size_t i = 0; i < len; i += 8) {
+        __m256 qv = _mm256_load_ps(q + i);
+        a0 = _mm256_fmadd_ps(qv, _mm256_load_ps(r0 + i), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_load_ps(r1 + i), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_load_ps(r2 + i), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_load_ps(r3 + i), a3);
+    }
+    out[0] = hsum256(a0);
+    out[1] = hsum256(a1);
+    out[2] = hsum256(a2);
+    out[3] = hsum256(a3);
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 load_i8_ps256(const int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+__attribute__((target("avx2,fma"))) static void qdot4_avx2(const float *q, const int8_t *r,
+                                                           size_t stride, size_t len,
+                                                           float out[4])
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+           a3 = _mm256_setzero_ps();
+    const int8_t *r0 = r, *r1 = r + stride, *r2 = r + 2 * stride, *r3 = r + 3 * stride;
+    for (size_t i = 0; i < len; i += 8) {
+        __m256 qv = _mm256_load_ps(q + i);
+        a0 = _mm256_fmadd_ps(qv, load_i8_ps256(r0 + i), a0);
+        a1 = _mm256_fmadd_ps(qv, load_i8_ps256(r1 + i), a1);
+        a2 = _mm256_fmadd_ps(qv, load_i8_ps256(r2 + i), a2);
+        a3 = _mm256_fmadd_ps(qv, load_i8_ps256(r3 + i), a3);
+    }
+    out[0] = hsum256(a0);
+    out[1] = hsum256(a1);
+    out[2] = hsum256(a2);
+    out[3] = hsum256(a3);
+}
+
+/* A kernel set. The scalar set has no int8 kernel: without SIMD the int8->float conversions cost
+ * more than the bandwidth they save (measured), so it always runs the plain fp32 scan. */
+typedef struct {
+    const char *name;
+    dot4_fn dot4;
+    qdot4_fn qdot4; /* NULL: no prefilter */
+} kernel_t;
+
+static const kernel_t KERNELS[] = {
+    {"scalar", dot4_scalar, NULL},
+    {"avx2", dot4_avx2, qdot4_avx2},
+    {"avx512", dot4_avx512, qdot4_avx512},
+};
+
+static atomic_int kernel_override = -1; /* -1 auto, else an index into KERNELS */
+static atomic_int best_kernel = -1;     /* cached CPU check; idempotent, so races agree */
+static atomic_int prefilter = 1;
+
+static int cpu_best(void)
+{
+    int c = atomic_load_explicit(&best_kernel, memory_order_relaxed);
+    if (c < 0) {
+        __builtin_cpu_init();
+        c = __builtin_cpu_supports("avx512f")                                      ? 2
+            : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1
+                                                                                : 0;
+        atomic_store_explicit(&best_kernel, c, memory_order_relaxed);
+    }
+    return c;
+}
+
+static const kernel_t *pick_kernel(void)
+{
+    int o = atomic_load_explicit(&kernel_override, memory_order_relaxed);
+    return &KERNELS[o >= 0 ? o : cpu_best()];
 }
 
 const char *clmr_index_kernel_name(void)
 {
-    return pick_kernel() == dot4_avx512 ? "avx512" : "scalar";
+    return pick_kernel()->name;
 }
 
-void clmr_index_force_scalar(int on)
+int clmr_index_set_kernel(const char *name)
 {
-    force_scalar = on;
+    if (!name || !strcmp(name, "auto")) {
+        atomic_store_explicit(&kernel_override, -1, memory_order_relaxed);
+        return 0;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, KERNELS[i].name)) {
+            if (i > cpu_best()) return CLMR_EINVAL; /* this CPU cannot run it */
+            atomic_store_explicit(&kernel_override, i, memory_order_relaxed);
+            return 0;
+        }
+    return CLMR_EINVAL;
+}
+
+void clmr_index_set_prefilter(int on)
+{
+    atomic_store_explicit(&prefilter, on ? 1 : 0, memory_order_relaxed);
 }
 
 /* ---- hash table ---- */
@@ -162,20 +285,44 @@ static int grow(clmr_index_t *x, size_t want)
     if (ncap < want) ncap = want;
     if (ncap < 64) ncap = 64;
     float *nm = NULL;
-    if (posix_memalign((void **)&nm, 64, ncap * x->stride * sizeof(float))) return CLMR_ENOMEM;
+    size_t bytes = ncap * x->stride * sizeof(float);
+    /* Large matrices: 2 MiB alignment + MADV_HUGEPAGE, so a full scan does not pay a TLB miss
+     * every 4 KiB (transparent huge pages are often in "madvise" mode). */
+    size_t align = bytes >= (8u << 20) ? (2u << 20) : 64;
+    if (posix_memalign((void **)&nm, align, bytes)) return CLMR_ENOMEM;
+    if (align > 64) madvise(nm, bytes, MADV_HUGEPAGE);
+    int8_t *nc = NULL;
+    size_t cbytes = ncap * x->stride;
+    size_t calign = cbytes >= (8u << 20) ? (2u << 20) : 64;
+    if (posix_memalign((void **)&nc, calign, cbytes)) nc = NULL;
+    if (nc && calign > 64) madvise(nc, cbytes, MADV_HUGEPAGE);
     char *ni = malloc(ncap * ID_W);
-    if (!ni) {
+    float *nsc = malloc(ncap * sizeof(float)), *nb = malloc(ncap * sizeof(float));
+    if (!ni || !nc || !nsc || !nb) {
         free(nm);
+        free(nc);
+        free(ni);
+        free(nsc);
+        free(nb);
         return CLMR_ENOMEM;
     }
     if (x->n) {
         memcpy(nm, x->mat, x->n * x->stride * sizeof(float));
+        memcpy(nc, x->codes, x->n * x->stride);
         memcpy(ni, x->ids, x->n * ID_W);
+        memcpy(nsc, x->qscale, x->n * sizeof(float));
+        memcpy(nb, x->qbound, x->n * sizeof(float));
     }
     free(x->mat);
+    free(x->codes);
     free(x->ids);
+    free(x->qscale);
+    free(x->qbound);
     x->mat = nm;
+    x->codes = nc;
     x->ids = ni;
+    x->qscale = nsc;
+    x->qbound = nb;
     x->cap = ncap;
     size_t hcap = 16;
     while (hcap < 2 * ncap)
@@ -213,6 +360,9 @@ void clmr_index_destroy(clmr_index_t **idx)
     clmr_index_t *x = *idx;
     pthread_rwlock_destroy(&x->lock);
     free(x->mat);
+    free(x->codes);
+    free(x->qscale);
+    free(x->qbound);
     free(x->ids);
     free(x->slots);
     free(x);
@@ -235,7 +385,8 @@ size_t clmr_index_size(clmr_index_t *idx)
 size_t clmr_index_memory(clmr_index_t *idx)
 {
     pthread_rwlock_rdlock(&idx->lock);
-    size_t b = sizeof *idx + idx->cap * (idx->stride * sizeof(float) + ID_W) +
+    size_t b = sizeof *idx +
+               idx->cap * (idx->stride * (sizeof(float) + 1) + ID_W + 2 * sizeof(float)) +
                idx->hcap * sizeof(uint32_t);
     pthread_rwlock_unlock(&idx->lock);
     return b;
@@ -258,17 +409,48 @@ static int normalise(const float *v, int dim, size_t stride, float *dst)
     return 0;
 }
 
+/* Float rounding allowance of one dot product of unit vectors of length `stride` accumulated in
+ * float32 (|error| <= n u sum|a_i b_i| <= n u with u = 2^-24), doubled for the two computations
+ * being compared (exact and approximate), with margin for the horizontal reduction. */
+static float rounding_allowance(size_t stride)
+{
+    return (float)(2.5 * (double)(stride + 32) / 16777216.0);
+}
+
+/* Per-row symmetric int8 quantisation of a normalised row and the bound used by the prefilter:
+ * |q.v - scale * q.codes| <= |q| |v - scale codes| = err for any unit q (Cauchy-Schwarz), plus
+ * the float rounding of both dot products. */
+static void quantise(const float *v, size_t stride, int8_t *codes, float *scale, float *bound)
+{
+    float m = 0;
+    for (size_t i = 0; i < stride; i++)
+        m = fmaxf(m, fabsf(v[i]));
+    double sc = m > 0 ? (double)m / 127.0 : 1.0, err = 0;
+    for (size_t i = 0; i < stride; i++) {
+        long c = lrint((double)v[i] / sc);
+        c = c > 127 ? 127 : c < -127 ? -127 : c;
+        codes[i] = (int8_t)c;
+        double d = (double)v[i] - sc * (double)c;
+        err += d * d;
+    }
+    *scale = (float)sc;
+    /* float(sc) differs from sc by <= 2^-24 relative: |q.(dsc codes)| <= 2^-24 sc |codes| ~ 2^-24 */
+    *bound = (float)(sqrt(err) * 1.001 + 2.0 / 16777216.0) + rounding_allowance(stride);
+}
+
 int clmr_index_upsert(clmr_index_t *x, const char *id, const float *v)
 {
     if (!x || !id || !id[0] || !v || strlen(id) > CLMR_INDEX_ID_MAX) return CLMR_EINVAL;
-    float *tmp = NULL;
-    /* Normalise outside the lock so writers hold it for as short as possible. */
-    if (posix_memalign((void **)&tmp, 64, x->stride * sizeof(float))) return CLMR_ENOMEM;
+    float *tmp = NULL, qs = 0, qb = 0;
+    /* Normalise and quantise outside the lock so writers hold it for as short as possible. */
+    if (posix_memalign((void **)&tmp, 64, x->stride * (sizeof(float) + 1))) return CLMR_ENOMEM;
+    int8_t *codes = (int8_t *)(tmp + x->stride);
     int rc = normalise(v, x->dim, x->stride, tmp);
     if (rc) {
         free(tmp);
         return rc;
     }
+    quantise(tmp, x->stride, codes, &qs, &qb);
     pthread_rwlock_wrlock(&x->lock);
     size_t slot = find_slot(x, id);
     size_t row;
@@ -286,6 +468,9 @@ int clmr_index_upsert(clmr_index_t *x, const char *id, const float *v)
         x->slots[slot] = (uint32_t)(row + 1);
     }
     memcpy(x->mat + row * x->stride, tmp, x->stride * sizeof(float));
+    memcpy(x->codes + row * x->stride, codes, x->stride);
+    x->qscale[row] = qs;
+    x->qbound[row] = qb;
 out:
     pthread_rwlock_unlock(&x->lock);
     free(tmp);
@@ -308,6 +493,9 @@ int clmr_index_remove(clmr_index_t *x, const char *id)
         /* Move the last row into the hole and repoint its slot. */
         size_t ls = find_slot(x, row_id(x, last));
         memcpy(x->mat + row * x->stride, x->mat + last * x->stride, x->stride * sizeof(float));
+        memcpy(x->codes + row * x->stride, x->codes + last * x->stride, x->stride);
+        x->qscale[row] = x->qscale[last];
+        x->qbound[row] = x->qbound[last];
         memcpy(x->ids + row * ID_W, x->ids + last * ID_W, ID_W);
         x->slots[ls] = (uint32_t)(row + 1);
     }
@@ -382,6 +570,72 @@ static inline void offer(const clmr_index_t *x, cand_t *h, int *hn, int k, cand_
     }
 }
 
+/* Min-heap of floats (the k best lower bounds seen so far). */
+static void fheap_offer(float *h, int *hn, int k, float v)
+{
+    int i;
+    if (*hn < k) {
+        i = (*hn)++;
+        h[i] = v;
+        while (i > 0 && h[(i - 1) / 2] > h[i]) {
+            float t = h[i];
+            h[i] = h[(i - 1) / 2];
+            h[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (v <= h[0]) return;
+    h[0] = v;
+    for (i = 0;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && h[l] < h[m]) m = l;
+        if (r < k && h[r] < h[m]) m = r;
+        if (m == i) return;
+        float t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* Exact top-k with an int8 prefilter (caller holds the lock, q normalised and padded).
+ * Pass over the int8 codes (a quarter of the fp32 bytes: the scan is memory-bound) computing
+ * approximate scores a_r with a per-row bound b_r on |exact - a_r|. L = the k-th best lower bound
+ * (a - b) seen so far only grows; a row whose upper bound a + b is below L has k rows certainly
+ * better than it, so it cannot be in the top-k and is skipped. Every other row is re-scored with
+ * the fp32 kernel (bit-identical to the full scan's score) and offered to the exact heap, so the
+ * result equals the full scan's. */
+static int search_prefiltered(const clmr_index_t *x, const float *q, int k, size_t exclude_row,
+                              cand_t *h, int *hn_out)
+{
+    float *lb = malloc((size_t)k * sizeof *lb);
+    if (!lb) return CLMR_ENOMEM;
+    int hn = 0, ln = 0;
+    const kernel_t *kern = pick_kernel();
+    qdot4_fn qdot4 = kern->qdot4;
+    dot4_fn dot4 = kern->dot4;
+    size_t n = x->n, st = x->stride;
+    float a[4], d[4];
+    for (size_t r = 0; r < n; r += 4) {
+        size_t m = n - r < 4 ? n - r : 4;
+        /* Tail: stride 0 re-reads row r (the 4-row kernel must not read past the matrix). */
+        qdot4(q, x->codes + r * st, m == 4 ? st : 0, st, a);
+        for (size_t j = 0; j < m; j++) {
+            size_t row = r + j;
+            if (row == exclude_row) continue;
+            float ap = a[m == 4 ? j : 0] * x->qscale[row], b = x->qbound[row];
+            if (ln == k && ap + b < lb[0]) continue;
+            fheap_offer(lb, &ln, k, ap - b);
+            dot4(q, x->mat + row * st, 0, st, d);
+            offer(x, h, &hn, k, (cand_t){d[0], (uint32_t)row});
+        }
+    }
+    free(lb);
+    *hn_out = hn;
+    return 0;
+}
+
 /* Caller holds the lock (shared). q: stride floats, normalised or not (ranking is the same,
  * scores are divided by |q| by the caller having normalised it). */
 static int search_locked(const clmr_index_t *x, const float *q, int k, size_t exclude_row,
@@ -390,9 +644,18 @@ static int search_locked(const clmr_index_t *x, const float *q, int k, size_t ex
     cand_t *h = malloc((size_t)k * sizeof *h);
     if (!h) return CLMR_ENOMEM;
     int hn = 0;
-    dot4_fn dot4 = pick_kernel();
+    const kernel_t *kern = pick_kernel();
+    dot4_fn dot4 = kern->dot4;
     size_t n = x->n, r = 0;
     float d[4];
+    if (kern->qdot4 && atomic_load_explicit(&prefilter, memory_order_relaxed)) {
+        int rc = search_prefiltered(x, q, k, exclude_row, h, &hn);
+        if (rc) {
+            free(h);
+            return rc;
+        }
+        r = n; /* skip the full scan below */
+    }
     for (; r + 4 <= n; r += 4) {
         dot4(q, x->mat + r * x->stride, x->stride, x->stride, d);
         for (int j = 0; j < 4; j++) {

@@ -2,9 +2,12 @@
  *
  * DESIGN: rows of L2-normalised float vectors in one contiguous matrix (dimension fixed per
  * index, capacity grown geometrically), so cosine similarity is a dot product and a search is one
- * pass over the matrix with a size-k min-heap. Dot products use an AVX-512 kernel when
- * __builtin_cpu_supports("avx512f") says the CPU has it (compiled with a target attribute, so the
- * binary still runs on older CPUs) and a portable scalar loop otherwise. Track ids map to rows
+ * pass over the matrix with a size-k min-heap. That pass is memory-bound, so by default it reads
+ * an int8 copy of each row first (a quarter of the bytes) and re-scores in fp32 only the rows whose
+ * error bound says they could still enter the top-k: the result is exactly the full fp32 scan's.
+ * Dot products use AVX-512 or AVX2+FMA kernels when __builtin_cpu_supports says the CPU has them
+ * (compiled with target attributes, so the binary still runs on older CPUs) and a portable scalar
+ * loop otherwise. Track ids map to rows
  * through an open-addressing hash table; removal moves the last row into the hole. A
  * pthread rwlock lets any number of searches run together while adds/removes take it exclusively.
  * Queries with a non-finite or zero vector are refused (NaN would poison the ordering).
@@ -71,10 +74,17 @@ int clmr_index_get(clmr_index_t *idx, const char *id, float *v);
 int clmr_index_load(clmr_index_t *idx, clmr_store_t *store, const char *model_id, size_t *loaded,
                     char **errmsg);
 
-/* "avx512" or "scalar": the dot-product kernel chosen at run time. Thread-safe. */
+/* "avx512", "avx2" or "scalar": the kernel set in use (chosen at run time from the CPU unless
+ * overridden). Thread-safe. */
 const char *clmr_index_kernel_name(void);
 
-/* Test hook: force the scalar kernel (1) or automatic choice (0). Not thread-safe with searches. */
-void clmr_index_force_scalar(int on);
+/* Benchmark/test hook, process-wide and thread-safe: "auto" (or NULL), "avx512", "avx2" or
+ * "scalar". CLMR_EINVAL for an unknown name or one this CPU cannot run. Searches already running
+ * finish with the kernel they picked. */
+int clmr_index_set_kernel(const char *name);
+
+/* Benchmark/test hook: 1 (default) = exact search through the int8 prefilter where a SIMD kernel
+ * exists (see index.c), 0 = plain full fp32 scan. Both return the same hits. Thread-safe. */
+void clmr_index_set_prefilter(int on);
 
 #endif

@@ -10,6 +10,7 @@
 #define CLMR_STORE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdint.h>
 
@@ -31,9 +32,12 @@ struct clmr_store {
 
     sqlite3 *writer;
     pthread_mutex_t wmu;
-    pthread_t wowner; /* valid while wdepth > 0 */
-    int wdepth;       /* 0: no transaction; 1: BEGIN IMMEDIATE; >1: savepoints */
-    int wdoomed;      /* SQLite rolled the outer transaction back behind our back */
+    /* Address of a thread-local of the thread holding the writer, NULL when free. Atomic because
+     * every writer reads it (relaxed) before taking the mutex to detect "I already hold it"; only
+     * the owner ever stores its own token, so that read can only match for the owner. */
+    _Atomic(const void *) wowner;
+    int wdepth;  /* owner only: 0 none; 1 BEGIN IMMEDIATE; >1 savepoints */
+    int wdoomed; /* owner only: SQLite rolled the outer transaction back behind our back */
 
     sqlite3 **readers;
     int n_readers, n_free;

@@ -6,6 +6,7 @@
  * the kernels, so they may differ from the double oracle by a few ulps of the sum; 1e-5 absolute
  * is far above that (dim <= 512: ~512 * 6e-8) and far below the gaps between random neighbours. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "clmr/error.h"
@@ -106,9 +107,9 @@ static clmr_index_t *build(const data_t *d, size_t cap)
     return x;
 }
 
-static void run_exact(int scalar, int dim)
+static void run_exact(const char *kernel, int dim)
 {
-    clmr_index_force_scalar(scalar);
+    CHECK(clmr_index_set_kernel(kernel) == 0);
     data_t d = make_data(1503, dim, 77 + (uint64_t)dim); /* odd n: exercises the tail rows */
     clmr_index_t *x = build(&d, 1); /* capacity 1: exercises growth */
     CHECK(clmr_index_size(x) == 1503);
@@ -132,24 +133,33 @@ static void run_exact(int scalar, int dim)
     clmr_index_destroy(&x);
     CHECK(x == NULL);
     free_data(&d);
-    clmr_index_force_scalar(0);
+    clmr_index_set_kernel("auto");
 }
 
-static void test_exact_topk_auto_kernel_512(void)
-{
-    printf("# kernel: %s\n", clmr_index_kernel_name());
-    run_exact(0, 512);
-}
+/* Every kernel set this CPU can run; the run says which were covered. */
+static const char *const KERNEL_NAMES[] = {"avx512", "avx2", "scalar"};
 
-static void test_exact_topk_scalar_512(void)
+static void test_exact_topk_every_kernel_512(void)
 {
-    run_exact(1, 512);
+    printf("# auto kernel: %s\n", clmr_index_kernel_name());
+    int ran = 0;
+    for (int i = 0; i < 3; i++) {
+        if (clmr_index_set_kernel(KERNEL_NAMES[i]) != 0) {
+            printf("# kernel %s not supported by this CPU: not covered here\n", KERNEL_NAMES[i]);
+            continue;
+        }
+        run_exact(KERNEL_NAMES[i], 512);
+        ran++;
+    }
+    CHECK(ran >= 1);
+    CHECK(clmr_index_set_kernel("bogus") == CLMR_EINVAL);
 }
 
 static void test_exact_topk_odd_dim(void)
 {
-    run_exact(0, 37); /* not a multiple of 16: padding must stay zero */
-    run_exact(1, 37);
+    for (int i = 0; i < 3; i++) /* 37 is not a multiple of 16: padding must stay zero */
+        if (clmr_index_set_kernel(KERNEL_NAMES[i]) == 0) run_exact(KERNEL_NAMES[i], 37);
+    clmr_index_set_kernel("auto");
 }
 
 static void test_kernels_agree(void)
@@ -158,9 +168,9 @@ static void test_kernels_agree(void)
     clmr_index_t *x = build(&d, 0);
     clmr_index_hit_t a[20], b[20];
     int na, nb;
-    clmr_index_force_scalar(1);
+    CHECK(clmr_index_set_kernel("scalar") == 0);
     CHECK(clmr_index_search(x, d.v, 20, NULL, a, &na) == 0);
-    clmr_index_force_scalar(0);
+    clmr_index_set_kernel("auto");
     CHECK(clmr_index_search(x, d.v, 20, NULL, b, &nb) == 0);
     CHECK(na == 20 && nb == 20);
     for (int i = 0; i < 20 && i < na && i < nb; i++)
@@ -168,6 +178,51 @@ static void test_kernels_agree(void)
     CHECK(na > 0 && strcmp(a[0].id, d.ids[0]) == 0); /* a row is its own best match */
     CHECK_NEAR(a[0].score, 1.0, TOL);
     clmr_index_destroy(&x);
+    free_data(&d);
+}
+
+/* The int8 prefilter must return exactly what the full fp32 scan returns (same kernel for the
+ * re-scored rows, so identical ids AND bit-identical scores), also on clustered data where many
+ * rows sit within the quantisation error of each other. */
+static void prefilter_vs_full(const data_t *d, const float *queries, int nq, int k)
+{
+    clmr_index_t *x = build(d, 0);
+    clmr_index_hit_t *a = malloc(sizeof *a * (size_t)k), *b = malloc(sizeof *b * (size_t)k);
+    for (int kn = 0; kn < 2; kn++) { /* the kernels that have a prefilter */
+        if (clmr_index_set_kernel(KERNEL_NAMES[kn]) != 0) continue;
+        for (int t = 0; t < nq; t++) {
+            int na = -1, nb = -2;
+            clmr_index_set_prefilter(1);
+            CHECK(clmr_index_search(x, queries + (size_t)t * d->dim, k, NULL, a, &na) == 0);
+            clmr_index_set_prefilter(0);
+            CHECK(clmr_index_search(x, queries + (size_t)t * d->dim, k, NULL, b, &nb) == 0);
+            CHECKF(na == nb, "%d vs %d hits", na, nb);
+            for (int i = 0; i < na && i < nb; i++)
+                CHECKF(strcmp(a[i].id, b[i].id) == 0 && a[i].score == b[i].score,
+                       "query %d rank %d: %.8s %.9g vs %.8s %.9g", t, i, a[i].id, a[i].score,
+                       b[i].id, b[i].score);
+        }
+    }
+    clmr_index_set_prefilter(1);
+    clmr_index_set_kernel("auto");
+    free(a);
+    free(b);
+    clmr_index_destroy(&x);
+}
+
+static void test_prefilter_equals_full_scan(void)
+{
+    data_t d = make_data(3001, 512, 31);
+    float q[512 * 10];
+    uint64_t seed = 4;
+    for (int i = 0; i < 512 * 10; i++)
+        q[i] = t_rand(&seed);
+    prefilter_vs_full(&d, q, 10, 10);
+    /* Clustered: 20 centres, rows = centre + 1% noise, queries = centres (dense near-ties). */
+    for (int i = 0; i < d.n; i++)
+        for (int j = 0; j < 512; j++)
+            d.v[(size_t)i * 512 + j] = d.v[(size_t)(i % 20) * 512 + j] + 0.01f * t_rand(&seed);
+    prefilter_vs_full(&d, d.v, 10, 100);
     free_data(&d);
 }
 
@@ -322,7 +377,7 @@ typedef struct {
     clmr_index_t *x;
     const data_t *d;
     int errors, searches;
-    volatile int *stop;
+    atomic_int *stop;
 } conc_t;
 
 static void *searcher_main(void *arg)
@@ -350,7 +405,7 @@ static void test_concurrent_search_and_write(void)
     CHECK(clmr_index_create(&x, 128, 0) == 0);
     for (int i = 0; i < 100; i++) /* never removed below: searches always find >= 10 rows */
         CHECK(clmr_index_upsert(x, d.ids[i], d.v + (size_t)i * 128) == 0);
-    volatile int stop = 0;
+    atomic_int stop = 0;
     conc_t c[2] = {{x, &d, 0, 0, &stop}, {x, &d, 0, 0, &stop}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
@@ -374,10 +429,10 @@ static void test_concurrent_search_and_write(void)
 
 int main(void)
 {
-    RUN_TEST(test_exact_topk_auto_kernel_512);
-    RUN_TEST(test_exact_topk_scalar_512);
+    RUN_TEST(test_exact_topk_every_kernel_512);
     RUN_TEST(test_exact_topk_odd_dim);
     RUN_TEST(test_kernels_agree);
+    RUN_TEST(test_prefilter_equals_full_scan);
     RUN_TEST(test_search_id_remove_update);
     RUN_TEST(test_edge_cases);
     RUN_TEST(test_load_from_store);

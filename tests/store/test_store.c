@@ -4,6 +4,7 @@
  * 8 concurrent writers + readers without SQLITE_BUSY. */
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -676,7 +677,7 @@ typedef struct {
     clmr_store_t *s;
     int thread;
     int errors;
-    volatile int *stop;
+    atomic_int *stop;
     int reads;
     const char *db_path;
 } worker_t;
@@ -765,7 +766,7 @@ static void test_concurrent_writers_and_readers(void)
     char db[4096];
     snprintf(db, sizeof db, "%s/clmrd.sqlite", dir);
     enum { W = 8 };
-    volatile int stop = 0;
+    atomic_int stop = 0;
     worker_t ws[W + 2];
     pthread_t th[W + 2];
     for (int i = 0; i < W + 2; i++) {

@@ -13,8 +13,10 @@
 typedef struct clmr_model clmr_model_t;
 typedef struct clmr_infer clmr_infer_t;
 
-/* Loads and validates a safetensors model (see src/nn/model_load.c for the rules). Returns 0 or a
- * CLMR_EMODEL_* code with *errmsg naming the tensor or key at fault. */
+/* Loads and validates a safetensors model (see src/nn/model_load.c and docs/model-format.md for
+ * the rules). Returns 0 or a CLMR_EMODEL_* code (CLMR_ENOMEM) with *errmsg (malloc'd, caller
+ * frees; may be NULL) naming the file, the tensor or key at fault and the problem; *out is NULL
+ * on failure. On success the caller owns *out (clmr_model_close). Thread-safe: no shared state. */
 int clmr_model_load(clmr_model_t **out, const char *path, char **errmsg);
 
 /* Same from memory; data remains owned by the caller and is not referenced after return. */
@@ -35,6 +37,42 @@ int clmr_model_n_tags(const clmr_model_t *m);
 const char *clmr_model_tag(const clmr_model_t *m, int i);
 /* A metadata value from the file's __metadata__, or NULL. */
 const char *clmr_model_meta(const clmr_model_t *m, const char *key);
+
+/* Introspection (clmrd inspect, /v1/models). Layer i of n_layers has clmr_model_width(m, i) output
+ * channels (0 for an out-of-range i); param_count counts every float parameter (conv, BatchNorm
+ * affine and running statistics, head). */
+int clmr_model_n_layers(const clmr_model_t *m);
+int clmr_model_width(const clmr_model_t *m, int i);
+size_t clmr_model_param_count(const clmr_model_t *m);
+/* Metadata entry i (0 <= i < n_meta) in file order: returns its key and stores its value in *val;
+ * NULL when i is out of range. Pointers stay valid until the entry changes or the model closes. */
+int clmr_model_n_meta(const clmr_model_t *m);
+const char *clmr_model_meta_at(const clmr_model_t *m, int i, const char **val);
+
+/* Editing, for code that builds or trains a model (training, fit-head, tests). A model is only
+ * edited before it is shared with other threads; none of these are thread-safe. Strings are
+ * copied (they remain owned by the caller).
+ *
+ * clmr_model_set_meta sets (val != NULL) or removes (val == NULL) a free-form metadata entry.
+ * The keys format, sample_rate, chunk_samples, name and tags are derived from the model and are
+ * refused here (use set_name/set_tags). Returns 0, CLMR_EINVAL (empty/reserved key, or more than
+ * 64 entries) or CLMR_ENOMEM. */
+int clmr_model_set_meta(clmr_model_t *m, const char *key, const char *val);
+/* Sets the model name (non-empty). Returns 0, CLMR_EINVAL or CLMR_ENOMEM. */
+int clmr_model_set_name(clmr_model_t *m, const char *name);
+/* Sets the head's tag names: n must equal clmr_model_n_tags(m) and the names must be non-empty
+ * and unique. Returns 0, CLMR_EINVAL or CLMR_ENOMEM; on failure the old tags are kept. */
+int clmr_model_set_tags(clmr_model_t *m, const char *const *tags, int n);
+
+/* Writes m to path in the format clmr_model_load reads (official tensor names, num_batches_tracked
+ * written as 0, metadata = every entry of m plus the derived format, sample_rate, chunk_samples,
+ * name and tags), atomically: a temporary file in the same directory is written, fsync'd and
+ * renamed over path, then the directory is fsync'd, so readers see the old file or the complete
+ * new one. The model needs a name, and tags if it has a head. m is not modified (its id stays
+ * that of the file it was loaded from; load the saved file to get the new id). Safe to call
+ * concurrently with inference on m. Returns 0, CLMR_EINVAL (no name or missing tags),
+ * CLMR_ENOMEM or CLMR_EIO with *errmsg naming the path and the failing step. */
+int clmr_model_save(const clmr_model_t *m, const char *path, char **errmsg);
 
 typedef struct {
     int max_batch; /* chunks per oneDNN call, default 8 */

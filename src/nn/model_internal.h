@@ -32,4 +32,9 @@ int clmr__model_alloc(clmr_model_t **out, const clmr_samplecnn_config_t *cfg);
  * s = gamma / sqrt(var + eps); fold_w = w * s; fold_b = (b - mean) * s + beta. */
 void clmr__model_fold_bn(clmr_model_t *m);
 
+/* Sets (or with val == NULL removes) a metadata entry, copying key and val; no checks on reserved
+ * keys (the loader stores the file's metadata verbatim). Returns 0, CLMR_ENOMEM or CLMR_EINVAL
+ * (more than CLMR_MODEL_MAX_META entries). */
+int clmr__model_meta_put(clmr_model_t *m, const char *key, const char *val);
+
 #endif

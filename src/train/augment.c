@@ -246,7 +246,7 @@ int clmr_augment_highpass(clmr_augment_t *a, float *x, size_t n, double cutoff_h
 
 void clmr_augment_delay(float *x, size_t n, double ms, int rate, double volume)
 {
-    size_t d = (size_t)llround(ms * rate / 1000.0);
+    size_t d = (size_t)floor(ms * rate / 1000.0 + 1e-9); /* truncation, as the reference */
     /* Walk backwards so x[i - d] is still the original sample when x[i] is rewritten. */
     for (size_t i = n; i-- > 0;) {
         double delayed = i >= d ? x[i - d] : 0.0;

@@ -113,7 +113,7 @@ void clmr_augment_fir_design(float *h, size_t half, double cutoff_hz, int rate);
 int clmr_augment_lowpass(clmr_augment_t *a, float *x, size_t n, double cutoff_hz);
 int clmr_augment_highpass(clmr_augment_t *a, float *x, size_t n, double cutoff_hz);
 
-/* y[i] = (x[i] + volume * x[i - d]) / 2 with d = round(ms * rate / 1000) and x[i - d] = 0 before
+/* y[i] = (x[i] + volume * x[i - d]) / 2 with d = floor(ms * rate / 1000) and x[i - d] = 0 before
  * the start. */
 void clmr_augment_delay(float *x, size_t n, double ms, int rate, double volume);
 

@@ -9,6 +9,7 @@
  */
 #include "train/loader.h"
 
+#include "clmr/audio.h"
 #include "clmr/error.h"
 #include "train/soxfx.h"
 
@@ -31,6 +32,7 @@ typedef struct {
     char *path;
     uint64_t frames;
     int rate, channels;
+    clmr_audio_t mem; /* whole decoded track when libsndfile cannot read the file, else zeroed */
 } track_t;
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_HELD };
@@ -60,7 +62,8 @@ typedef struct {
 struct clmr_loader {
     clmr_loader_params_t p;
     track_t *tracks;
-    size_t n_tracks, skipped, resampled;
+    size_t n_tracks, skipped, resampled, decoded;
+    size_t decoded_bytes;
     size_t max_need, max_channels;
     slot_t *slots;
     int ring;
@@ -86,6 +89,7 @@ clmr_loader_params_t clmr_loader_default_params(void)
         .same_crop = 0,
         .recursive = 1,
         .skip_bad = 1,
+        .max_decoded_bytes = (size_t)1 << 30,
         .on_skip = NULL,
         .on_skip_ud = NULL,
         .augment = clmr_augment_default_params(),
@@ -111,40 +115,90 @@ static size_t crop_need(const clmr_loader_t *ld, const track_t *t)
 
 /* --- pool scanning --- */
 
+/* Decodes a file libsndfile cannot read with FFmpeg, within the loader's memory budget. When the
+ * file cannot be used *why is set (pointing into buf) and 0 returned; CLMR_ENOMEM is returned. */
+static int decode_track(clmr_loader_t *ld, const char *path, track_t *t, char *buf, size_t bufsz,
+                        const char **why)
+{
+    clmr_audio_params_t ap = clmr_audio_default_params();
+    ap.max_duration_s = 4 * 3600.0; /* local training files, not uploads */
+    char *msg = NULL;
+    int err = clmr_audio_decode_file(&t->mem, path, &ap, &msg);
+    if (err == CLMR_ENOMEM) {
+        free(msg);
+        return err;
+    }
+    if (err) {
+        snprintf(buf, bufsz, "neither libsndfile nor FFmpeg can use it (%s)",
+                 msg ? msg : clmr_strerror(err));
+        *why = buf;
+    } else if (ld->decoded_bytes + t->mem.n_samples * sizeof(float) > ld->p.max_decoded_bytes) {
+        snprintf(buf, bufsz,
+                 "libsndfile cannot read it and its decoded audio would pass the "
+                 "max_decoded_bytes budget (convert it to FLAC)");
+        *why = buf;
+        clmr_audio_free(&t->mem);
+        memset(&t->mem, 0, sizeof t->mem);
+    } else {
+        ld->decoded_bytes += t->mem.n_samples * sizeof(float);
+        t->frames = t->mem.n_samples;
+        t->rate = CLMR_SAMPLE_RATE;
+        t->channels = 1;
+    }
+    free(msg);
+    return 0;
+}
+
 static int add_track(clmr_loader_t *ld, const char *path, char **errmsg)
 {
     SF_INFO info;
     memset(&info, 0, sizeof info);
     const char *why = NULL;
-    char buf[256];
+    char buf[512];
+    track_t *t = &ld->tracks[ld->n_tracks];
+    memset(t, 0, sizeof *t);
     SNDFILE *f = sf_open(path, SFM_READ, &info);
-    if (!f) {
-        snprintf(buf, sizeof buf, "libsndfile cannot read it (%s)", sf_strerror(NULL));
-        why = buf;
+    if (f) sf_close(f);
+    if (!f || !info.seekable) {
+        if (ld->p.max_decoded_bytes > 0) {
+            int err = decode_track(ld, path, t, buf, sizeof buf, &why);
+            if (err) return clmr_set_err(errmsg, err, "%s: out of memory while decoding", path);
+        } else {
+            snprintf(buf, sizeof buf, "libsndfile cannot read it (%s)",
+                     f ? "format is not seekable" : sf_strerror(NULL));
+            why = buf;
+        }
     } else {
-        sf_close(f);
-        if (info.frames <= 0)
+        t->frames = info.frames > 0 ? (uint64_t)info.frames : 0;
+        t->rate = info.samplerate;
+        t->channels = info.channels;
+    }
+    if (!why) {
+        if (t->frames == 0)
             why = "no audio frames";
-        else if (info.samplerate < 8000 || info.samplerate > 192000)
+        else if (t->rate < 8000 || t->rate > 192000)
             why = "sample rate outside 8000..192000 Hz";
-        else if (info.channels < 1 || info.channels > 8)
+        else if (t->channels < 1 || t->channels > 8)
             why = "channel count outside 1..8";
-        else if (!info.seekable)
-            why = "format is not seekable (convert it to FLAC)";
     }
     if (why) {
+        if (t->mem.samples) {
+            ld->decoded_bytes -= t->mem.n_samples * sizeof(float);
+            clmr_audio_free(&t->mem);
+            memset(&t->mem, 0, sizeof t->mem);
+        }
         if (!ld->p.skip_bad) return clmr_set_err(errmsg, CLMR_EINVAL, "%s: %s", path, why);
         ld->skipped++;
         if (ld->p.on_skip) ld->p.on_skip(ld->p.on_skip_ud, path, why);
         return 0;
     }
-    track_t *t = &ld->tracks[ld->n_tracks];
     t->path = strdup(path);
-    if (!t->path) return clmr_set_err(errmsg, CLMR_ENOMEM, "out of memory");
-    t->frames = (uint64_t)info.frames;
-    t->rate = info.samplerate;
-    t->channels = info.channels;
+    if (!t->path) {
+        clmr_audio_free(&t->mem);
+        return clmr_set_err(errmsg, CLMR_ENOMEM, "out of memory");
+    }
     ld->n_tracks++;
+    if (t->mem.samples) ld->decoded++;
     if (t->rate != TARGET_RATE) ld->resampled++;
     size_t need = crop_need(ld, t);
     if (need > ld->max_need) ld->max_need = need;
@@ -182,6 +236,11 @@ static int read_crop(clmr_loader_t *ld, worker_t *w, const track_t *t, clmr_rng_
     uint64_t off = t->frames > need ? clmr_rng_below(r, t->frames - need + 1) : 0;
     size_t len = t->frames < need ? (size_t)t->frames : need;
     *offset = off;
+    if (t->mem.samples) { /* decoded at open: already 22,050 Hz mono and finite */
+        memcpy(w->crop, t->mem.samples + off, len * sizeof(float));
+        if (len < chunk) memset(w->crop + len, 0, (chunk - len) * sizeof(float));
+        return 0;
+    }
     SF_INFO info;
     memset(&info, 0, sizeof info);
     SNDFILE *f = sf_open(t->path, SFM_READ, &info);
@@ -328,6 +387,7 @@ static int start(clmr_loader_t *ld, char **errmsg)
     ld->st.tracks = ld->n_tracks;
     ld->st.skipped = ld->skipped;
     ld->st.resampled = ld->resampled;
+    ld->st.decoded = ld->decoded;
 
     ld->slots = calloc((size_t)ld->ring, sizeof *ld->slots);
     ld->workers = calloc((size_t)ld->n_workers, sizeof *ld->workers);
@@ -417,7 +477,8 @@ typedef struct {
 static int is_audio_name(const char *name)
 {
     static const char *const exts[] = {"wav", "flac", "ogg",  "oga", "opus", "mp3",
-                                       "aif", "aiff", "aifc", "au",  "w64",  "caf"};
+                                       "aif", "aiff", "aifc", "au",  "w64",  "caf",
+                                       "m4a", "mp4",  "aac",  "mka", "webm", "wv"};
     const char *dot = strrchr(name, '.');
     if (!dot) return 0;
     for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
@@ -592,8 +653,10 @@ void clmr_loader_close(clmr_loader_t **pld)
         pthread_cond_destroy(&ld->cv_ready);
         pthread_cond_destroy(&ld->cv_free);
     }
-    for (size_t i = 0; i < ld->n_tracks; i++)
+    for (size_t i = 0; i < ld->n_tracks; i++) {
         free(ld->tracks[i].path);
+        clmr_audio_free(&ld->tracks[i].mem);
+    }
     free(ld->tracks);
     free(ld);
     *pld = NULL;

@@ -4,11 +4,13 @@
  * DESIGN: the pool is scanned once at open (libsndfile header of every file: frames, rate,
  * channels, seekable); each crop then opens its file, seeks and reads only the frames it needs
  * (never a whole file), down-mixes to mono and, for rates other than 22,050 Hz, resamples with
- * libsox "rate". Batches live in a small ring of buffers allocated once at open. Batch k is a pure
- * function of (seed, k): its tracks come from per-epoch permutations of the pool (every track once
- * per epoch, as a dataset epoch would) and its random draws from RNG stream k, so any number of
- * worker threads yields the same batches in the same order, and a trainer resumes exactly by
- * opening with start_batch = the next batch index. The consumer's blocking time is measured.
+ * libsox "rate". Files libsndfile cannot read go through the FFmpeg decoder (clmr/audio.h) once
+ * at open and stay in memory within a byte budget (convert large pools of them to FLAC). Batches
+ * live in a small ring of buffers allocated once at open. Batch k is a pure function of (seed, k):
+ * its tracks come from per-epoch permutations of the pool (every track once per epoch, as a
+ * dataset epoch would) and its random draws from RNG stream k, so any number of worker threads
+ * yields the same batches in the same order, and a trainer resumes exactly by opening with
+ * start_batch = the next batch index. The consumer's blocking time is measured.
  */
 #ifndef CLMR_TRAIN_LOADER_H
 #define CLMR_TRAIN_LOADER_H
@@ -29,6 +31,10 @@ typedef struct {
     int recursive;        /* clmr_loader_open_dir descends into subdirectories (default 1) */
     int skip_bad;         /* 1 (default): unreadable or unsuitable files are skipped and reported
                              through on_skip; 0: the first one fails the open */
+    size_t max_decoded_bytes; /* files libsndfile cannot read (m4a, aac, mka, webm, wv...) are
+                                 decoded whole with FFmpeg at open (clmr_audio_decode_file) and
+                                 kept in memory up to this many bytes in total (default 1 GiB,
+                                 about 3.4 h of audio); 0 disables that fallback */
     void (*on_skip)(void *ud, const char *path, const char *reason); /* may be NULL */
     void *on_skip_ud;
     clmr_augment_params_t augment; /* chain parameters (chunk length, probabilities) */
@@ -57,6 +63,7 @@ typedef struct {
     size_t tracks;        /* usable files in the pool */
     size_t skipped;       /* files skipped at open */
     size_t resampled;     /* usable files not at 22,050 Hz (resampled per crop) */
+    size_t decoded;       /* usable files decoded whole by FFmpeg at open (held in memory) */
 } clmr_loader_stats_t;
 
 typedef struct clmr_loader clmr_loader_t;
@@ -72,7 +79,8 @@ int clmr_loader_open(clmr_loader_t **out, const char *const *paths, size_t n_pat
                      const clmr_loader_params_t *params, char **errmsg);
 
 /* As clmr_loader_open over the audio files found in dir (extensions wav, flac, ogg, oga, opus,
- * mp3, aif, aiff, aifc, au, w64, caf; names starting with '.' ignored), in sorted path order.
+ * mp3, aif, aiff, aifc, au, w64, caf, m4a, mp4, aac, mka, webm, wv; names starting with '.'
+ * ignored), in sorted path order.
  * CLMR_ENOT_FOUND when dir has no audio file, CLMR_EIO when it cannot be read. */
 int clmr_loader_open_dir(clmr_loader_t **out, const char *dir, const clmr_loader_params_t *params,
                          char **errmsg);

@@ -1,8 +1,10 @@
 /* test_loader.c - the training data pipeline on a pool of real files made with sox in the test:
  * batch layout, crops that match the files exactly (identity augmentation), stereo down-mix,
- * 44.1 kHz resampling, independent views of one track, determinism across runs, worker counts and
- * resume, skipping bad files, and shutting down with workers busy or blocked.
+ * 44.1 kHz resampling, FFmpeg fallback for an AAC file libsndfile cannot read, independent views of
+ * one track, determinism across runs, worker counts and resume, skipping bad files, and shutting
+ * down with workers busy or blocked.
  */
+#include "clmr/audio.h"
 #include "clmr/error.h"
 #include "harness.h"
 #include "train/loader.h"
@@ -324,6 +326,67 @@ static void test_vanished_file(void)
     clmr_loader_close(&ld);
 }
 
+static char last_reason[512];
+static void reason_cb(void *ud, const char *path, const char *reason)
+{
+    (void)ud;
+    (void)path;
+    snprintf(last_reason, sizeof last_reason, "%s", reason);
+}
+
+/* An AAC .m4a (libsndfile cannot read it) is decoded by FFmpeg at open and cropped from memory;
+ * a budget too small for it skips it with a reason. */
+static void test_ffmpeg_fallback(void)
+{
+    CHECK(sh("mkdir -p %s/%s", "aac") == 0);
+    CHECK(sh("ffmpeg -loglevel error -f lavfi -i sine=frequency=440:duration=5:sample_rate=22050 "
+             "-ac 1 -c:a aac -b:a 96k %s/%s",
+             "aac/tone.m4a") == 0);
+    CHECK(sh("sox -n -r 22050 -c 1 -b 16 %s/%s synth 4 sine 330", "aac/other.flac") == 0);
+    char sub[600], m4a[600];
+    snprintf(sub, sizeof sub, "%s/aac", dir);
+    snprintf(m4a, sizeof m4a, "%s/aac/tone.m4a", dir);
+    clmr_loader_params_t p = identity_params(2);
+    clmr_loader_t *ld = NULL;
+    char *msg = NULL;
+    CHECK(clmr_loader_open_dir(&ld, sub, &p, &msg) == 0);
+    if (!ld) {
+        printf("# %s\n", msg ? msg : "?");
+        free(msg);
+        return;
+    }
+    clmr_loader_stats_t st;
+    clmr_loader_stats(ld, &st);
+    CHECK(st.tracks == 2 && st.decoded == 1 && st.skipped == 0);
+    clmr_audio_t ref;
+    CHECK(clmr_audio_decode_file(&ref, m4a, NULL, NULL) == 0);
+    clmr_batch_t b;
+    CHECK(clmr_loader_next(ld, &b, NULL) == 0);
+    int found = 0;
+    for (size_t i = 0; i < 2 && ref.samples; i++) {
+        if (!strstr(clmr_loader_track_path(ld, b.track[i]), "tone.m4a")) continue;
+        found = 1;
+        for (int v = 0; v < 2; v++) {
+            uint64_t off = b.offset[v * 2 + i];
+            CHECK(off + CHUNK <= ref.n_samples);
+            if (off + CHUNK <= ref.n_samples)
+                CHECK(memcmp(b.x + (v * 2 + i) * CHUNK, ref.samples + off, CHUNK * 4) == 0);
+            CHECK_NEAR(zc_freq(b.x + (v * 2 + i) * CHUNK, 100, CHUNK - 100), 440.0, 0.5);
+        }
+    }
+    CHECK(found);
+    clmr_audio_free(&ref);
+    clmr_loader_close(&ld);
+
+    p.max_decoded_bytes = 1000; /* far less than 5 s of audio */
+    p.on_skip = reason_cb;
+    last_reason[0] = 0;
+    CHECK(clmr_loader_open_dir(&ld, sub, &p, NULL) == 0);
+    if (ld) CHECK(clmr_loader_n_tracks(ld) == 1);
+    CHECK(strstr(last_reason, "max_decoded_bytes") != NULL);
+    clmr_loader_close(&ld);
+}
+
 int main(void)
 {
     if (make_pool() != 0) {
@@ -336,6 +399,7 @@ int main(void)
     RUN_TEST(test_determinism);
     RUN_TEST(test_shutdown);
     RUN_TEST(test_vanished_file);
+    RUN_TEST(test_ffmpeg_fallback);
     sh("rm -rf %s%s", "");
     return TEST_END();
 }

@@ -194,9 +194,18 @@ void clmr_augment_fir_design(float *h, size_t half, double cutoff_hz, int rate)
         h[k] = (float)(h[k] / sum);
 }
 
-/* y[i] = sum_k h[k] * xp[i + k] for i < n, blocked so each output block stays in L1. */
-static void fir_convolve(float *restrict y, const float *restrict xp, const float *restrict h,
-                         size_t taps, size_t n)
+/* y[i] = sum_k h[k] * xp[i + k] for i < n, blocked so each output block stays in L1. Compiled for
+ * AVX-512, AVX2 and baseline x86-64 (picked at load time): the build does not assume -march=native,
+ * and the wide versions are faster (about 1.5x here, same-run ratio to pitch). Every version does
+ * the same operations in the same order per output sample (no reassociation, and ISO C mode keeps
+ * GCC from contracting into FMA), so results do not depend on the machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void
+fir_convolve(float *restrict y, const float *restrict xp, const float *restrict h, size_t taps,
+             size_t n)
 {
     enum { BLOCK = 1024 };
     for (size_t b = 0; b < n; b += BLOCK) {

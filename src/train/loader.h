@@ -56,6 +56,7 @@ typedef struct {
     double wait_s;        /* total time the consumer spent blocked */
     double max_wait_s;    /* longest single block */
     double produce_s;     /* worker time spent producing batches (summed over workers) */
+    double produce_cpu_s; /* CPU time of the workers for those batches (contention-free cost) */
     uint64_t views;       /* views produced */
     uint64_t read_errors; /* crops that failed to read and were replaced by another track */
     uint64_t fallbacks;   /* pitch/reverb results rejected (view kept the unshifted signal) */

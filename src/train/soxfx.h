@@ -6,7 +6,8 @@
  * scaled to a peak of 1/8 (18 dB headroom for reverb build-up, still 28 bits of resolution) and
  * scaled back on output. libsox keeps process-wide state (its globals, the subsystem name written
  * by every message, an FFT cache), so it is initialised once with pthread_once and every chain
- * runs under one process-wide mutex: concurrent callers are safe but serialise.
+ * runs under one process-wide mutex: concurrent callers are safe but serialise. Any other code in
+ * the process that uses libsox must go through this file (or take the same lock) to stay safe.
  */
 #ifndef CLMR_TRAIN_SOXFX_H
 #define CLMR_TRAIN_SOXFX_H

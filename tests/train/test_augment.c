@@ -11,6 +11,7 @@
 #include "clmr/error.h"
 #include "harness.h"
 #include "train/augment.h"
+#include "train/soxfx.h"
 #include "util/rng.h"
 
 #include <pthread.h>
@@ -253,6 +254,35 @@ static void test_fir_naive_twin(void)
     free(y);
 }
 
+/* The libsox runner itself: resampling keeps a tone's frequency and scales the length; unknown
+ * effects, bad arguments and non-finite input are refused with CLMR_EINVAL. */
+static void test_soxfx(void)
+{
+    size_t n_in = 44100, cap = 30000, got = 0;
+    float *in = malloc(n_in * sizeof(float)), *out = malloc(cap * sizeof(float));
+    for (size_t i = 0; i < n_in; i++)
+        in[i] = (float)(0.5 * sin(2 * PI * 1000 * (double)i / 44100));
+    const clmr_sox_effect_t rate[1] = {{"rate", 1, {"22050"}}};
+    double out_rate = 0;
+    CHECK(clmr_sox_apply(in, n_in, 44100, rate, 1, 22050, out, cap, &got, &out_rate, NULL) == 0);
+    CHECK(out_rate == 22050);
+    CHECKF(got >= 22040 && got <= 22060, "resampled length %zu", got);
+    CHECK_NEAR(zc_freq(out, 500, got - 500), 1000.0, 0.5);
+    CHECK_NEAR(rms(out, 500, got - 500), 0.5 / sqrt(2), 0.01);
+    char *msg = NULL;
+    const clmr_sox_effect_t bogus[1] = {{"no-such-effect", 0, {NULL}}};
+    CHECK(clmr_sox_apply(in, n_in, 44100, bogus, 1, 0, out, cap, &got, NULL, &msg) == CLMR_EINVAL);
+    CHECK(msg && strstr(msg, "no-such-effect"));
+    const clmr_sox_effect_t badarg[1] = {{"reverb", 1, {"abc"}}};
+    CHECK(clmr_sox_apply(in, n_in, 44100, badarg, 1, 0, out, cap, &got, NULL, &msg) == CLMR_EINVAL);
+    in[7] = INFINITY;
+    CHECK(clmr_sox_apply(in, n_in, 44100, rate, 1, 22050, out, cap, &got, NULL, &msg) ==
+          CLMR_EINVAL);
+    free(msg);
+    free(in);
+    free(out);
+}
+
 static void test_pitch(void)
 {
     float *x = malloc(N * sizeof(float));
@@ -473,6 +503,7 @@ int main(void)
     RUN_TEST(test_delay);
     RUN_TEST(test_filters);
     RUN_TEST(test_fir_naive_twin);
+    RUN_TEST(test_soxfx);
     RUN_TEST(test_pitch);
     RUN_TEST(test_reverb);
     RUN_TEST(test_chain);

@@ -172,6 +172,33 @@ int main(int argc, char **argv)
                "consumer, which computes nothing, waited %.2f s)\n",
                w, w > 1 ? "s" : "", pairs, bps, lvps, lvps / 13, lvpc, batches, wait);
     }
+    /* A simulated trainer: it spends 2N / 19.5 s per batch (the C trainer's target rate) sleeping
+     * (no CPU, which flatters the pipeline; the CPU figures above cover that), and we count how
+     * long it waits for batches after the first. */
+    {
+        clmr_loader_params_t p = clmr_loader_default_params();
+        p.batch_pairs = 8;
+        clmr_loader_t *ld = NULL;
+        if (clmr_loader_open_dir(&ld, pool, &p, NULL) == 0) {
+            clmr_batch_t b;
+            clmr_loader_next(ld, &b, NULL);
+            clmr_loader_stats_t s0, s1;
+            clmr_loader_stats(ld, &s0);
+            double step = 2.0 * (double)p.batch_pairs / 19.5;
+            const int steps = 6;
+            for (int k = 0; k < steps; k++) {
+                struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
+                nanosleep(&ts, NULL);
+                clmr_loader_next(ld, &b, NULL);
+            }
+            clmr_loader_stats(ld, &s1);
+            printf("simulated trainer (8 pairs, %.2f s per step, %d steps): waited %llu times, "
+                   "%.3f s in total (%.1f%% of the run)\n",
+                   step, steps, (unsigned long long)(s1.waits - s0.waits), s1.wait_s - s0.wait_s,
+                   100 * (s1.wait_s - s0.wait_s) / (steps * step));
+            clmr_loader_close(&ld);
+        }
+    }
     if (pool == tmp) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

@@ -8,6 +8,7 @@ build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 passed=0 failed=0
+logs=$(mktemp -d /tmp/clmr-test-logs.XXXXXX)  # per run: worktrees run in parallel
 count_meson() { # BUILD_DIR: add the TAP subtests of its last meson test run to the totals
   local log=$1/meson-logs/testlog.json p f
   read -r p f < <(/usr/bin/python3 tests/tools/count_meson_results.py "$log")
@@ -15,34 +16,34 @@ count_meson() { # BUILD_DIR: add the TAP subtests of its last meson test run to 
 }
 
 echo "== C tests ($build)"
-meson test -C "$build" --print-errorlogs --num-processes 2 >/tmp/clmr-meson-test.log 2>&1
-st=$?; tail -n 30 /tmp/clmr-meson-test.log; count_meson "$build"
+meson test -C "$build" --print-errorlogs --num-processes 2 >$logs/meson-test.log 2>&1
+st=$?; tail -n 30 $logs/meson-test.log; count_meson "$build"
 [ $st -eq 0 ] || echo "C tests failed"
 
 if [ "${CLMR_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== C tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan)"
   if [ ! -f build-asan/build.ninja ]; then
     meson setup build-asan -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-      -Db_lundef=false -Dbench=false >/tmp/clmr-asan-setup.log 2>&1 || { cat /tmp/clmr-asan-setup.log; failed=$((failed + 1)); }
+      -Db_lundef=false -Dbench=false >$logs/asan-setup.log 2>&1 || { cat $logs/asan-setup.log; failed=$((failed + 1)); }
   fi
-  if ninja -C build-asan >/tmp/clmr-asan-build.log 2>&1; then
+  if ninja -C build-asan >$logs/asan-build.log 2>&1; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
     LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0 \
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --timeout-multiplier 4 \
-      >/tmp/clmr-asan-test.log 2>&1
-    tail -n 30 /tmp/clmr-asan-test.log; count_meson build-asan
+      >$logs/asan-test.log 2>&1
+    tail -n 30 $logs/asan-test.log; count_meson build-asan
   else
-    tail -n 40 /tmp/clmr-asan-build.log; failed=$((failed + 1))
+    tail -n 40 $logs/asan-build.log; failed=$((failed + 1))
   fi
 fi
 
 echo "== Python tests"
 CLMRD_BUILD="$root/$build" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python \
-  --junitxml=/tmp/clmr-pytest.xml >/tmp/clmr-pytest.log 2>&1
-st=$?; tail -n 40 /tmp/clmr-pytest.log
+  --junitxml=$logs/pytest.xml >$logs/pytest.log 2>&1
+st=$?; tail -n 40 $logs/pytest.log
 if [ $st -eq 0 ] || [ $st -eq 1 ]; then
-  read -r p f < <(/usr/bin/python3 tests/tools/count_junit.py /tmp/clmr-pytest.xml)
+  read -r p f < <(/usr/bin/python3 tests/tools/count_junit.py $logs/pytest.xml)
   passed=$((passed + p)); failed=$((failed + f))
 elif [ $st -ne 5 ]; then # 5 = no tests collected
   echo "pytest could not run (exit $st)"; failed=$((failed + 1))

@@ -59,7 +59,7 @@ unsigned clmr__http_status_for(int err)
 void clmr__http_json(clmr_http_req_t *req, unsigned status, json_t *j)
 {
     free(req->resp_body);
-    req->resp_body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
+    req->resp_body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(j);
     if (!req->resp_body) { /* jansson failed (NaN, out of memory): never send a half answer */
         status = 503;

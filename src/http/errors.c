@@ -63,7 +63,8 @@ void clmr__http_json(clmr_http_req_t *req, unsigned status, json_t *j)
     json_decref(j);
     if (!req->resp_body) { /* jansson failed (NaN, out of memory): never send a half answer */
         status = 503;
-        req->resp_body = strdup("{\"error\":{\"code\":\"out_of_memory\",\"message\":\"cannot build the response\"}}");
+        req->resp_body = strdup(
+            "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"cannot build the response\"}}");
     }
     req->resp_len = req->resp_body ? strlen(req->resp_body) : 0;
     req->resp_type = "application/json";
@@ -95,5 +96,6 @@ void clmr__http_error_clmr(clmr_http_req_t *req, int err, const char *msg)
     clmr__metrics_error(&req->srv->metrics, err);
     unsigned status = clmr__http_status_for(err);
     /* Internal failures keep their detail in the log, not in the answer. */
-    error_body(req, status, clmr_err_name(err), msg && *msg && status < 500 ? msg : clmr_strerror(err));
+    error_body(req, status, clmr_err_name(err),
+               msg && *msg && status < 500 ? msg : clmr_strerror(err));
 }

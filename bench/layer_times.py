@@ -2,7 +2,9 @@
 
 Groups `onednn_verbose,exec,...` lines by (primitive, implementation, problem shape), prints the
 mean ms per call in first-seen order, the implementation oneDNN picked and, for convolutions, the
-GFLOP/s (2 * MB * OC * IC * KW * OW / time). Run with /usr/bin/python3.
+GFLOP/s (2 * MB * OC * IC * KW * OW / time). With split lanes every lane runs its own
+single-threaded primitives concurrently, so the times are per lane (mb = chunks per lane).
+Run with /usr/bin/python3.
 """
 import re
 import sys
@@ -18,8 +20,9 @@ for line in open(sys.argv[1]):
     groups.setdefault(key, []).append(ms)
 total = 0.0
 rows = []
+most = max((len(t) for t in groups.values()), default=0)
 for (prim, impl, shape), t in groups.items():
-    if len(t) < 3:  # weight reorders and warm-up only
+    if len(t) < most // 2:  # weight reorders at context creation, not per batch
         continue
     mean = sum(t[1:]) / (len(t) - 1)
     total += mean

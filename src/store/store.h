@@ -309,7 +309,9 @@ int clmr_store_job_fail_unfinished(clmr_store_t *s, const char *reason, int *n, 
 /* --- Pool maintenance ----------------------------------------------------------------------- */
 
 /* Start-up sweep of DATA_DIR/pool: removes temp leftovers of interrupted writes and FLAC files
- * that no track row references. *removed (optional) = files removed. See pool.h. */
+ * that no track row references. *removed (optional) = files removed. See pool.h. Call it BEFORE
+ * serving requests: an ingest in progress writes its pool file before committing its row, and
+ * the sweep would take that file for an orphan. */
 int clmr_store_pool_sweep(clmr_store_t *s, int *removed, char **errmsg);
 
 #endif

@@ -45,7 +45,7 @@ static const struct {
     {CLMR_EDB, 500},
     {CLMR_EDB_FULL, 507},
     {CLMR_ENOT_FOUND, 404},
-    {CLMR_EBUSY, 503},
+    {CLMR_EBUSY, 409}, /* a second fine-tuning job, an existing model id (store.h) */
     {CLMR_ECANCELLED, 503},
 };
 

@@ -921,6 +921,11 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
     sp.data_dir = s->cfg.data_dir;
     int rc = clmr_store_open(&s->store, &sp, errmsg);
     if (rc) return rc;
+    int failed = 0; /* a fine-tuning job cannot survive a restart */
+    if (clmr_store_job_fail_unfinished(s->store, "interrupted by a restart of the daemon", &failed,
+                                       NULL) == 0 &&
+        failed)
+        CLMR_LOG_WARN("marked %d unfinished fine-tuning job(s) failed", failed);
     clmr_store_model_t m;
     memset(&m, 0, sizeof m);
     snprintf(m.id, sizeof m.id, "%s", s->info.id);

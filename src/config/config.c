@@ -34,6 +34,9 @@ const clmr_config_key_t clmr_config_keys[] = {
      0, "requests waiting for a worker before new ones get 503 + Retry-After"},
     {"max-upload-bytes", "CLMRD_MAX_UPLOAD_BYTES", CLMR_CFG_BYTES, "100M", 1024, 4294967296.0, NULL,
      OFF(max_upload_bytes), 0, 0, "largest accepted request body (413 above); K/M/G suffixes"},
+    {"max-buffered-bytes", "CLMRD_MAX_BUFFERED_BYTES", CLMR_CFG_BYTES, "1G", 1048576, 68719476736.0,
+     NULL, OFF(max_buffered_bytes), 0, 0,
+     "request body bytes held in memory across all connections (503 + Retry-After above)"},
     {"max-duration-s", "CLMRD_MAX_DURATION_S", CLMR_CFG_DOUBLE, "900", 1, 86400, NULL,
      OFF(max_duration_s), 0, 0, "longest accepted audio, counted from decoded samples"},
     {"request-timeout-s", "CLMRD_REQUEST_TIMEOUT_S", CLMR_CFG_DOUBLE, "120", 0.5, 3600, NULL,
@@ -327,6 +330,12 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
         snprintf(src, sizeof src, "--%s", key);
         if ((rc = clmr_config_set(cfg, key, val, src, errmsg))) return rc;
     }
+    if (cfg->max_buffered_bytes < cfg->max_upload_bytes)
+        return clmr_set_err(errmsg, CLMR_EINVAL,
+                            "configuration key 'max-buffered-bytes' (%lld) must be at least "
+                            "'max-upload-bytes' (%lld), or no upload of the maximum size could be "
+                            "received",
+                            cfg->max_buffered_bytes, cfg->max_upload_bytes);
     return 0;
 }
 

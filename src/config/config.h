@@ -26,6 +26,7 @@ typedef struct {
     int inference_threads;
     int queue_depth;
     long long max_upload_bytes;
+    long long max_buffered_bytes;
     double max_duration_s;
     double request_timeout_s;
     int connection_timeout_s;

@@ -70,10 +70,11 @@ typedef struct clmr_http_req {
     /* body */
     unsigned char *body;
     size_t body_len, body_cap, body_limit;
-    int too_large; /* 413 already decided */
-    int timed_out; /* deadline passed during upload */
-    int pool;      /* CLMR_POOL_* */
-    int done;      /* response prepared (status/body set) */
+    size_t charged; /* bytes counted in srv->buffered */
+    int too_large;  /* 413 already decided */
+    int timed_out;  /* deadline passed during upload */
+    int pool;       /* CLMR_POOL_* */
+    int done;       /* response prepared (status/body set) */
     /* response */
     unsigned status;
     char *resp_body; /* malloc'd */
@@ -104,6 +105,7 @@ struct clmr_server {
     int maint_stop;
     clmr_http_metrics_t metrics;
     atomic_int inflight;
+    atomic_ullong buffered; /* request body bytes held, all connections */
     atomic_int draining;
     atomic_ullong next_id;
 };

@@ -57,6 +57,25 @@ static void assign_request_id(clmr_server_t *s, clmr_http_req_t *req, const char
     snprintf(req->request_id, sizeof req->request_id, "%08x%08llx", rnd, seq);
 }
 
+/* The service-wide budget for buffered request bodies: without it, connection-limit uploads of
+ * max-upload-bytes each could take connection-limit x max-upload-bytes of memory. */
+static int charge(clmr_server_t *s, clmr_http_req_t *req, size_t bytes)
+{
+    unsigned long long now = atomic_fetch_add(&s->buffered, bytes) + bytes;
+    if (now > (unsigned long long)s->cfg.max_buffered_bytes) {
+        atomic_fetch_sub(&s->buffered, bytes);
+        return 0;
+    }
+    req->charged += bytes;
+    return 1;
+}
+
+static void release(clmr_server_t *s, clmr_http_req_t *req)
+{
+    atomic_fetch_sub(&s->buffered, req->charged);
+    req->charged = 0;
+}
+
 static enum MHD_Result send_response(clmr_http_req_t *req)
 {
     if (!req->done) clmr__http_error(req, 500, "internal", "no response was prepared");
@@ -152,6 +171,14 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
                                  limit);
                 return send_response(req);
             }
+            if (end != cl && !*end && n > 0 &&
+                atomic_load(&s->buffered) + n > (unsigned long long)s->cfg.max_buffered_bytes) {
+                req->too_large = 1; /* the body is not read: close the connection after this */
+                req->retry_after = s->cfg.retry_after_s;
+                clmr__http_error(req, 503, "overloaded",
+                                 "too many uploads are being received; retry later");
+                return send_response(req);
+            }
         }
         copy_arg(c, "top", req->q_top, sizeof req->q_top);
         copy_arg(c, "threshold", req->q_threshold, sizeof req->q_threshold);
@@ -186,6 +213,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             free(req->body);
             req->body = NULL;
             req->body_cap = 0;
+            release(s, req);
             clmr__http_error(req, 413, "input_too_large",
                              "the body passed the limit of %zu bytes for this route",
                              req->body_limit);
@@ -196,10 +224,18 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             while (cap < req->body_len + n)
                 cap *= 2;
             if (cap > req->body_limit) cap = req->body_limit;
-            unsigned char *nb = realloc(req->body, cap);
+            unsigned char *nb = NULL;
+            if (charge(s, req, cap - req->body_cap)) nb = realloc(req->body, cap);
             if (!nb) {
+                /* Over the service-wide buffer budget (or out of memory): discard like a 413. */
                 req->too_large = 1;
-                clmr__http_error(req, 503, "out_of_memory", "cannot buffer the upload");
+                free(req->body);
+                req->body = NULL;
+                req->body_cap = 0;
+                release(s, req);
+                req->retry_after = s->cfg.retry_after_s;
+                clmr__http_error(req, 503, "overloaded",
+                                 "too many uploads are being received; retry later");
                 return MHD_YES;
             }
             req->body = nb;
@@ -246,6 +282,7 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
                    status, dt * 1e3, req->body_len,
                    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " [connection ended early]");
     free(req->body);
+    release(s, req);
     free(req->resp_body);
     free(req->q_title);
     free(req->q_artist);

@@ -192,3 +192,28 @@ def test_507_when_storage_full_and_recovery(make_daemon, tmp_path):
         assert d.stop() == 0, d.logs()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_buffered_bytes_budget(make_daemon):
+    """Bodies held in memory across all connections are capped: a second large upload while the
+    first is still arriving gets 503 + Retry-After, and is accepted once the first is gone."""
+    d = make_daemon("--max-upload-bytes", "1M", "--max-buffered-bytes", "1M", "--retry-after-s", "3")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n" + b"\0" * 450000)
+    deadline = time.time() + 10
+    r = None
+    while time.time() < deadline:  # until the daemon has buffered the first half
+        r = requests.post(d.url("/v1/tag"), data=b"\0" * 800000)
+        if r.status_code == 503:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 503 and error_of(r) == "overloaded" and r.headers["Retry-After"] == "3"
+    s.close()
+    time.sleep(0.3)
+    r = requests.post(d.url("/v1/tag"), data=b"\0" * 800000)
+    assert r.status_code == 415  # accepted and read: zeros are not audio
+    import subprocess
+    from api_helpers import CLMRD, TINY
+    bad = subprocess.run([CLMRD, "serve", "--model", TINY, "--max-upload-bytes", "2M",
+                          "--max-buffered-bytes", "1M"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "max-buffered-bytes" in bad.stderr

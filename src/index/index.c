@@ -619,11 +619,13 @@ static int search_prefiltered(const clmr_index_t *x, const float *q, int k, size
     float a[4], d[4];
     for (size_t r = 0; r < n; r += 4) {
         size_t m = n - r < 4 ? n - r : 4;
-        /* Tail: stride 0 re-reads row r (the 4-row kernel must not read past the matrix). */
-        qdot4(q, x->codes + r * st, m == 4 ? st : 0, st, a);
+        if (m == 4) qdot4(q, x->codes + r * st, st, st, a);
         for (size_t j = 0; j < m; j++) {
             size_t row = r + j;
             if (row == exclude_row) continue;
+            /* Tail rows one at a time: stride 0 makes the 4-row kernel re-read the same row
+             * instead of reading past the matrix. */
+            if (m < 4) qdot4(q, x->codes + row * st, 0, st, a);
             float ap = a[m == 4 ? j : 0] * x->qscale[row], b = x->qbound[row];
             if (ln == k && ap + b < lb[0]) continue;
             fheap_offer(lb, &ln, k, ap - b);

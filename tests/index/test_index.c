@@ -226,6 +226,31 @@ static void test_prefilter_equals_full_scan(void)
     free_data(&d);
 }
 
+/* Regression: when n is not a multiple of 4, the last rows are scored one at a time; each must
+ * get its own approximate score (a tail row must never borrow its neighbour's). */
+static void test_tail_rows_found(void)
+{
+    for (int n = 401; n <= 404; n++) {
+        data_t d = make_data(n, 512, 60 + (uint64_t)n);
+        clmr_index_t *x = build(&d, 0);
+        for (int last = n - 3; last < n; last++) {
+            clmr_index_hit_t h[5];
+            int nh = 0;
+            for (int kn = 0; kn < 3; kn++) {
+                if (clmr_index_set_kernel(KERNEL_NAMES[kn]) != 0) continue;
+                CHECK(clmr_index_search(x, d.v + (size_t)last * 512, 5, NULL, h, &nh) == 0);
+                CHECKF(nh == 5 && strcmp(h[0].id, d.ids[last]) == 0,
+                       "n %d row %d kernel %s: top hit %.8s", n, last, KERNEL_NAMES[kn],
+                       nh ? h[0].id : "-");
+                CHECK(check_against_oracle(&d, d.v + (size_t)last * 512, 5, -1, h, nh));
+            }
+            clmr_index_set_kernel("auto");
+        }
+        clmr_index_destroy(&x);
+        free_data(&d);
+    }
+}
+
 static void test_search_id_remove_update(void)
 {
     data_t d = make_data(800, 64, 11);
@@ -433,6 +458,7 @@ int main(void)
     RUN_TEST(test_exact_topk_odd_dim);
     RUN_TEST(test_kernels_agree);
     RUN_TEST(test_prefilter_equals_full_scan);
+    RUN_TEST(test_tail_rows_found);
     RUN_TEST(test_search_id_remove_update);
     RUN_TEST(test_edge_cases);
     RUN_TEST(test_load_from_store);

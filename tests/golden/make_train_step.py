@@ -9,8 +9,9 @@ Outputs (committed, ~0.2 MB in all) in tests/fixtures/train_step/:
                            2N = 4 views, train-mode BN, NT-Xent tau 0.5, Adam lr 3e-4.
   supervised.safetensors   one supervised step on the same encoder + Linear(16->5) head, BCE-with-logits.
   adam.safetensors         three Adam steps (weight decay 1e-2, clip_grad_norm_ 0.5) on given gradients.
-Tensor names: init.<p>, grad.<p>, updated.<p> for trainable <p> in layerI.{conv_w,conv_b,bn_gamma,bn_beta},
-proj_w1, proj_w2, fc_w, fc_b; init./updated.layerI.{run_mean,run_var}; loss; h, z / logits for diagnosis.
+Tensor names: init.<p>, grad.<p>, updated.<p>, grad_f64.<p> (the same step computed in float64, rounded to
+float32: the reference without float32 summation noise) for trainable <p> in layerI.{conv_w,conv_b,bn_gamma,bn_beta},
+proj_w1, proj_w2, fc_w, fc_b; init./updated.layerI.{run_mean,run_var}; loss, loss_f64; h, z / logits for diagnosis.
 The audio input is not stored: both sides build it with input_view() (integer arithmetic, exact in float32).
 The projector sizes differ from the embedding width on purpose, so a transposed weight cannot pass.
 """
@@ -129,7 +130,8 @@ def np32(t):
     return t.detach().numpy().astype(np.float32).copy()
 
 
-def one_step(kind):
+def one_step(kind, dtype=torch.float32):
+    """One step in dtype; float64 runs give the rounding-free reference gradients."""
     torch.manual_seed(1234 if kind == "contrastive" else 4321)
     gen = torch.Generator().manual_seed(99)
     enc = Encoder()
@@ -142,6 +144,8 @@ def one_step(kind):
     else:
         head = nn.Linear(WIDTHS[-1], N_TAGS)
         modules = [enc, head]
+    for m in modules:
+        m.to(dtype)
     params = named(enc, proj, head)
     tensors = {f"init.{k}": np32(v) for k, v in params.items()}
     tensors.update(stats(enc, "init"))
@@ -149,7 +153,7 @@ def one_step(kind):
         m.train()
     opt = torch.optim.Adam([p for m in modules for p in m.parameters()], lr=LR)
     opt.zero_grad()
-    x = torch.from_numpy(input_batch())
+    x = torch.from_numpy(input_batch()).to(dtype)
     h = enc(x)
     if kind == "contrastive":
         z = proj(h)
@@ -157,13 +161,19 @@ def one_step(kind):
         tensors["z"] = np32(z)
     else:
         logits = head(h)
-        loss = nn.BCEWithLogitsLoss()(logits, torch.from_numpy(labels()))
+        loss = nn.BCEWithLogitsLoss()(logits, torch.from_numpy(labels()).to(dtype))
         tensors["logits"] = np32(logits)
     loss.backward()
     tensors["h"] = np32(h)
     tensors["loss"] = np.array([loss.item()], dtype=np.float32)
     for k, v in params.items():
         tensors[f"grad.{k}"] = np32(v.grad)
+    if dtype == torch.float64:
+        return tensors
+    exact = one_step(kind, torch.float64)
+    tensors["loss_f64"] = exact["loss"]
+    for k in params:
+        tensors[f"grad_f64.{k}"] = exact[f"grad.{k}"]
     opt.step()
     for k, v in params.items():
         tensors[f"updated.{k}"] = np32(v)
@@ -174,6 +184,7 @@ def one_step(kind):
             "torch": torch.__version__}
     safetensors_io.write(os.path.join(OUT, f"{kind}.safetensors"), tensors, meta)
     print(f"{kind}: loss {loss.item():.6f}")
+    return tensors
 
 
 def adam_fixture():

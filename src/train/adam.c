@@ -16,13 +16,15 @@ clmr_adam_params_t clmr_adam_default_params(void)
 double clmr_adam_clip_grad_norm(float *grad, size_t n, double max_norm)
 {
     double sq = 0;
-    for (size_t i = 0; i < n; i++) sq += (double)grad[i] * grad[i];
+    for (size_t i = 0; i < n; i++)
+        sq += (double)grad[i] * grad[i];
     double norm = sqrt(sq);
     if (max_norm > 0) {
         double coef = max_norm / (norm + 1e-6);
         if (coef < 1.0) {
             float c = (float)coef;
-            for (size_t i = 0; i < n; i++) grad[i] *= c;
+            for (size_t i = 0; i < n; i++)
+                grad[i] *= c;
         }
     }
     return norm;

@@ -27,10 +27,12 @@ int clmr_ntxent_forward(float *loss, float *ws, const float *z, int n_views, int
     float *u = ws, *norm = ws + (size_t)V * D, *prob = norm + V;
     for (int i = 0; i < V; i++) {
         double sq = 0;
-        for (int d = 0; d < D; d++) sq += (double)z[(size_t)i * D + d] * z[(size_t)i * D + d];
+        for (int d = 0; d < D; d++)
+            sq += (double)z[(size_t)i * D + d] * z[(size_t)i * D + d];
         double nr = fmax(sqrt(sq), NORM_FLOOR);
         norm[i] = (float)nr;
-        for (int d = 0; d < D; d++) u[(size_t)i * D + d] = (float)(z[(size_t)i * D + d] / nr);
+        for (int d = 0; d < D; d++)
+            u[(size_t)i * D + d] = (float)(z[(size_t)i * D + d] / nr);
     }
     double total = 0;
     for (int i = 0; i < V; i++) {
@@ -39,7 +41,8 @@ int clmr_ntxent_forward(float *loss, float *ws, const float *z, int n_views, int
         for (int k = 0; k < V; k++) {
             if (k == i) continue;
             double s = 0;
-            for (int d = 0; d < D; d++) s += (double)u[(size_t)i * D + d] * u[(size_t)k * D + d];
+            for (int d = 0; d < D; d++)
+                s += (double)u[(size_t)i * D + d] * u[(size_t)k * D + d];
             s /= tau;
             p[k] = (float)s; /* logits for now; replaced by the softmax below */
             if (s > mx) mx = s;
@@ -50,7 +53,8 @@ int clmr_ntxent_forward(float *loss, float *ws, const float *z, int n_views, int
         double lse = mx + log(se);
         int pos = (i + N) % V;
         total += lse - p[pos];
-        for (int k = 0; k < V; k++) p[k] = k == i ? 0.0f : (float)exp((double)p[k] - lse);
+        for (int k = 0; k < V; k++)
+            p[k] = k == i ? 0.0f : (float)exp((double)p[k] - lse);
     }
     *loss = (float)(total / V);
     return 0;

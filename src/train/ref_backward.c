@@ -12,16 +12,17 @@
 #include <math.h>
 #include <string.h>
 
-void clmr_ref_conv1d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                              const float *w, int B, int IC, int IL, int OC, int K, int stride,
-                              int pad)
+void clmr_ref_conv1d_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, int B, int IC, int IL, int OC,
+                              int K, int stride, int pad)
 {
     int OL = (IL + 2 * pad - K) / stride + 1;
     if (db)
         for (int oc = 0; oc < OC; oc++) {
             double acc = 0;
             for (int n = 0; n < B; n++)
-                for (int ol = 0; ol < OL; ol++) acc += dout[((size_t)n * OC + oc) * OL + ol];
+                for (int ol = 0; ol < OL; ol++)
+                    acc += dout[((size_t)n * OC + oc) * OL + ol];
             db[oc] += (float)acc;
         }
     if (dw)
@@ -68,13 +69,15 @@ int clmr_ref_batchnorm_train_forward(float *out, float *mean, float *rstd, float
         double sum = 0, sq = 0;
         for (int n = 0; n < B; n++) {
             const float *x = inp + ((size_t)n * C + c) * L;
-            for (int l = 0; l < L; l++) sum += x[l];
+            for (int l = 0; l < L; l++)
+                sum += x[l];
         }
         double mu = sum / (double)cnt;
         /* Two passes: the variance of (x - mean), not E[x^2] - mean^2, which cancels badly. */
         for (int n = 0; n < B; n++) {
             const float *x = inp + ((size_t)n * C + c) * L;
-            for (int l = 0; l < L; l++) sq += ((double)x[l] - mu) * ((double)x[l] - mu);
+            for (int l = 0; l < L; l++)
+                sq += ((double)x[l] - mu) * ((double)x[l] - mu);
         }
         double var = sq / (double)cnt;
         double rs = 1.0 / sqrt(var + (double)CLMR_BN_EPS);
@@ -127,7 +130,8 @@ void clmr_ref_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const
 
 void clmr_ref_relu_backward(float *dinp, const float *dout, const float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 void clmr_ref_maxpool1d_backward(float *dinp, const float *dout, const float *inp, int B, int C,
@@ -145,8 +149,8 @@ void clmr_ref_maxpool1d_backward(float *dinp, const float *dout, const float *in
         }
 }
 
-void clmr_ref_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                              const float *w, int B, int D, int T)
+void clmr_ref_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, int B, int D, int T)
 {
     if (dinp)
         for (int n = 0; n < B; n++)
@@ -167,7 +171,8 @@ void clmr_ref_linear_backward(float *dinp, float *dw, float *db, const float *do
     if (db)
         for (int t = 0; t < T; t++) {
             double acc = 0;
-            for (int n = 0; n < B; n++) acc += dout[(size_t)n * T + t];
+            for (int n = 0; n < B; n++)
+                acc += dout[(size_t)n * T + t];
             db[t] += (float)acc;
         }
 }

@@ -18,9 +18,9 @@
  * padding `pad` at both ends, any stride). dout: (B, OC, OL) with OL = (IL + 2 pad - K)/stride + 1.
  * Writes dinp (B, IC, IL) (positions no output window reads get 0); adds into dw (OC, IC, K) and
  * db (OC). Any of dinp, dw, db may be NULL. */
-void clmr_ref_conv1d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                              const float *w, int B, int IC, int IL, int OC, int K, int stride,
-                              int pad);
+void clmr_ref_conv1d_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, int B, int IC, int IL, int OC,
+                              int K, int stride, int pad);
 
 /* Training-mode BatchNorm1d forward on x (B, C, L): statistics over (B, L) per channel, the biased
  * variance normalises (eps CLMR_BN_EPS), out = (x - mean) * rstd * gamma + beta (out == inp is
@@ -51,8 +51,8 @@ void clmr_ref_maxpool1d_backward(float *dinp, const float *dout, const float *in
 
 /* Backward of clmr_ref_linear (out (B, T) = inp (B, D) w^T + b, w (T, D)). Writes dinp (B, D),
  * adds into dw (T, D) and db (T). Any output may be NULL (db NULL for bias-free layers). */
-void clmr_ref_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                              const float *w, int B, int D, int T);
+void clmr_ref_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, int B, int D, int T);
 
 /* BCE-with-logits, mean over all n elements (PyTorch's default reduction), computed stably as
  * max(x, 0) - x y + log1p(exp(-|x|)). Returns the loss; when dlogits is not NULL writes

@@ -129,7 +129,8 @@ int clmr_ref_trainer_open(clmr_ref_trainer_t *t, const clmr_train_config_t *cfg,
         size_t oc = (size_t)l->out_ch, conv = B * oc * l->conv_len;
         t->run_mean[i] = s, s += oc;
         t->run_var[i] = s, s += oc;
-        for (size_t c = 0; c < oc; c++) t->run_var[i][c] = 1.0f;
+        for (size_t c = 0; c < oc; c++)
+            t->run_var[i][c] = 1.0f;
         t->conv_out[i] = a, a += conv;
         t->act[i] = a, a += conv;
         if (l->pool) t->pool[i] = a, a += B * oc * l->out_len;

@@ -69,9 +69,9 @@ typedef struct {
     float *act[CLMR_MAX_LAYERS];      /* (B, OC, conv_len) after BN + ReLU */
     float *pool[CLMR_MAX_LAYERS];     /* (B, OC, out_len) after max-pool, NULL without pool */
     float *bn_mean[CLMR_MAX_LAYERS], *bn_rstd[CLMR_MAX_LAYERS]; /* (OC) batch statistics */
-    float *h;                         /* (B, D) embedding (aliases the last act) */
-    float *p1, *z;                    /* (B, H) projector hidden after ReLU, (B, P) output */
-    float *logits;                    /* (B, T) head output */
+    float *h;      /* (B, D) embedding (aliases the last act) */
+    float *p1, *z; /* (B, H) projector hidden after ReLU, (B, P) output */
+    float *logits; /* (B, T) head output */
     float *acts_mem;
     /* backward scratch */
     float *dbuf[2]; /* two ping-pong buffers of the largest activation */

@@ -2,7 +2,7 @@
 """Writes the PyTorch fixtures the C training-step tests reproduce (tests/train/test_train_step.c).
 
 Run from the repository root with Debian's interpreter (python3-torch 1.13):
-    /usr/bin/python3 tests/golden/make_train_step.py
+    /usr/bin/python3 tests/golden/make_train_step.py [OUT_DIR]
 Outputs (committed, ~0.2 MB in all) in tests/fixtures/train_step/:
   contrastive.safetensors  one CLMR pretraining step: 11-layer SampleCNN with widths 8..16,
                            projector Linear(16->20, no bias) + ReLU + Linear(20->12, no bias),
@@ -32,6 +32,8 @@ VIEWS = 4
 PROJ_HIDDEN, PROJ_OUT, N_TAGS = 20, 12, 5
 TAU, LR = 0.5, 3e-4
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "train_step")
+if len(sys.argv) > 1:  # another output folder (the reproducibility test writes to a temporary one)
+    OUT = sys.argv[1]
 
 
 def input_batch():

@@ -48,7 +48,8 @@ static int st_open(st_fixture_t *f, const char *path)
     }
     fclose(fp);
     uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | f->buf[i];
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | f->buf[i];
     if (n > f->size - 8) {
         st_close(f);
         return -1;

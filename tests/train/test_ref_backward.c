@@ -34,7 +34,8 @@ static float frand(void) /* uniform [-1, 1) */
 
 static void fill(float *x, size_t n, float scale)
 {
-    for (size_t i = 0; i < n; i++) x[i] = frand() * scale;
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand() * scale;
 }
 
 typedef double (*objective_fn)(void *ctx);
@@ -45,7 +46,8 @@ static double fd_check(const char *what, float *x, size_t n, const float *analyt
                        void *ctx)
 {
     double amax = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) amax = fmax(amax, fabs(analytic[i]));
+    for (size_t i = 0; i < n; i++)
+        amax = fmax(amax, fabs(analytic[i]));
     for (size_t i = 0; i < n; i++) {
         float keep = x[i];
         x[i] = (float)(keep + FD_H);
@@ -68,7 +70,8 @@ static double fd_check(const char *what, float *x, size_t n, const float *analyt
 static double dot_d(const float *a, const float *b, size_t n)
 {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
     return s;
 }
 
@@ -145,14 +148,16 @@ static void test_batchnorm_train(void)
     float *dbeta = calloc((size_t)c.C, sizeof(float));
     float rm[4], rv[4];
     fill(c.x, n, 2), fill(c.r, n, 1), fill(c.gamma, (size_t)c.C, 1), fill(c.beta, (size_t)c.C, 1);
-    for (int i = 0; i < c.C; i++) rm[i] = 0.25f * i, rv[i] = 1.0f + i;
+    for (int i = 0; i < c.C; i++)
+        rm[i] = 0.25f * i, rv[i] = 1.0f + i;
     CHECK(clmr_ref_batchnorm_train_forward(c.out, c.mean, c.rstd, rm, rv, c.x, c.gamma, c.beta,
                                            0.1f, c.B, c.C, c.L) == 0);
     /* statistics and running updates recomputed here from their definitions */
     for (int ch = 0; ch < c.C; ch++) {
         double s = 0, s2 = 0, m = c.B * c.L;
         for (int b = 0; b < c.B; b++)
-            for (int l = 0; l < c.L; l++) s += c.x[((size_t)b * c.C + ch) * c.L + l];
+            for (int l = 0; l < c.L; l++)
+                s += c.x[((size_t)b * c.C + ch) * c.L + l];
         double mu = s / m;
         for (int b = 0; b < c.B; b++)
             for (int l = 0; l < c.L; l++) {
@@ -166,7 +171,8 @@ static void test_batchnorm_train(void)
         /* normalised output has the batch mean beta and biased std |gamma| (up to eps) */
         double om = 0;
         for (int b = 0; b < c.B; b++)
-            for (int l = 0; l < c.L; l++) om += c.out[((size_t)b * c.C + ch) * c.L + l];
+            for (int l = 0; l < c.L; l++)
+                om += c.out[((size_t)b * c.C + ch) * c.L + l];
         CHECK_NEAR(om / m, c.beta[ch], 1e-5);
     }
     memset(dx, 0x7f, sizeof(float) * n);
@@ -314,7 +320,8 @@ static void test_ntxent(void)
     float z0[8] = {0, 0, 1, 2, 3, 1, 1, 1}, dz0[8];
     CHECK(clmr_ntxent_forward(&loss, ws, z0, 4, 2, 0.5f) == 0 && isfinite(loss));
     clmr_ntxent_backward(dz0, ws, 1.0f, 4, 2, 0.5f);
-    for (int i = 0; i < 8; i++) CHECK(isfinite(dz0[i]));
+    for (int i = 0; i < 8; i++)
+        CHECK(isfinite(dz0[i]));
 }
 
 typedef struct {
@@ -332,7 +339,8 @@ static void test_bce(void)
 {
     float x[12], y[12], dx[12];
     fill(x, 12, 4);
-    for (int i = 0; i < 12; i++) y[i] = (i % 3 == 0) ? 1.0f : (i % 3 == 1 ? 0.0f : 0.25f);
+    for (int i = 0; i < 12; i++)
+        y[i] = (i % 3 == 0) ? 1.0f : (i % 3 == 1 ? 0.0f : 0.25f);
     bce_ctx c = {x, y, 12};
     double l = clmr_ref_bce_logits(dx, x, y, 12);
     fd_check("bce dlogits", x, 12, dx, bce_L, &c);

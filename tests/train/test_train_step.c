@@ -36,7 +36,6 @@
 #define GRAD_TOL_F64 2e-4
 #define GRAD_TOL_F32 5e-3
 
-
 #define ACT_TOL 1e-4
 
 typedef struct {
@@ -74,7 +73,8 @@ static int list_tensors(tensor_ref_t *out, clmr_ref_trainer_t *t)
         k++;
     }
     if (c->enc.n_tags > 0) {
-        out[k] = (tensor_ref_t){"fc_w", t->params.fc_w, t->grads.fc_w, (size_t)c->enc.n_tags * d, 0};
+        out[k] =
+            (tensor_ref_t){"fc_w", t->params.fc_w, t->grads.fc_w, (size_t)c->enc.n_tags * d, 0};
         k++;
         out[k] = (tensor_ref_t){"fc_b", t->params.fc_b, t->grads.fc_b, (size_t)c->enc.n_tags, 0};
         k++;
@@ -101,7 +101,8 @@ static void input_batch(float *x, int views, int chunk)
 static double max_abs(const float *a, size_t n)
 {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(a[i]));
     return m;
 }
 
@@ -186,11 +187,11 @@ static void step_vs_torch(const char *kind)
     } else {
         float *y = malloc(sizeof(float) * (size_t)B * nt);
         for (int b = 0; b < B; b++)
-            for (int k = 0; k < nt; k++) y[b * nt + k] = (float)((3 * b + k) % 2);
+            for (int k = 0; k < nt; k++)
+                y[b * nt + k] = (float)((3 * b + k) % 2);
         err = clmr_ref_train_step_supervised(&t, x, y, 0, &loss);
         out_ref = need(&f, "", "logits", (size_t)B * nt), nout = (size_t)B * nt;
-        if (out_ref)
-            CHECK(max_diff(t.logits, out_ref, nout) <= ACT_TOL * max_abs(out_ref, nout));
+        if (out_ref) CHECK(max_diff(t.logits, out_ref, nout) <= ACT_TOL * max_abs(out_ref, nout));
         free(y);
     }
     CHECK(err == 0);
@@ -199,7 +200,8 @@ static void step_vs_torch(const char *kind)
         CHECKF(max_diff(t.h, href, (size_t)B * D) <= ACT_TOL * max_abs(href, (size_t)B * D),
                "h differs by %g", max_diff(t.h, href, (size_t)B * D));
     const float *tl64 = need(&f, "", "loss_f64", 1);
-    if (tl) CHECKF(fabs(loss - tl[0]) <= 1e-5 * fabs(tl[0]), "loss %.8f vs torch %.8f", loss, tl[0]);
+    if (tl)
+        CHECKF(fabs(loss - tl[0]) <= 1e-5 * fabs(tl[0]), "loss %.8f vs torch %.8f", loss, tl[0]);
     if (tl64)
         CHECKF(fabs(loss - tl64[0]) <= 1e-6 * fabs(tl64[0]), "loss %.8f vs torch f64 %.8f", loss,
                tl64[0]);
@@ -363,10 +365,13 @@ static void tiny_fd(int supervised)
         t.params_mem[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
     }
     for (int i = 0; i < cfg.enc.n_layers; i++) /* BN gammas away from 0 */
-        for (int c = 0; c < cfg.enc.layer[i].out_ch; c++) t.params.bn_gamma[i][c] += 1.0f;
+        for (int c = 0; c < cfg.enc.layer[i].out_ch; c++)
+            t.params.bn_gamma[i][c] += 1.0f;
     float x[6 * 27], y[6 * 3];
-    for (int i = 0; i < 6 * 27; i++) x[i] = (float)sin(0.37 * i * i + 0.5) * (1 + (i % 5));
-    for (int i = 0; i < 6 * 3; i++) y[i] = (float)((i * 7) % 3 == 0);
+    for (int i = 0; i < 6 * 27; i++)
+        x[i] = (float)sin(0.37 * i * i + 0.5) * (1 + (i % 5));
+    for (int i = 0; i < 6 * 3; i++)
+        y[i] = (float)((i * 7) % 3 == 0);
     tiny_ctx c = {&t, x, y, supervised};
     float *g = malloc(sizeof(float) * t.n_params);
     tiny_loss(&c, g);
@@ -410,10 +415,13 @@ static void test_frozen_head_step(void)
     clmr_ref_trainer_t t;
     CHECK(clmr_train_config_init(&cfg, 4, widths, 0, 0, 3) == 0);
     CHECK(clmr_ref_trainer_open(&t, &cfg, 3) == 0);
-    for (size_t i = 0; i < t.n_params; i++) t.params_mem[i] = (float)sin(1.0 + i) * 0.5f;
+    for (size_t i = 0; i < t.n_params; i++)
+        t.params_mem[i] = (float)sin(1.0 + i) * 0.5f;
     float *before = malloc(sizeof(float) * t.n_params), x[3 * 27], y[9], loss = 0;
-    for (int i = 0; i < 81; i++) x[i] = (float)cos(0.3 * i * i);
-    for (int i = 0; i < 9; i++) y[i] = (float)(i % 2);
+    for (int i = 0; i < 81; i++)
+        x[i] = (float)cos(0.3 * i * i);
+    for (int i = 0; i < 9; i++)
+        y[i] = (float)(i % 2);
     memcpy(before, t.params_mem, sizeof(float) * t.n_params);
     float rv0 = t.run_var[0][0];
     CHECK(clmr_ref_train_step_supervised(&t, x, y, 1, &loss) == 0);
@@ -421,7 +429,8 @@ static void test_frozen_head_step(void)
     CHECK(head + 3 * 6 + 3 == t.n_params);
     CHECK(memcmp(before, t.params_mem, sizeof(float) * head) == 0);
     int moved = 0;
-    for (size_t i = head; i < t.n_params; i++) moved += t.params_mem[i] != before[i];
+    for (size_t i = head; i < t.n_params; i++)
+        moved += t.params_mem[i] != before[i];
     CHECK(moved == (int)(t.n_params - head));
     CHECK(t.run_var[0][0] != rv0);
     CHECK(clmr_ref_train_step_contrastive(&t, x, 0.5f, &loss) == CLMR_EINVAL); /* no projector */

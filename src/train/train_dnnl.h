@@ -1,0 +1,47 @@
+/* train_dnnl.h - SampleCNN encoder training-mode forward and backward on oneDNN primitives.
+ *
+ * DESIGN: the fast twin of the encoder part of samplecnn_train_ref (which is its test oracle).
+ * Per layer: convolution forward (training), batch normalisation forward-training with the ReLU
+ * fused (its workspace keeps the ReLU mask), max pooling forward-training (its workspace keeps the
+ * argmax); backward: pooling backward, batch-normalisation backward (diff scale/shift = dgamma,
+ * dbeta), convolution backward-weights (with bias) and backward-data. Every primitive, memory
+ * object and buffer is built once at open for one batch size and only executed per step (two
+ * arrays of {primitive, args}, like oneDNN's cpu_cnn_training_f32 example); backward primitives are
+ * created with the forward ones as hints. Activations use the channels-last (nwc) layout, which
+ * oneDNN's jit kernels prefer; weights stay (OC, IC, K) so parameters and gradients are read and
+ * written in place in the caller's blocks (clmr_train_params_t layout, shared with the naive
+ * trainer and Adam). The network input (B, 1, L) and the embedding (B, D, 1) have the same bytes
+ * in nwc and ncw, so callers see plain (B, chunk) in and (B, D) out.
+ */
+#ifndef CLMR_TRAIN_TRAIN_DNNL_H
+#define CLMR_TRAIN_TRAIN_DNNL_H
+
+#include "nn/samplecnn.h"
+#include "train/samplecnn_train_ref.h"
+
+typedef struct clmr_train_dnnl clmr_train_dnnl_t;
+
+/* Builds the encoder nets for cfg and `batch` chunks per step. params and grads point into the
+ * caller's parameter and gradient blocks (clmr_train_params_bind); run_mean[i] / run_var[i] are
+ * layer i's BN running statistics. All of these remain owned by the caller and must stay at the
+ * same addresses while the trainer is open (oneDNN memory objects wrap them). Returns 0,
+ * CLMR_EINVAL, CLMR_ENOMEM or CLMR_EDNNL (with a message in *errmsg when errmsg is not NULL). */
+int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_samplecnn_config_t *cfg, int batch,
+                         const clmr_train_params_t *params, const clmr_train_params_t *grads,
+                         float *const *run_mean, float *const *run_var, char **errmsg);
+
+/* Training-mode forward of x (batch, chunk_samples; read only, must stay valid until the next
+ * backward, which reads it for layer 0's weight gradient). Updates the running statistics with
+ * `momentum` (unbiased variance, as PyTorch). *h receives the embedding (batch, embed_dim), owned
+ * by the trainer and valid until the next forward. Returns 0 or CLMR_EDNNL. Not thread-safe per
+ * trainer (oneDNN parallelises inside each primitive). */
+int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum, const float **h);
+
+/* Backward from dh (batch, embed_dim) through the encoder of the last forward: WRITES (does not
+ * accumulate) every encoder gradient in the caller's gradient block. Returns 0 or CLMR_EDNNL. */
+int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh);
+
+/* Frees everything; accepts NULL or *t == NULL and sets *t to NULL. */
+void clmr_train_dnnl_close(clmr_train_dnnl_t **t);
+
+#endif

@@ -10,8 +10,8 @@
 
 #include "clmr/error.h"
 #include "nn/ref_ops.h"
-#include "train/ntxent.h"
 #include "train/ref_backward.h"
+#include "train/train_head.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +87,7 @@ int clmr_ref_trainer_open(clmr_ref_trainer_t *t, const clmr_train_config_t *cfg,
     memset(t, 0, sizeof(*t));
     if (batch < 2) return CLMR_EINVAL;
     const clmr_samplecnn_config_t *e = &cfg->enc;
-    size_t B = (size_t)batch, D = (size_t)e->embed_dim, H = (size_t)cfg->proj_hidden,
-           P = (size_t)cfg->proj_out, T = (size_t)e->n_tags;
+    size_t B = (size_t)batch, D = (size_t)e->embed_dim, T = (size_t)e->n_tags;
     t->cfg = *cfg;
     t->batch = batch;
     t->adam = clmr_adam_default_params();
@@ -104,9 +103,7 @@ int clmr_ref_trainer_open(clmr_ref_trainer_t *t, const clmr_train_config_t *cfg,
         if (conv > max_act) max_act = conv;
         if (B * l->in_ch * l->in_len > max_act) max_act = B * l->in_ch * l->in_len;
     }
-    n_acts += B * H + B * P + B * T;
-    size_t ws = cfg->proj_hidden > 0 ? clmr_ntxent_workspace_floats(batch, (int)P) : 0;
-    size_t n_bwd = 2 * max_act + B * D + B * H + B * P + B * T + ws;
+    size_t n_bwd = 2 * max_act + B * D + clmr_train_head_scratch_floats(cfg, batch);
 
     t->params_mem = calloc(t->n_params, sizeof(float));
     t->grads_mem = calloc(t->n_params, sizeof(float));
@@ -138,16 +135,12 @@ int clmr_ref_trainer_open(clmr_ref_trainer_t *t, const clmr_train_config_t *cfg,
         t->bn_rstd[i] = a, a += oc;
     }
     t->h = t->act[e->n_layers - 1];
-    t->p1 = a, a += B * H;
-    t->z = a, a += B * P;
-    t->logits = a;
     t->dbuf[0] = g, g += max_act;
     t->dbuf[1] = g, g += max_act;
     t->dh = g, g += B * D;
-    t->dp1 = g, g += B * H;
-    t->dz = g, g += B * P;
-    t->dlogits = g, g += B * T;
-    t->ntxent_ws = ws ? g : NULL;
+    t->head_scratch = g;
+    t->z = cfg->proj_out > 0 ? clmr_train_head_z(cfg, batch, g) : NULL;
+    t->logits = T > 0 ? clmr_train_head_logits(cfg, batch, g) : NULL;
     return 0;
 }
 
@@ -251,41 +244,28 @@ int clmr_ref_trainer_grads_contrastive(clmr_ref_trainer_t *t, const float *x, fl
                                        float *loss)
 {
     const clmr_train_config_t *c = &t->cfg;
-    int B = t->batch, D = c->enc.embed_dim, H = c->proj_hidden, P = c->proj_out;
-    if (H <= 0 || B % 2 || !(tau > 0)) return CLMR_EINVAL;
+    if (c->proj_hidden <= 0 || t->batch % 2 || !(tau > 0)) return CLMR_EINVAL;
     memset(t->grads_mem, 0, sizeof(float) * t->n_params);
     int err = encoder_forward(t, x);
-    if (err) return err;
-    clmr_ref_linear(t->p1, t->h, t->params.proj_w1, NULL, B, D, H);
-    clmr_ref_relu(t->p1, t->p1, (size_t)B * H);
-    clmr_ref_linear(t->z, t->p1, t->params.proj_w2, NULL, B, H, P);
-    err = clmr_ntxent_forward(loss, t->ntxent_ws, t->z, B, P, tau);
-    if (err) return err;
-    clmr_ntxent_backward(t->dz, t->ntxent_ws, 1.0f, B, P, tau);
-    clmr_ref_linear_backward(t->dp1, t->grads.proj_w2, NULL, t->dz, t->p1, t->params.proj_w2, B, H,
-                             P);
-    clmr_ref_relu_backward(t->dp1, t->dp1, t->p1, (size_t)B * H);
-    clmr_ref_linear_backward(t->dh, t->grads.proj_w1, NULL, t->dp1, t->h, t->params.proj_w1, B, D,
-                             H);
-    encoder_backward(t, x, t->dh);
-    return 0;
+    if (!err)
+        err = clmr_train_head_contrastive(loss, t->dh, t->h, &t->params, &t->grads, c, t->batch,
+                                          tau, t->head_scratch);
+    if (!err) encoder_backward(t, x, t->dh);
+    return err;
 }
 
 int clmr_ref_trainer_grads_supervised(clmr_ref_trainer_t *t, const float *x, const float *y,
                                       int freeze_encoder, float *loss)
 {
     const clmr_train_config_t *c = &t->cfg;
-    int B = t->batch, D = c->enc.embed_dim, T = c->enc.n_tags;
-    if (T <= 0) return CLMR_EINVAL;
+    if (c->enc.n_tags <= 0) return CLMR_EINVAL;
     memset(t->grads_mem, 0, sizeof(float) * t->n_params);
     int err = encoder_forward(t, x);
-    if (err) return err;
-    clmr_ref_linear(t->logits, t->h, t->params.fc_w, t->params.fc_b, B, D, T);
-    *loss = (float)clmr_ref_bce_logits(t->dlogits, t->logits, y, (size_t)B * T);
-    clmr_ref_linear_backward(freeze_encoder ? NULL : t->dh, t->grads.fc_w, t->grads.fc_b,
-                             t->dlogits, t->h, t->params.fc_w, B, D, T);
-    if (!freeze_encoder) encoder_backward(t, x, t->dh);
-    return 0;
+    if (!err)
+        err = clmr_train_head_supervised(loss, freeze_encoder ? NULL : t->dh, t->h, y, &t->params,
+                                         &t->grads, c, t->batch, t->head_scratch);
+    if (!err && !freeze_encoder) encoder_backward(t, x, t->dh);
+    return err;
 }
 
 void clmr_ref_trainer_update(clmr_ref_trainer_t *t, size_t first)

@@ -69,14 +69,13 @@ typedef struct {
     float *act[CLMR_MAX_LAYERS];      /* (B, OC, conv_len) after BN + ReLU */
     float *pool[CLMR_MAX_LAYERS];     /* (B, OC, out_len) after max-pool, NULL without pool */
     float *bn_mean[CLMR_MAX_LAYERS], *bn_rstd[CLMR_MAX_LAYERS]; /* (OC) batch statistics */
-    float *h;      /* (B, D) embedding (aliases the last act) */
-    float *p1, *z; /* (B, H) projector hidden after ReLU, (B, P) output */
-    float *logits; /* (B, T) head output */
+    float *h; /* (B, D) embedding (aliases the last act) */
     float *acts_mem;
     /* backward scratch */
-    float *dbuf[2]; /* two ping-pong buffers of the largest activation */
-    float *dh, *dp1, *dz, *dlogits;
-    float *ntxent_ws;
+    float *dbuf[2];      /* two ping-pong buffers of the largest activation */
+    float *dh;           /* (B, D) gradient of the embedding */
+    float *head_scratch; /* projector/head intermediates (train_head.h layout) */
+    float *z, *logits;   /* (B, P) projector output, (B, T) head output, in head_scratch */
     float *bwd_mem;
 } clmr_ref_trainer_t;
 

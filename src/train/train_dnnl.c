@@ -12,6 +12,7 @@
 #include "train/train_dnnl.h"
 
 #include "clmr/error.h"
+#include "train/train_head.h"
 
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>
@@ -30,6 +31,11 @@ typedef struct {
 
 struct clmr_train_dnnl {
     clmr_samplecnn_config_t cfg;
+    clmr_train_config_t tcfg;
+    clmr_train_blocks_t blocks;
+    clmr_train_params_t params, grads;
+    size_t n_params;
+    float *head_scratch, *dh; /* train_head.h scratch and the embedding gradient */
     int batch;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -110,15 +116,24 @@ static int make_prim(clmr_train_dnnl_t *t, dnnl_primitive_t *prim, dnnl_primitiv
     return st == dnnl_success ? 0 : CLMR_EDNNL;
 }
 
-int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_samplecnn_config_t *cfg, int batch,
-                         const clmr_train_params_t *params, const clmr_train_params_t *grads,
-                         float *const *run_mean, float *const *run_var, char **errmsg)
+int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcfg, int batch,
+                         const clmr_train_blocks_t *blocks, char **errmsg)
 {
     *out = NULL;
     if (batch < 2) return clmr_set_err(errmsg, CLMR_EINVAL, "batch %d < 2", batch);
+    if (!blocks->params || !blocks->grads)
+        return clmr_set_err(errmsg, CLMR_EINVAL, "parameter and gradient blocks are required");
     clmr_train_dnnl_t *t = calloc(1, sizeof(*t));
     if (!t) return CLMR_ENOMEM;
+    const clmr_samplecnn_config_t *cfg = &tcfg->enc;
     t->cfg = *cfg;
+    t->tcfg = *tcfg;
+    t->blocks = *blocks;
+    t->n_params = clmr_train_param_count(tcfg);
+    clmr_train_params_bind(&t->params, tcfg, blocks->params);
+    clmr_train_params_bind(&t->grads, tcfg, blocks->grads);
+    const clmr_train_params_t *params = &t->params, *grads = &t->grads;
+    float *const *run_mean = blocks->run_mean, *const *run_var = blocks->run_var;
     t->batch = batch;
     int B = batch, err = CLMR_EDNNL;
     const char *what = "engine";
@@ -132,16 +147,19 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_samplecnn_config_t 
         total += 2 * conv + (l->pool ? (size_t)B * l->out_ch * l->out_len : 0) + 2 * l->out_ch;
         if (conv > max_act) max_act = conv;
     }
-    total += 2 * max_act + (size_t)B * cfg->embed_dim;
+    size_t n_head = clmr_train_head_scratch_floats(tcfg, batch);
+    total += 2 * max_act + 2 * (size_t)B * cfg->embed_dim + n_head;
     t->acts = malloc(sizeof(float) * total);
     if (!t->acts) {
         err = CLMR_ENOMEM;
         goto fail;
     }
     float *p = t->acts;
-    t->grad_buf[0] = p + total - 2 * max_act - (size_t)B * cfg->embed_dim;
+    t->grad_buf[0] = p + total - 2 * max_act - 2 * (size_t)B * cfg->embed_dim - n_head;
     t->grad_buf[1] = t->grad_buf[0] + max_act;
     t->dh_buf = t->grad_buf[1] + max_act;
+    t->dh = t->dh_buf + (size_t)B * cfg->embed_dim;
+    t->head_scratch = t->dh + (size_t)B * cfg->embed_dim;
 
     if (dnnl_engine_create(&t->engine, dnnl_cpu, 0) != dnnl_success) goto fail;
     if (dnnl_stream_create(&t->stream, t->engine, dnnl_stream_default_flags) != dnnl_success)
@@ -378,4 +396,52 @@ int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh)
 {
     memcpy(t->grad_buf[0], dh, sizeof(float) * (size_t)t->batch * t->cfg.embed_dim);
     return run_net(t, t->bwd, t->n_bwd);
+}
+
+/* Clip + Adam over params [first, n_params). */
+static double adam_update(clmr_train_dnnl_t *t, size_t first, const clmr_adam_params_t *adam,
+                          long step)
+{
+    size_t n = t->n_params - first;
+    double norm = clmr_adam_clip_grad_norm(t->blocks.grads + first, n, adam->clip_norm);
+    clmr_adam_update(t->blocks.params + first, t->blocks.grads + first, t->blocks.m + first,
+                     t->blocks.v + first, n, step, adam);
+    return norm;
+}
+
+int clmr_train_dnnl_step_contrastive(clmr_train_dnnl_t *t, const float *x, float tau,
+                                     const clmr_adam_params_t *adam, long step, float *loss,
+                                     double *grad_norm)
+{
+    if (t->tcfg.proj_hidden <= 0 || t->batch % 2 || !t->blocks.m || !t->blocks.v || step < 1)
+        return CLMR_EINVAL;
+    memset(t->blocks.grads, 0, sizeof(float) * t->n_params);
+    const float *h = NULL;
+    int err = clmr_train_dnnl_forward(t, x, 0.1f, &h);
+    if (!err)
+        err = clmr_train_head_contrastive(loss, t->dh, h, &t->params, &t->grads, &t->tcfg, t->batch,
+                                          tau, t->head_scratch);
+    if (!err) err = clmr_train_dnnl_backward(t, t->dh);
+    if (err) return err;
+    double norm = adam_update(t, 0, adam, step);
+    if (grad_norm) *grad_norm = norm;
+    return 0;
+}
+
+int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const float *y,
+                                    int freeze_encoder, const clmr_adam_params_t *adam, long step,
+                                    float *loss, double *grad_norm)
+{
+    if (t->cfg.n_tags <= 0 || !t->blocks.m || !t->blocks.v || step < 1) return CLMR_EINVAL;
+    memset(t->blocks.grads, 0, sizeof(float) * t->n_params);
+    const float *h = NULL;
+    int err = clmr_train_dnnl_forward(t, x, 0.1f, &h);
+    if (!err)
+        err = clmr_train_head_supervised(loss, freeze_encoder ? NULL : t->dh, h, y, &t->params,
+                                         &t->grads, &t->tcfg, t->batch, t->head_scratch);
+    if (!err && !freeze_encoder) err = clmr_train_dnnl_backward(t, t->dh);
+    if (err) return err;
+    double norm = adam_update(t, freeze_encoder ? clmr_train_head_offset(&t->tcfg) : 0, adam, step);
+    if (grad_norm) *grad_norm = norm;
+    return 0;
 }

@@ -21,6 +21,7 @@
 #include "clmr/error.h"
 #include "train/samplecnn_train_ref.h"
 #include "train/train_dnnl.h"
+#include "train/train_head.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -93,7 +94,10 @@ static void compare_vs_ref(int n_layers, const int *widths, int B, const char *l
     }
     clmr_train_dnnl_t *dt = NULL;
     char *msg = NULL;
-    int err = clmr_train_dnnl_open(&dt, e, B, &dp, &dg, rm, rv, &msg);
+    clmr_train_blocks_t blk = {.params = pmem, .grads = gmem};
+    memcpy(blk.run_mean, rm, sizeof(rm));
+    memcpy(blk.run_var, rv, sizeof(rv));
+    int err = clmr_train_dnnl_open(&dt, &cfg, B, &blk, &msg);
     CHECKF(err == 0, "%s: open: %s", label, msg ? msg : "?");
     free(msg);
     size_t nx = (size_t)B * e->chunk_samples;
@@ -164,10 +168,142 @@ static void test_open_refuses(void)
     CHECK(clmr_train_config_init(&cfg, 5, widths, 0, 0, 0) == 0);
     clmr_train_dnnl_t *dt = (clmr_train_dnnl_t *)&cfg; /* must be reset to NULL */
     char *msg = NULL;
-    clmr_train_params_t p = {0};
-    CHECK(clmr_train_dnnl_open(&dt, &cfg.enc, 1, &p, &p, NULL, NULL, &msg) == CLMR_EINVAL);
+    float dummy[1];
+    clmr_train_blocks_t blk = {.params = dummy, .grads = dummy};
+    CHECK(clmr_train_dnnl_open(&dt, &cfg, 1, &blk, &msg) == CLMR_EINVAL);
     CHECK(dt == NULL && msg != NULL);
     free(msg);
+    msg = NULL;
+    blk.grads = NULL;
+    CHECK(clmr_train_dnnl_open(&dt, &cfg, 4, &blk, &msg) == CLMR_EINVAL);
+    CHECK(dt == NULL && msg != NULL);
+    free(msg);
+}
+
+/* Whole steps: the oneDNN step functions against the naive trainer's steps from the same state.
+ * Three steps: loss within 1e-5 relative (step 1) and 1e-4 (steps 2, 3: after updates, which
+ * also catches gradients leaking from one step into the next); after step 1, weights
+ * whose naive gradient exceeds 1e-3 x its tensor's max (far above the ~1e-5 x scale the two
+ * gradients differ by, so Adam sees the same sign) must match to 1e-3 x lr; the rest (including
+ * the noise-level conv biases) may differ by at most 2 lr (each side moves at most lr). A frozen
+ * supervised step leaves the encoder untouched. */
+static void step_case(int supervised)
+{
+    static const int widths[6] = {1, 4, 6, 8, 8, 10};
+    clmr_train_config_t cfg;
+    clmr_ref_trainer_t rt;
+    int B = 4;
+    CHECK(clmr_train_config_init(&cfg, 5, widths, supervised ? 0 : 10, supervised ? 0 : 6,
+                                 supervised ? 5 : 0) == 0);
+    CHECK(clmr_ref_trainer_open(&rt, &cfg, B) == 0);
+    fill_lcg(rt.params_mem, rt.n_params, 77 + supervised, -0.5f, 0.5f);
+    for (int i = 0; i < cfg.enc.n_layers; i++)
+        for (int c = 0; c < cfg.enc.layer[i].out_ch; c++)
+            rt.params.bn_gamma[i][c] += 1.0f;
+    size_t n = rt.n_params;
+    float *pm = malloc(sizeof(float) * n), *gm = calloc(n, sizeof(float));
+    float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float)),
+          *p0 = malloc(sizeof(float) * n);
+    float stats[2][CLMR_MAX_LAYERS][16];
+    memcpy(pm, rt.params_mem, sizeof(float) * n);
+    memcpy(p0, rt.params_mem, sizeof(float) * n);
+    clmr_train_blocks_t blk = {.params = pm, .grads = gm, .m = m, .v = v};
+    for (int i = 0; i < cfg.enc.n_layers; i++) {
+        size_t oc = (size_t)cfg.enc.layer[i].out_ch;
+        blk.run_mean[i] = stats[0][i], blk.run_var[i] = stats[1][i];
+        memcpy(stats[0][i], rt.run_mean[i], sizeof(float) * oc);
+        memcpy(stats[1][i], rt.run_var[i], sizeof(float) * oc);
+    }
+    clmr_train_dnnl_t *dt = NULL;
+    CHECK(clmr_train_dnnl_open(&dt, &cfg, B, &blk, NULL) == 0);
+    if (!dt) return;
+    float x[4 * 81], y[4 * 5];
+    for (int i = 0; i < 4 * 81; i++)
+        x[i] = (float)sin(0.7 * i + 0.001 * i * i);
+    for (int i = 0; i < 4 * 5; i++)
+        y[i] = (float)((i * 3) % 2);
+    clmr_adam_params_t ap = rt.adam;
+    for (int step = 1; step <= 3; step++) {
+        float lr_loss = 0, ld_loss = 0;
+        double gn = 0;
+        int e1 = supervised ? clmr_ref_train_step_supervised(&rt, x, y, 0, &lr_loss)
+                            : clmr_ref_train_step_contrastive(&rt, x, 0.5f, &lr_loss);
+        int e2 = supervised
+                     ? clmr_train_dnnl_step_supervised(dt, x, y, 0, &ap, step, &ld_loss, &gn)
+                     : clmr_train_dnnl_step_contrastive(dt, x, 0.5f, &ap, step, &ld_loss, &gn);
+        CHECK(e1 == 0 && e2 == 0);
+        CHECKF(fabs(ld_loss - lr_loss) <= (step == 1 ? 1e-5 : 1e-4) * fabs(lr_loss),
+               "step %d: loss %.8f vs naive %.8f", step, ld_loss, lr_loss);
+        CHECK_NEAR(gn, rt.last_grad_norm, 1e-3 * rt.last_grad_norm);
+        if (step != 1) continue;
+        /* per tensor (same layout on both sides): the encoder tensors, then projector/head */
+        clmr_train_params_t rg = rt.grads;
+        size_t off = 0;
+        int n_tight = 0;
+        while (off < n) {
+            /* find the tensor containing off: walk the bound pointers of the naive grads */
+            size_t len = n - off;
+            const float *starts[4 * CLMR_MAX_LAYERS + 4];
+            int ns = 0;
+            for (int i = 0; i < cfg.enc.n_layers; i++) {
+                starts[ns++] = rg.conv_w[i], starts[ns++] = rg.conv_b[i];
+                starts[ns++] = rg.bn_gamma[i], starts[ns++] = rg.bn_beta[i];
+            }
+            if (rg.proj_w1) starts[ns++] = rg.proj_w1, starts[ns++] = rg.proj_w2;
+            if (rg.fc_w) starts[ns++] = rg.fc_w, starts[ns++] = rg.fc_b;
+            int is_bias = 0;
+            for (int k = 0; k < ns; k++) {
+                size_t so = (size_t)(starts[k] - rt.grads_mem);
+                if (so == off) {
+                    is_bias = k < 4 * cfg.enc.n_layers && k % 4 == 1;
+                    len = (k + 1 < ns ? (size_t)(starts[k + 1] - rt.grads_mem) : n) - off;
+                }
+            }
+            double scale = max_abs(rt.grads_mem + off, len);
+            for (size_t j = off; j < off + len; j++) {
+                double dref = (double)rt.params_mem[j] - p0[j], dd = (double)pm[j] - p0[j];
+                if (!is_bias && fabs(rt.grads_mem[j]) > 1e-3 * scale) {
+                    n_tight++;
+                    CHECKF(fabs(dd - dref) <= 1e-3 * ap.lr, "param %zu: update %g vs naive %g", j,
+                           dd, dref);
+                } else {
+                    CHECKF(fabs(dd - dref) <= 2 * ap.lr * 1.001, "param %zu: %g vs %g", j, dd,
+                           dref);
+                }
+            }
+            off += len;
+        }
+        printf("# %s step 1: %d of %zu updates compared tightly\n",
+               supervised ? "supervised" : "contrastive", n_tight, n);
+        CHECK(n_tight > (int)(n / 2));
+    }
+    if (supervised) { /* frozen: the encoder stays, the head moves */
+        memcpy(p0, pm, sizeof(float) * n);
+        float loss = 0;
+        CHECK(clmr_train_dnnl_step_supervised(dt, x, y, 1, &ap, 4, &loss, NULL) == 0);
+        size_t head = clmr_train_head_offset(&cfg);
+        CHECK(memcmp(p0, pm, sizeof(float) * head) == 0);
+        CHECK(memcmp(p0 + head, pm + head, sizeof(float) * (n - head)) != 0);
+    } else { /* a contrastive step needs Adam state */
+        float loss;
+        blk.m = NULL;
+        clmr_train_dnnl_close(&dt);
+        CHECK(clmr_train_dnnl_open(&dt, &cfg, B, &blk, NULL) == 0);
+        CHECK(clmr_train_dnnl_step_contrastive(dt, x, 0.5f, &ap, 1, &loss, NULL) == CLMR_EINVAL);
+    }
+    clmr_train_dnnl_close(&dt);
+    clmr_ref_trainer_close(&rt);
+    free(pm), free(gm), free(m), free(v), free(p0);
+}
+
+static void test_contrastive_step(void)
+{
+    step_case(0);
+}
+
+static void test_supervised_step(void)
+{
+    step_case(1);
 }
 
 int main(void)
@@ -175,5 +311,7 @@ int main(void)
     RUN_TEST(test_small_net);
     RUN_TEST(test_full_depth_net);
     RUN_TEST(test_open_refuses);
+    RUN_TEST(test_contrastive_step);
+    RUN_TEST(test_supervised_step);
     return TEST_END();
 }

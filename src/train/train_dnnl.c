@@ -83,6 +83,30 @@ static dnnl_memory_desc_t md1(int a)
     return md;
 }
 
+static dnnl_memory_desc_t md4_nhwc(int n, int c, int w)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {n, c, 1, w};
+    dnnl_memory_desc_init_by_tag(&md, 4, d, dnnl_f32, dnnl_nhwc);
+    return md;
+}
+
+/* Records in op a reorder from `from` (layout from_md) to `to` (layout to_md). */
+static int add_reorder(clmr_train_dnnl_t *t, net_op_t *op, dnnl_memory_t from,
+                       const dnnl_memory_desc_t *from_md, dnnl_memory_t to,
+                       const dnnl_memory_desc_t *to_md)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_reorder_primitive_desc_create(&pd, from_md, t->engine, to_md, t->engine, NULL) !=
+        dnnl_success)
+        return CLMR_EDNNL;
+    dnnl_status_t st = dnnl_primitive_create(&op->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    op_arg(op, DNNL_ARG_FROM, from);
+    op_arg(op, DNNL_ARG_TO, to);
+    return st == dnnl_success ? 0 : CLMR_EDNNL;
+}
+
 void clmr_train_dnnl_close(clmr_train_dnnl_t **tp)
 {
     if (!tp || !*tp) return;
@@ -198,7 +222,12 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
             if (!in_mem) goto fail;
         }
         what = "memory";
+        /* BN sees the same bytes as (B, C, 1, L) nhwc: oneDNN's jit BN kernels take 2-D spatial
+         * tensors only (with 1-D ones it falls back to a slow reference kernel). */
+        dnnl_memory_desc_t md_conv4 = md4_nhwc(B, l->out_ch, l->conv_len);
         dnnl_memory_t m_conv = mem_new(t, &md_conv, conv_out), m_act = mem_new(t, &md_conv, act);
+        dnnl_memory_t m_conv4 = mem_new(t, &md_conv4, conv_out),
+                      m_act4 = mem_new(t, &md_conv4, act);
         dnnl_memory_t m_w = mem_new(t, &md_w, params->conv_w[i]);
         dnnl_memory_t m_b = mem_new(t, &md_c, params->conv_b[i]);
         dnnl_memory_t m_gamma = mem_new(t, &md_c, params->bn_gamma[i]);
@@ -212,22 +241,35 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         /* gradient of this layer's output lives in grad_buf[pc]; of the conv output in dconv */
         float *dconv_buf = l->pool ? t->grad_buf[!pc] : t->grad_buf[pc];
         dnnl_memory_t m_dconv = mem_new(t, &md_conv, dconv_buf);
-        if (!m_conv || !m_act || !m_w || !m_b || !m_gamma || !m_beta || !m_mean || !m_var ||
-            !m_dw || !m_db || !m_dgamma || !m_dbeta || !m_dconv)
+        dnnl_memory_t m_dconv4 = mem_new(t, &md_conv4, dconv_buf);
+        if (!m_conv || !m_act || !m_conv4 || !m_act4 || !m_w || !m_b || !m_gamma || !m_beta ||
+            !m_mean || !m_var || !m_dw || !m_db || !m_dgamma || !m_dbeta || !m_dconv || !m_dconv4)
             goto fail;
 
-        /* convolution forward + backward weights + backward data */
+        /* convolution forward; the weights format is the kernel's choice (format_tag_any), so
+         * the caller's (OC, IC, K) weights are reordered into it before each forward */
         what = "convolution";
         dnnl_dims_t strides = {l->stride}, pad = {l->pad};
+        dnnl_memory_desc_t md_w_any = md3(l->out_ch, l->in_ch, l->kernel, dnnl_format_tag_any);
         dnnl_convolution_desc_t cd;
         if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
-                                               &md_in, &md_w, &md_c, &md_conv, strides, pad,
-                                               pad) != dnnl_success)
+                                               &md_in, &md_w_any, &md_c, &md_conv, strides, pad,
+                                               pad) != dnnl_success ||
+            dnnl_primitive_desc_create(&conv_pd, &cd, NULL, t->engine, NULL) != dnnl_success)
             goto fail;
+        dnnl_memory_t m_wf = m_w;
+        const dnnl_memory_desc_t *wf =
+            dnnl_primitive_desc_query_md(conv_pd, dnnl_query_weights_md, 0);
+        if (!dnnl_memory_desc_equal(wf, &md_w)) {
+            what = "weights reorder";
+            m_wf = mem_new(t, wf, DNNL_MEMORY_ALLOCATE);
+            if (!m_wf || add_reorder(t, &t->fwd[t->n_fwd++], m_w, &md_w, m_wf, wf)) goto fail;
+        }
+        what = "convolution";
         net_op_t *op = &t->fwd[t->n_fwd++];
-        if (make_prim(t, &op->prim, &conv_pd, &cd, NULL)) goto fail;
+        if (dnnl_primitive_create(&op->prim, conv_pd) != dnnl_success) goto fail;
         op_arg(op, DNNL_ARG_SRC, in_mem);
-        op_arg(op, DNNL_ARG_WEIGHTS, m_w);
+        op_arg(op, DNNL_ARG_WEIGHTS, m_wf);
         op_arg(op, DNNL_ARG_BIAS, m_b);
         op_arg(op, DNNL_ARG_DST, m_conv);
 
@@ -235,7 +277,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         what = "batch normalization";
         unsigned flags = dnnl_use_scale | dnnl_use_shift | dnnl_fuse_norm_relu;
         dnnl_batch_normalization_desc_t bd;
-        if (dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &md_conv,
+        if (dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &md_conv4,
                                                        CLMR_BN_EPS, flags) != dnnl_success)
             goto fail;
         op = &t->fwd[t->n_fwd++];
@@ -244,8 +286,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
             mem_new(t, dnnl_primitive_desc_query_md(bn_pd, dnnl_query_workspace_md, 0),
                     DNNL_MEMORY_ALLOCATE);
         if (!m_bn_ws) goto fail;
-        op_arg(op, DNNL_ARG_SRC, m_conv);
-        op_arg(op, DNNL_ARG_DST, m_act);
+        op_arg(op, DNNL_ARG_SRC, m_conv4);
+        op_arg(op, DNNL_ARG_DST, m_act4);
         op_arg(op, DNNL_ARG_MEAN, m_mean);
         op_arg(op, DNNL_ARG_VARIANCE, m_var);
         op_arg(op, DNNL_ARG_SCALE, m_gamma);
@@ -276,51 +318,81 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         }
 
         /* Backward ops of this layer are appended in REVERSE execution order (conv backward
-         * data, weights, BN, pooling); reversing the whole list at the end then gives the
-         * execution order from the last layer down, and every primitive is owned by t->bwd as
-         * soon as it exists (close() frees it on any failure). */
+         * data and its weights reorder, the weight-gradient reorder and conv backward weights,
+         * BN, pooling); reversing the whole list at the end then gives the execution order from
+         * the last layer down, and every primitive is owned by t->bwd as soon as it exists
+         * (close() frees it on any failure). */
         if (i > 0) { /* layer 0's input is audio: no gradient */
             what = "convolution backward data";
             /* the previous layer's output gradient: the buffer the dconv is not in */
             float *din = dconv_buf == t->grad_buf[0] ? t->grad_buf[1] : t->grad_buf[0];
             dnnl_memory_t m_din = mem_new(t, &md_in, din);
             if (!m_din) goto fail;
+            dnnl_primitive_desc_t bd_pd = NULL;
             if (dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &md_in,
-                                                         &md_w, &md_conv, strides, pad,
-                                                         pad) != dnnl_success)
+                                                         &md_w_any, &md_conv, strides, pad,
+                                                         pad) != dnnl_success ||
+                dnnl_primitive_desc_create(&bd_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
                 goto fail;
             op = &t->bwd[t->n_bwd++];
-            if (make_prim(t, &op->prim, NULL, &cd, conv_pd)) goto fail;
+            dnnl_status_t st = dnnl_primitive_create(&op->prim, bd_pd);
+            const dnnl_memory_desc_t *wb =
+                dnnl_primitive_desc_query_md(bd_pd, dnnl_query_weights_md, 0);
+            /* the forward's reordered weights are still current during the backward */
+            dnnl_memory_t m_wb = dnnl_memory_desc_equal(wb, wf)      ? m_wf
+                                 : dnnl_memory_desc_equal(wb, &md_w) ? m_w
+                                                                     : NULL;
+            int need_reorder = m_wb == NULL;
+            dnnl_memory_desc_t wb_md = *wb; /* wb dies with bd_pd */
+            if (need_reorder) m_wb = mem_new(t, &wb_md, DNNL_MEMORY_ALLOCATE);
+            dnnl_primitive_desc_destroy(bd_pd);
+            if (st != dnnl_success || !m_wb) goto fail;
             op_arg(op, DNNL_ARG_DIFF_DST, m_dconv);
-            op_arg(op, DNNL_ARG_WEIGHTS, m_w);
+            op_arg(op, DNNL_ARG_WEIGHTS, m_wb);
             op_arg(op, DNNL_ARG_DIFF_SRC, m_din);
+            if (need_reorder && add_reorder(t, &t->bwd[t->n_bwd++], m_w, &md_w, m_wb, &wb_md))
+                goto fail;
         }
         what = "convolution backward weights";
-        if (dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &md_in, &md_w,
-                                                        &md_c, &md_conv, strides, pad,
-                                                        pad) != dnnl_success)
+        dnnl_primitive_desc_t bw_pd = NULL;
+        if (dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &md_in,
+                                                        &md_w_any, &md_c, &md_conv, strides, pad,
+                                                        pad) != dnnl_success ||
+            dnnl_primitive_desc_create(&bw_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
             goto fail;
+        const dnnl_memory_desc_t *dwf =
+            dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_weights_md, 0);
+        dnnl_memory_t m_dwf = m_dw;
+        if (!dnnl_memory_desc_equal(dwf, &md_w)) { /* runs after the primitive: appended first */
+            m_dwf = mem_new(t, dwf, DNNL_MEMORY_ALLOCATE);
+            if (!m_dwf || add_reorder(t, &t->bwd[t->n_bwd++], m_dwf, dwf, m_dw, &md_w)) {
+                dnnl_primitive_desc_destroy(bw_pd);
+                goto fail;
+            }
+        }
         op = &t->bwd[t->n_bwd++];
-        if (make_prim(t, &op->prim, NULL, &cd, conv_pd)) goto fail;
+        dnnl_status_t bw_st = dnnl_primitive_create(&op->prim, bw_pd);
+        dnnl_primitive_desc_destroy(bw_pd);
+        if (bw_st != dnnl_success) goto fail;
         op_arg(op, DNNL_ARG_SRC, in_mem);
         op_arg(op, DNNL_ARG_DIFF_DST, m_dconv);
-        op_arg(op, DNNL_ARG_DIFF_WEIGHTS, m_dw);
+        op_arg(op, DNNL_ARG_DIFF_WEIGHTS, m_dwf);
         op_arg(op, DNNL_ARG_DIFF_BIAS, m_db);
 
         what = "batch normalization backward";
-        if (dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &md_conv, &md_conv,
+        if (dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &md_conv4, &md_conv4,
                                                         CLMR_BN_EPS, flags) != dnnl_success)
             goto fail;
         op = &t->bwd[t->n_bwd++];
         if (make_prim(t, &op->prim, NULL, &bd, bn_pd)) goto fail;
-        op_arg(op, DNNL_ARG_SRC, m_conv);
+        op_arg(op, DNNL_ARG_SRC, m_conv4);
         op_arg(op, DNNL_ARG_MEAN, m_mean);
         op_arg(op, DNNL_ARG_VARIANCE, m_var);
         op_arg(op, DNNL_ARG_SCALE, m_gamma);
         op_arg(op, DNNL_ARG_SHIFT, m_beta);
         op_arg(op, DNNL_ARG_WORKSPACE, m_bn_ws);
-        op_arg(op, DNNL_ARG_DIFF_DST, m_dconv); /* in place */
-        op_arg(op, DNNL_ARG_DIFF_SRC, m_dconv);
+        op_arg(op, DNNL_ARG_DIFF_DST, m_dconv4); /* in place */
+        op_arg(op, DNNL_ARG_DIFF_SRC, m_dconv4);
         op_arg(op, DNNL_ARG_DIFF_SCALE, m_dgamma);
         op_arg(op, DNNL_ARG_DIFF_SHIFT, m_dbeta);
 

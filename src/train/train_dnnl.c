@@ -1,13 +1,14 @@
 /* train_dnnl.c - SampleCNN encoder training on oneDNN (see train_dnnl.h).
  *
- * DESIGN: open() describes every primitive with explicit layouts (nwc activations, oiw weights),
- * creates the memory objects once (activations in one malloc'd block, parameters and gradients
- * wrapping the caller's blocks, workspaces allocated by oneDNN) and records two nets, arrays of
+ * DESIGN: open() describes every primitive once: activations channels-last (nwc; BN on the same
+ * bytes viewed as 4-D nhwc, where oneDNN has jit kernels), convolution weights in the format the
+ * kernel picks (format_tag_any) with reorders from/to the caller's (OC, IC, K) blocks, workspaces
+ * allocated by oneDNN. It creates the memory objects (activations in one malloc'd block,
+ * parameters and gradients wrapping the caller's blocks) and records two nets, arrays of
  * {primitive, args}; forward() and backward() only execute them. Gradient buffers ping-pong
- * between two blocks sized for the largest activation, decided at open: pool backward writes the
- * other buffer, BN backward works in place, conv backward-data writes the other buffer again.
- * Explicit plain layouts keep the code short and let gradients land directly in the caller's
- * blocks; format_tag_any with reorders is the next step for speed (see docs/training-numerics.md).
+ * between two mallocs, each sized for the largest gradient it holds, decided at open: pool
+ * backward writes the other buffer, BN backward works in place, conv backward-data writes the
+ * other buffer again.
  */
 #include "train/train_dnnl.h"
 
@@ -43,8 +44,8 @@ struct clmr_train_dnnl {
     int n_fwd, n_bwd;
     dnnl_memory_t mems[MAX_MEMS];
     int n_mems;
-    dnnl_memory_t x_mem; /* layer 0 input, handle set per forward */
-    float *acts, *grad_buf[2], *h, *dh_buf;
+    dnnl_memory_t x_mem;           /* layer 0 input, handle set per forward */
+    float *acts, *grad_buf[2], *h; /* activations block; gradient buffers (own mallocs) */
     float *mean[CLMR_MAX_LAYERS], *var[CLMR_MAX_LAYERS]; /* batch statistics (biased var) */
     float *run_mean[CLMR_MAX_LAYERS], *run_var[CLMR_MAX_LAYERS];
 };
@@ -120,6 +121,8 @@ void clmr_train_dnnl_close(clmr_train_dnnl_t **tp)
     if (t->stream) dnnl_stream_destroy(t->stream);
     if (t->engine) dnnl_engine_destroy(t->engine);
     free(t->acts);
+    free(t->grad_buf[0]);
+    free(t->grad_buf[1]);
     free(t);
     *tp = NULL;
 }
@@ -163,26 +166,47 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     const char *what = "engine";
     dnnl_primitive_desc_t conv_pd = NULL, bn_pd = NULL, pool_pd = NULL;
 
-    /* one block: per layer conv out, act, pool out, mean, var; then 2 gradient buffers, dh */
-    size_t total = 0, max_act = 0;
+    /* The gradient buffer holding each layer's output gradient, walking down from the top
+     * (whose gradient backward() copies into grad_buf[0]); each buffer is sized for what it
+     * holds, so the second one is only as large as layer 1's activations (a third of the first
+     * at the official shapes). */
+    int parity[CLMR_MAX_LAYERS], cur = 0;
+    size_t gsize[2] = {0, 0};
+    for (int i = cfg->n_layers - 1; i >= 0; i--) {
+        const clmr_layer_shape_t *l = &cfg->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len, in = (size_t)B * l->in_ch * l->in_len;
+        size_t outn = (size_t)B * l->out_ch * l->out_len;
+        parity[i] = cur;
+        if (outn > gsize[cur]) gsize[cur] = outn;
+        if (l->pool) cur = !cur; /* pool backward writes the conv-output gradient there */
+        if (conv > gsize[cur]) gsize[cur] = conv;
+        cur = !cur; /* conv backward data writes the other buffer */
+        if (i > 0 && in > gsize[cur]) gsize[cur] = in;
+    }
+    for (int k = 0; k < 2; k++) {
+        t->grad_buf[k] = malloc(sizeof(float) * gsize[k]);
+        if (!t->grad_buf[k]) {
+            err = CLMR_ENOMEM;
+            goto fail;
+        }
+    }
+
+    /* one block: per layer conv out, act, pool out, mean, var; then dh and the head scratch */
+    size_t total = 0;
     for (int i = 0; i < cfg->n_layers; i++) {
         const clmr_layer_shape_t *l = &cfg->layer[i];
         size_t conv = (size_t)B * l->out_ch * l->conv_len;
         total += 2 * conv + (l->pool ? (size_t)B * l->out_ch * l->out_len : 0) + 2 * l->out_ch;
-        if (conv > max_act) max_act = conv;
     }
     size_t n_head = clmr_train_head_scratch_floats(tcfg, batch);
-    total += 2 * max_act + 2 * (size_t)B * cfg->embed_dim + n_head;
+    total += (size_t)B * cfg->embed_dim + n_head;
     t->acts = malloc(sizeof(float) * total);
     if (!t->acts) {
         err = CLMR_ENOMEM;
         goto fail;
     }
     float *p = t->acts;
-    t->grad_buf[0] = p + total - 2 * max_act - 2 * (size_t)B * cfg->embed_dim - n_head;
-    t->grad_buf[1] = t->grad_buf[0] + max_act;
-    t->dh_buf = t->grad_buf[1] + max_act;
-    t->dh = t->dh_buf + (size_t)B * cfg->embed_dim;
+    t->dh = p + total - (size_t)B * cfg->embed_dim - n_head;
     t->head_scratch = t->dh + (size_t)B * cfg->embed_dim;
 
     if (dnnl_engine_create(&t->engine, dnnl_cpu, 0) != dnnl_success) goto fail;
@@ -190,15 +214,6 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         goto fail;
 
     dnnl_memory_t in_mem = NULL;
-    int cur = 0; /* which grad buffer holds the layer output gradient during backward */
-    /* the gradient buffer holding each layer's output gradient, walking down from the top
-     * (whose gradient backward() copies into grad_buf[0]) */
-    int parity[CLMR_MAX_LAYERS];
-    for (int i = cfg->n_layers - 1; i >= 0; i--) {
-        parity[i] = cur;
-        if (cfg->layer[i].pool) cur = !cur;
-        cur = !cur; /* conv backward data writes the other buffer */
-    }
 
     for (int i = 0; i < cfg->n_layers; i++) {
         const clmr_layer_shape_t *l = &cfg->layer[i];

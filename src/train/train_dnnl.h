@@ -8,10 +8,11 @@
  * object and buffer is built once at open for one batch size and only executed per step (two
  * arrays of {primitive, args}, like oneDNN's cpu_cnn_training_f32 example); backward primitives are
  * created with the forward ones as hints. Activations use the channels-last (nwc) layout, which
- * oneDNN's jit kernels prefer; weights stay (OC, IC, K) so parameters and gradients are read and
- * written in place in the caller's blocks (clmr_train_params_t layout, shared with the naive
- * trainer and Adam). The network input (B, 1, L) and the embedding (B, D, 1) have the same bytes
- * in nwc and ncw, so callers see plain (B, chunk) in and (B, D) out.
+ * oneDNN's jit kernels prefer; the caller's blocks keep the (OC, IC, K) clmr_train_params_t
+ * layout shared with the naive trainer and Adam, and are reordered to/from the kernels' weight
+ * formats inside the nets (BN parameters and gradients are used in place). The network input (B, 1,
+ * L) and the embedding (B, D, 1) have the same bytes in nwc and ncw, so callers see plain (B,
+ * chunk) in and (B, D) out.
  */
 #ifndef CLMR_TRAIN_TRAIN_DNNL_H
 #define CLMR_TRAIN_TRAIN_DNNL_H

@@ -151,7 +151,8 @@ static void test_migrations_upgrade_v1_fixture(void)
     int64_t n = 0;
     CHECK(clmr_store_track_count(s, &n, NULL) == 0 && n == 3);
     clmr_track_t t;
-    CHECK(clmr_store_track_get(s, "1111111111111111111111111111111111111111111111111111111111111111",
+    CHECK(clmr_store_track_get(s,
+                               "1111111111111111111111111111111111111111111111111111111111111111",
                                &t, NULL) == 0);
     CHECK(t.title && strcmp(t.title, "First") == 0 && t.artist && strcmp(t.artist, "Ann") == 0);
     CHECK(t.external_id && strcmp(t.external_id, "ext-1") == 0);
@@ -160,13 +161,14 @@ static void test_migrations_upgrade_v1_fixture(void)
     clmr_track_clear(&t);
     float *e = NULL;
     int dim = 0;
-    CHECK(clmr_store_embedding_get(s,
-                                   "2222222222222222222222222222222222222222222222222222222222222222",
-                                   "base-v1", &e, &dim, NULL) == 0);
+    CHECK(clmr_store_embedding_get(
+              s, "2222222222222222222222222222222222222222222222222222222222222222", "base-v1", &e,
+              &dim, NULL) == 0);
     CHECK(dim == 4 && e && e[0] == 4.0f && e[1] == 3.0f && e[2] == 2.0f && e[3] == -1.0f);
     free(e);
     clmr_tag_result_t r;
-    CHECK(clmr_store_cache_get(s, "abababababababababababababababababababababababababababababababab",
+    CHECK(clmr_store_cache_get(s,
+                               "abababababababababababababababababababababababababababababababab",
                                "base-v1", &r, NULL) == 0);
     CHECK(r.n_scores == 2 && r.scores && r.scores[0] == 0.5f && r.scores[1] == 0.25f);
     CHECK(r.chunks == 1 && r.embedding == NULL);
@@ -211,13 +213,13 @@ static void test_migrations_refuse_newer_or_foreign(void)
     err = NULL;
     /* A renamed migration means two diverging schemas: refuse too. */
     CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
-    sqlite3_exec(raw, "DELETE FROM schema_migrations WHERE version = 99;"
-                      "UPDATE schema_migrations SET name = 'other' WHERE version = 2",
+    sqlite3_exec(raw,
+                 "DELETE FROM schema_migrations WHERE version = 99;"
+                 "UPDATE schema_migrations SET name = 'other' WHERE version = 2",
                  NULL, NULL, NULL);
     sqlite3_close(raw);
     rc = clmr_store_open(&s, &p, &err);
-    CHECKF(rc == CLMR_EDB && err && strstr(err, "does not match"), "rc %d %s", rc,
-           err ? err : "");
+    CHECKF(rc == CLMR_EDB && err && strstr(err, "does not match"), "rc %d %s", rc, err ? err : "");
     free(err);
     t_rmdir(dir);
 }
@@ -426,8 +428,7 @@ static void test_foreach(void)
         t_fake_id(t.id, i, 0);
         t.created_at = 1000 + (int64_t)i;
         float e[4] = {64, 1, 2, (float)i};
-        CHECK(clmr_store_track_ingest(s, &t, i < 6 ? MODEL : "m2", e, 4, NULL, 0, NULL, NULL) ==
-              0);
+        CHECK(clmr_store_track_ingest(s, &t, i < 6 ? MODEL : "m2", e, 4, NULL, 0, NULL, NULL) == 0);
     }
     int c[2] = {0, 0};
     CHECK(clmr_store_embedding_foreach(s, MODEL, count_cb, c, NULL) == 0);
@@ -537,8 +538,8 @@ static void test_models(void)
     CHECK(clmr_store_model_activate(s, "nope", NULL) == CLMR_ENOT_FOUND);
     CHECK(clmr_store_model_get_active(s, &got, NULL) == 0 && strcmp(got.id, "base") == 0);
     clmr_store_model_clear(&got);
-    CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_CANDIDATE, "{\"gate\":\"failed\"}",
-                                  NULL) == 0);
+    CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_CANDIDATE, "{\"gate\":\"failed\"}", NULL) ==
+          0);
     CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_CANDIDATE, "[", NULL) == CLMR_EINVAL);
     CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_ACTIVE, NULL, NULL) == CLMR_EINVAL);
     CHECK(clmr_store_model_update(s, "zz", CLMR_MODEL_RETIRED, NULL, NULL) == CLMR_ENOT_FOUND);
@@ -644,8 +645,9 @@ static void test_bulk_transactions(void)
         CHECK(put_track(s, i, "bulk") == 1);
     /* A failing call inside the transaction rolls back only itself (savepoint). */
     float e[2] = {1, 2};
-    CHECK(clmr_store_embedding_put(s, "0000000000000000000000000000000000000000000000000000000000000000",
-                                   "none", e, 2, NULL) == CLMR_ENOT_FOUND);
+    CHECK(clmr_store_embedding_put(
+              s, "0000000000000000000000000000000000000000000000000000000000000000", "none", e, 2,
+              NULL) == CLMR_ENOT_FOUND);
     CHECK(clmr_store_write_end(s, 1, NULL) == 0);
     CHECK(clmr_store_track_count(s, &n, NULL) == 0 && n == 50);
     CHECK(clmr_store_write_end(s, 1, NULL) == CLMR_EINVAL); /* not held */
@@ -722,12 +724,11 @@ static void *writer_main(void *arg)
             w->errors++;
         }
         free(err);
-        if (i % 10 == 0 && clmr_store_cache_put(w->s,
-                                                &(clmr_tag_result_t){.sha256 = {0},
-                                                                     .model_id = MODEL,
-                                                                     .scores = emb,
-                                                                     .n_scores = 50},
-                                                NULL) != CLMR_EINVAL)
+        if (i % 10 == 0 && clmr_store_cache_put(
+                               w->s,
+                               &(clmr_tag_result_t){
+                                   .sha256 = {0}, .model_id = MODEL, .scores = emb, .n_scores = 50},
+                               NULL) != CLMR_EINVAL)
             w->errors++; /* empty sha: must be refused, not reach SQLite */
     }
     return NULL;

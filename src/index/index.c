@@ -761,7 +761,11 @@ int clmr_index_load(clmr_index_t *x, clmr_store_t *store, const char *model_id, 
     int rc = clmr_store_embedding_count(store, model_id, &count, errmsg);
     if (rc) return rc;
     pthread_rwlock_wrlock(&x->lock);
-    rc = grow(x, x->n + (size_t)count); /* one allocation instead of log(n) copies */
+    /* One allocation instead of log(n) copies, with 25% headroom: otherwise the first ingest
+     * after start-up would copy the whole matrix (seconds at 1M tracks) under the write lock.
+     * Untouched headroom pages cost address space, not resident memory. */
+    size_t want = x->n + (size_t)count;
+    rc = grow(x, want + want / 4 + 64);
     pthread_rwlock_unlock(&x->lock);
     if (rc)
         return clmr_set_err(errmsg, rc, "cannot reserve the index for %lld rows", (long long)count);

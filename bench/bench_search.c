@@ -195,12 +195,12 @@ static int run(long n, int nq, int batch, const char *base)
                (double)n / t_insert, batch);
     else
         printf("  insert: reused the existing database in %s\n", dir);
-    printf("  database: %.0f bytes/track; re-open with quick_check: %.2f s\n",
-           db_bytes / (double)n, t_open);
+    printf("  database: %.0f bytes/track; re-open with quick_check: %.2f s\n", db_bytes / (double)n,
+           t_open);
     printf("  index load from store: %.2f s (%.0f rows/s)\n", t_load, (double)n / t_load);
-    printf("  index memory: %.0f bytes/track (accounted, capacity %zu B), RSS +%.0f bytes/track\n",
-           (double)clmr_index_memory(x) / (double)n, clmr_index_memory(x),
-           (double)(rss1 - rss0) * 1024.0 / (double)n);
+    printf("  index memory: RSS +%.0f bytes/track (allocated incl. 25%% headroom: %.0f "
+           "bytes/track)\n",
+           (double)(rss1 - rss0) * 1024.0 / (double)n, (double)clmr_index_memory(x) / (double)n);
     /* Every kernel this CPU runs, with and without the int8 prefilter, side by side. */
     const char *kernels[3] = {"avx512", "avx2", "scalar"};
     const char *auto_name = clmr_index_kernel_name();
@@ -209,8 +209,7 @@ static int run(long n, int nq, int batch, const char *base)
         if (clmr_index_set_kernel(kernels[kk]) != 0) continue;
         for (int pf = 1; pf >= 0; pf--) {
             if (kk == 2 && pf) continue; /* scalar has no prefilter */
-            if (default_only && (!pf || strcmp(kernels[kk], auto_name) != 0))
-                continue;
+            if (default_only && (!pf || strcmp(kernels[kk], auto_name) != 0)) continue;
             double p50, p99, mean, cpu;
             time_searches(x, q, nq, kernels[kk], pf, &p50, &p99, &mean, &cpu);
             if (base_cpu == 0) base_cpu = cpu;
@@ -247,7 +246,8 @@ int main(int argc, char **argv)
         else if (ns < 16 && atol(argv[i]) > 0)
             sizes[ns++] = atol(argv[i]);
         else {
-            fprintf(stderr, "usage: %s [--queries Q] [--batch B] [--dir DIR] [--default-only] [N...]\n",
+            fprintf(stderr,
+                    "usage: %s [--queries Q] [--batch B] [--dir DIR] [--default-only] [N...]\n",
                     argv[0]);
             return 2;
         }

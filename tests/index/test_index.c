@@ -73,7 +73,8 @@ static int check_against_oracle(const data_t *d, const float *q, int k, int excl
     bf_t *all = malloc(sizeof *all * (size_t)d->n);
     int m = 0, ok = 1;
     for (int i = 0; i < d->n; i++)
-        if (d->alive[i] && i != exclude) all[m++] = (bf_t){cosine(q, d->v + (size_t)i * d->dim, d->dim), i};
+        if (d->alive[i] && i != exclude)
+            all[m++] = (bf_t){cosine(q, d->v + (size_t)i * d->dim, d->dim), i};
     qsort(all, (size_t)m, sizeof *all, bf_cmp);
     int want = k < m ? k : m;
     if (nh != want) {
@@ -111,7 +112,7 @@ static void run_exact(const char *kernel, int dim)
 {
     CHECK(clmr_index_set_kernel(kernel) == 0);
     data_t d = make_data(1503, dim, 77 + (uint64_t)dim); /* odd n: exercises the tail rows */
-    clmr_index_t *x = build(&d, 1); /* capacity 1: exercises growth */
+    clmr_index_t *x = build(&d, 1);                      /* capacity 1: exercises growth */
     CHECK(clmr_index_size(x) == 1503);
     uint64_t seed = 5;
     clmr_index_hit_t hits[50];
@@ -372,8 +373,8 @@ static void test_load_from_store(void)
     for (int i = 0; i < d.n; i++) {
         clmr_track_t t = {0};
         memcpy(t.id, d.ids[i], 65);
-        CHECK(clmr_store_track_ingest(s, &t, "m1", d.v + (size_t)i * 32, 32, NULL, 0, NULL,
-                                      NULL) == 0);
+        CHECK(clmr_store_track_ingest(s, &t, "m1", d.v + (size_t)i * 32, 32, NULL, 0, NULL, NULL) ==
+              0);
         if (i < 40) CHECK(clmr_store_embedding_put(s, t.id, "m2", d.v, 16, NULL) == 0);
     }
     CHECK(clmr_store_write_end(s, 1, NULL) == 0);

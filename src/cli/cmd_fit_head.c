@@ -45,6 +45,7 @@ static void usage(FILE *f)
         "  --patience N         stop after N epochs without a lower val loss (default 20)\n"
         "  --seed S             split, shuffling and initialisation seed (default 42)\n"
         "  --threads N          encoder threads (default: all cores)\n"
+        "  --head-threads N     head-fit threads (default 1; 0 = all cores)\n"
         "  --cache DIR          embedding cache folder (default: clmrd-embcache next to OUT)\n"
         "  --no-cache           neither read nor write cached embeddings\n"
         "  --name NAME          model name (default: the input model's)\n"
@@ -98,6 +99,7 @@ int clmr_cli_fit_head(int argc, char **argv)
         O_PAT,
         O_SEED,
         O_THREADS,
+        O_HTHREADS,
         O_CACHE,
         O_NOCACHE,
         O_NAME,
@@ -117,6 +119,7 @@ int clmr_cli_fit_head(int argc, char **argv)
                                          {"patience", required_argument, 0, O_PAT},
                                          {"seed", required_argument, 0, O_SEED},
                                          {"threads", required_argument, 0, O_THREADS},
+                                         {"head-threads", required_argument, 0, O_HTHREADS},
                                          {"cache", required_argument, 0, O_CACHE},
                                          {"no-cache", no_argument, 0, O_NOCACHE},
                                          {"name", required_argument, 0, O_NAME},
@@ -163,6 +166,9 @@ int clmr_cli_fit_head(int argc, char **argv)
             break;
         case O_THREADS:
             bad = clmr_cli_parse_int(&threads, optarg, 0, 1024, "fit-head", "--threads");
+            break;
+        case O_HTHREADS:
+            bad = clmr_cli_parse_int(&hp.threads, optarg, 0, 1024, "fit-head", "--head-threads");
             break;
         case O_CACHE:
             cache_opt = optarg;

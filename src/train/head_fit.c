@@ -14,13 +14,19 @@
 #include "train/ref_backward.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 clmr_head_fit_params_t clmr_head_fit_default_params(void)
 {
-    return (clmr_head_fit_params_t){
-        .epochs = 200, .batch = 256, .lr = 1e-3, .patience = 20, .val_fraction = 0.1, .seed = 42};
+    return (clmr_head_fit_params_t){.epochs = 200,
+                                    .batch = 256,
+                                    .lr = 1e-3,
+                                    .patience = 20,
+                                    .val_fraction = 0.1,
+                                    .seed = 42,
+                                    .threads = 1};
 }
 
 static uint64_t splitmix64(uint64_t *s)
@@ -46,31 +52,41 @@ static void shuffle_int(int *a, size_t n, uint64_t *s)
     }
 }
 
-/* logits (B, T) = X rows (B, D) W^T + b, rows picked by idx (NULL = consecutive from x). */
+/* logits (B, T) = X rows (B, D) W^T + b, rows picked by idx (NULL = consecutive from x). wt is W
+ * transposed, (D, T): the inner loop then runs over tags with no reduction, which the compiler
+ * vectorises without reassociating float sums (a dot-product loop would stay scalar). */
 static void head_forward(float *logits, const float *x, const int *idx, int B, int D, int T,
-                         const float *w, const float *b)
+                         const float *wt, const float *b, int threads)
 {
-#pragma omp parallel for if ((size_t)B * T * D > (1u << 18))
+#pragma omp parallel for num_threads(threads) if (threads > 1 && B >= 64)
     for (int i = 0; i < B; i++) {
         const float *h = x + (size_t)(idx ? idx[i] : i) * D;
-        for (int t = 0; t < T; t++) {
-            const float *wt = w + (size_t)t * D;
-            float z = 0;
-            for (int d = 0; d < D; d++)
-                z += wt[d] * h[d];
-            logits[(size_t)i * T + t] = z + b[t];
+        float *z = logits + (size_t)i * T;
+        for (int t = 0; t < T; t++)
+            z[t] = b[t];
+        for (int d = 0; d < D; d++) {
+            const float hd = h[d], *w = wt + (size_t)d * T;
+            for (int t = 0; t < T; t++)
+                z[t] += hd * w[t];
         }
     }
 }
 
+static void transpose(float *wt, const float *w, int T, int D)
+{
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d++)
+            wt[(size_t)d * T + t] = w[(size_t)t * D + d];
+}
+
 /* Mean BCE-with-logits over n rows of X against Y, in chunks of `chunk` rows through logits. */
-static double eval_loss(const float *x, const float *y, size_t n, int D, int T, const float *w,
-                        const float *b, float *logits, int chunk)
+static double eval_loss(const float *x, const float *y, size_t n, int D, int T, const float *wt,
+                        const float *b, float *logits, int chunk, int threads)
 {
     double sum = 0;
     for (size_t i = 0; i < n; i += (size_t)chunk) {
         int B = (int)(n - i < (size_t)chunk ? n - i : (size_t)chunk);
-        head_forward(logits, x + i * D, NULL, B, D, T, w, b);
+        head_forward(logits, x + i * D, NULL, B, D, T, wt, b, threads);
         sum += clmr_ref_bce_logits(NULL, logits, y + i * T, (size_t)B * T) * B;
     }
     return sum / (double)n;
@@ -88,6 +104,7 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
                             "head fit: need files, epochs >= 1, batch >= 1, lr > 0, patience >= 1 "
                             "and 0 <= val-fraction < 1");
     uint64_t rng = p->seed;
+    const int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
     int err = CLMR_ENOMEM, n_val = 0;
     float *X = NULL, *Y = NULL, *blk = NULL, *logits = NULL;
     int *order = NULL, *perm = calloc((size_t)n_files, sizeof(int));
@@ -110,8 +127,8 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
     const int B = p->batch;
     X = malloc(N * D * sizeof(float));
     Y = malloc(N * T * sizeof(float));
-    /* params | grads | m | v | best params */
-    blk = calloc(5 * nw, sizeof(float));
+    /* params | grads | m | v | best params | W transposed */
+    blk = calloc(6 * nw, sizeof(float));
     logits = malloc(3 * (size_t)B * T * sizeof(float)); /* logits | dlogits | targets */
     order = malloc((nt ? nt : 1) * sizeof(int));
     if (!X || !Y || !blk || !logits || !order) goto out;
@@ -126,7 +143,7 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
         }
     }
     float *W = blk, *bias = blk + (size_t)T * D, *G = blk + nw, *M = blk + 2 * nw,
-          *V = blk + 3 * nw, *best = blk + 4 * nw;
+          *V = blk + 3 * nw, *best = blk + 4 * nw, *WT = blk + 5 * nw;
     float *dlogits = logits + (size_t)B * T, *yb = logits + 2 * (size_t)B * T;
     const float *Xt = X + nv * D, *Yt = Y + nv * T;
     double bound = 1.0 / sqrt((double)D); /* nn.Linear's default initialisation */
@@ -145,7 +162,8 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
         double tsum = 0;
         for (size_t s = 0; s < nt; s += (size_t)B) {
             int b = (int)(nt - s < (size_t)B ? nt - s : (size_t)B);
-            head_forward(logits, Xt, order + s, b, D, T, W, bias);
+            transpose(WT, W, T, D);
+            head_forward(logits, Xt, order + s, b, D, T, WT, bias, threads);
             for (int i = 0; i < b; i++)
                 memcpy(yb + (size_t)i * T, Yt + (size_t)order[s + i] * T,
                        (size_t)T * sizeof(float));
@@ -153,7 +171,7 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
             /* dW (T, D) = dlogits^T X_batch, db = column sums (G is overwritten, not accumulated)
              */
             float *dW = G, *db = G + (size_t)T * D;
-#pragma omp parallel for if ((size_t)b * T * D > (1u << 18))
+#pragma omp parallel for num_threads(threads) if (threads > 1)
             for (int t = 0; t < T; t++) {
                 float *gw = dW + (size_t)t * D;
                 memset(gw, 0, (size_t)D * sizeof(float));
@@ -170,7 +188,8 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
             clmr_adam_update(W, G, M, V, nw, ++step, &adam);
         }
         double tl = nt ? tsum / (double)nt : NAN;
-        double vl = nv ? eval_loss(X, Y, nv, D, T, W, bias, logits, B) : NAN;
+        if (nv) transpose(WT, W, T, D);
+        double vl = nv ? eval_loss(X, Y, nv, D, T, WT, bias, logits, B, threads) : NAN;
         int is_best = nv ? vl < best_loss : 1;
         if (is_best) {
             best_loss = nv ? vl : best_loss;

@@ -23,6 +23,8 @@ typedef struct {
     int patience;        /* stop after this many epochs without a better val loss; default 20 */
     double val_fraction; /* of the files, default 0.1; 0 = no validation (keep the last epoch) */
     uint64_t seed;       /* default 42 */
+    int threads;         /* OpenMP threads for the batch loops, default 1; 0 = all cores. Results
+                            do not depend on it (rows and tags are split, sums are not). */
     const float *init;   /* NULL = nn.Linear's random init; else T x D weights then T biases
                             (warm start from an existing head; remains owned by the caller) */
 } clmr_head_fit_params_t;

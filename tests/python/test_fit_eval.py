@@ -201,6 +201,8 @@ def test_bad_labels_files_give_clear_errors(sets, tmp_path):
     assert run("fit-head", "--model", TINY, "--labels", sets["train"]).returncode == 2
     assert run("fit-head", "--model", TINY, "--labels", sets["train"], "--out", out,
                "--epochs", "0").returncode == 2
+    assert run("fit-head", "--model", TINY, "--labels", sets["train"], "--out", out,
+               "--head-threads=-1").returncode == 2
     assert run("eval", "--model", TINY, "--labels", sets["test"], "--bogus").returncode == 2
 
 

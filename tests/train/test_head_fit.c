@@ -116,7 +116,10 @@ static void test_learns_separable_tags_and_is_seeded(void)
     CHECKF(r.best_val_loss < 0.25, "val loss %g", r.best_val_loss);
     CHECK(clmr_head_fit(w2, b2, &r2, emb, nch, F, D, y, T, &p, NULL, NULL, NULL) == 0);
     CHECK(memcmp(w, w2, sizeof(w)) == 0 && memcmp(b, b2, sizeof(b)) == 0);
-    p.seed = 7;
+    p.threads = 2; /* rows and tags are split across threads, never a sum: bit-identical */
+    CHECK(clmr_head_fit(w2, b2, &r2, emb, nch, F, D, y, T, &p, NULL, NULL, NULL) == 0);
+    CHECK(memcmp(w, w2, sizeof(w)) == 0 && memcmp(b, b2, sizeof(b)) == 0);
+    p.threads = 1, p.seed = 7;
     CHECK(clmr_head_fit(w2, b2, &r2, emb, nch, F, D, y, T, &p, NULL, NULL, NULL) == 0);
     CHECK(memcmp(w, w2, sizeof(w)) != 0);
 }

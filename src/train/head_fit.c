@@ -103,6 +103,9 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
         return clmr_set_err(errmsg, CLMR_EINVAL,
                             "head fit: need files, epochs >= 1, batch >= 1, lr > 0, patience >= 1 "
                             "and 0 <= val-fraction < 1");
+    for (int f = 0; f < n_files; f++)
+        if (n_chunks[f] < 1)
+            return clmr_set_err(errmsg, CLMR_EINVAL, "head fit: file %d has no chunk", f);
     uint64_t rng = p->seed;
     const int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
     int err = CLMR_ENOMEM, n_val = 0;
@@ -168,8 +171,7 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
                 memcpy(yb + (size_t)i * T, Yt + (size_t)order[s + i] * T,
                        (size_t)T * sizeof(float));
             tsum += clmr_ref_bce_logits(dlogits, logits, yb, (size_t)b * T) * b;
-            /* dW (T, D) = dlogits^T X_batch, db = column sums (G is overwritten, not accumulated)
-             */
+            /* dW (T, D) = dlogits^T X_batch, db = column sums; G is overwritten */
             float *dW = G, *db = G + (size_t)T * D;
 #pragma omp parallel for num_threads(threads) if (threads > 1)
             for (int t = 0; t < T; t++) {

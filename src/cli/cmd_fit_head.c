@@ -301,7 +301,7 @@ int clmr_cli_fit_head(int argc, char **argv)
     if (json) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:o, s:o, s:O}", "out",
                               out_path, "model_id", clmr_model_id(saved), "parent_id",
-                              clmr_model_id(m), "tags", T, "encoder_runs", set.encoder_runs,
+                              clmr_model_id(m), "n_tags", T, "encoder_runs", set.encoder_runs,
                               "cache_hits", set.cache_hits, "epochs_run", res.epochs_run,
                               "best_epoch", res.best_epoch, "val_loss", jnum(res.best_val_loss),
                               "train_loss", jnum(res.train_loss), "head_fit", prov);

@@ -92,7 +92,7 @@ def fitted(sets):
 def test_fit_head_then_eval_beats_chance(sets, fitted):
     first = fitted["first"]
     assert first["encoder_runs"] == 30 and first["cache_hits"] == 0
-    assert first["tags"] == 3 and 1 <= first["best_epoch"] <= first["epochs_run"] <= 200
+    assert first["n_tags"] == 3 and 1 <= first["best_epoch"] <= first["epochs_run"] <= 200
     hf = first["head_fit"]
     assert hf["files"] == 30 and hf["train_files"] == 27 and hf["val_files"] == 3
     assert hf["train_chunks"] + hf["val_chunks"] == 60  # 6 s = 2 chunks per file

@@ -30,7 +30,7 @@ typedef struct {
     float *samples;       /* (n_samples) mono, CLMR_SAMPLE_RATE Hz; owned, free with clmr_audio_free */
     size_t n_samples;     /* > 0 on success; no padding is applied here */
     double duration_s;    /* n_samples / CLMR_SAMPLE_RATE */
-    char format[32];      /* demuxer short name, e.g. "mp3", "ogg" */
+    char format[32];      /* demuxer short name, e.g. "mp3", "ogg"; "mp4" for m4a/mp4/mov */
     char codec[32];       /* decoder name, e.g. "mp3float", "vorbis" */
     int source_rate;      /* sample rate of the first decoded frame */
     int source_channels;  /* channel count of the first decoded frame */
@@ -39,7 +39,10 @@ typedef struct {
 /* Decodes `size` bytes at `data` (remains owned by the caller) into *out. Returns 0 or a
  * CLMR_EAUDIO_* / CLMR_ENOMEM code; on failure *out is zeroed and, when errmsg is not NULL,
  * *errmsg receives a malloc'd message naming the problem. params may be NULL for defaults.
- * Thread-safe: uses no global state beyond FFmpeg's (which is thread-safe since 4.0). */
+ * Thread-safe: uses no global state beyond FFmpeg's (which is thread-safe since 4.0); the first
+ * call installs, once for the whole process, an av_log callback that prints nothing (FFmpeg's
+ * last error line is quoted in *errmsg instead). Formats, codecs, limits and error codes are
+ * listed in docs/audio.md. */
 int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
                              const clmr_audio_params_t *params, char **errmsg);
 

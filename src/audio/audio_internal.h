@@ -11,8 +11,8 @@
 
 /* What we do with a container detected by probing. */
 typedef enum {
-    CLMR__FMT_ACCEPT = 0,   /* on the whitelist: decode it */
-    CLMR__FMT_PLAYLIST = 1, /* playlist/indirection (hls, concat, ...): refused, may open files */
+    CLMR__FMT_ACCEPT = 0,    /* on the whitelist: decode it */
+    CLMR__FMT_PLAYLIST = 1,  /* playlist/indirection (hls, concat, ...): refused, may open files */
     CLMR__FMT_NOT_AUDIO = 2, /* images, text, subtitles: "not an audio file" */
     CLMR__FMT_REFUSED = 3,   /* some other (media) container not on the whitelist */
 } clmr__fmt_class_t;

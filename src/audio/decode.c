@@ -50,12 +50,12 @@
 #include <unistd.h>
 
 enum {
-    PROBE_BYTES = 1000000,          /* probesize: bytes looked at to detect the container */
-    IO_BUF_BYTES = 64 * 1024,       /* AVIOContext buffer */
-    MAX_STREAMS = 16,               /* audio + cover art + a few; more is not a song */
-    MAX_PARAM_CHANGES = 1000,       /* resampler re-inits allowed in one stream */
-    MIN_BAD_PACKETS = 100,          /* undecodable packets tolerated before judging the ratio */
-    INITIAL_CAPACITY_S = 30,        /* first output allocation, seconds (grows x2) */
+    PROBE_BYTES = 1000000,    /* probesize: bytes looked at to detect the container */
+    IO_BUF_BYTES = 64 * 1024, /* AVIOContext buffer */
+    MAX_STREAMS = 16,         /* audio + cover art + a few; more is not a song */
+    MAX_PARAM_CHANGES = 1000, /* resampler re-inits allowed in one stream */
+    MIN_BAD_PACKETS = 100,    /* undecodable packets tolerated before judging the ratio */
+    INITIAL_CAPACITY_S = 30,  /* first output allocation, seconds (grows x2) */
 };
 
 clmr_audio_params_t clmr_audio_default_params(void)
@@ -142,10 +142,17 @@ static int64_t seek_cb(void *opaque, int64_t off, int whence)
     if (whence & AVSEEK_SIZE) return (int64_t)s->size;
     int64_t base;
     switch (whence & ~AVSEEK_FORCE) {
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = (int64_t)s->pos; break;
-    case SEEK_END: base = (int64_t)s->size; break;
-    default: return AVERROR(EINVAL);
+    case SEEK_SET:
+        base = 0;
+        break;
+    case SEEK_CUR:
+        base = (int64_t)s->pos;
+        break;
+    case SEEK_END:
+        base = (int64_t)s->size;
+        break;
+    default:
+        return AVERROR(EINVAL);
     }
     if ((off > 0 && base > INT64_MAX - off) || base + off < 0 || base + off > (int64_t)s->size)
         return AVERROR(EINVAL);
@@ -265,10 +272,17 @@ static int fail_ff(dec_t *d, int ffret, const char *what)
     if (d->src.timed_out || ffret == AVERROR_EXIT)
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_TIMEOUT,
                             "decoding took longer than the %g s deadline", d->p.deadline_s);
+    /* FFmpeg allocates what the file's size fields ask for (capped at 2 GiB); on untrusted input a
+     * failed allocation there almost always means a corrupt size, not a full machine. Our own
+     * allocations report CLMR_ENOMEM directly. */
     if (ffret == AVERROR(ENOMEM))
-        return clmr_set_err(d->errmsg, CLMR_ENOMEM, "out of memory while %s", what);
-    return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT, "corrupt or truncated audio: %s failed (%s)",
-                        what, ff_detail(ffret, buf, sizeof(buf)));
+        return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
+                            "the audio data is invalid: FFmpeg could not allocate memory while %s "
+                            "(a size field is probably corrupt)",
+                            what);
+    return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
+                        "corrupt or truncated audio: %s failed (%s)", what,
+                        ff_detail(ffret, buf, sizeof(buf)));
 }
 
 /* Makes room for `extra` more output samples without ever allocating much beyond the limit. */
@@ -398,6 +412,7 @@ static int process_frame(dec_t *d, const AVFrame *f)
     return commit(d, (size_t)got);
 }
 
+/* Errors that end the decode instead of skipping one damaged packet. */
 static int is_fatal(int ffret)
 {
     return ffret == AVERROR(ENOMEM) || ffret == AVERROR_EXIT;
@@ -429,7 +444,8 @@ static int decode_packet(dec_t *d, const AVPacket *pkt)
         char buf[128];
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
                             "the %s audio is mostly undecodable (%ld damaged packets; %s)",
-                            d->codec->name, d->bad_packets, ff_detail(0, buf, sizeof(buf)));
+                            d->codec->name, d->bad_packets,
+                            ff_detail(AVERROR_INVALIDDATA, buf, sizeof(buf)));
     }
     return 0;
 }
@@ -597,11 +613,10 @@ static int run(dec_t *d)
                                 "not an audio file (weakly looks like %s, but nothing decodes)",
                                 d->fmt_name);
         if (d->read_err || d->bad_packets)
-            return clmr_set_err(d->errmsg, CLMR_EAUDIO_CORRUPT,
-                                "the %s audio is corrupt or truncated: nothing decodes (%s)",
-                                d->codec->name,
-                                ff_detail(d->read_err ? d->read_err : AVERROR_INVALIDDATA, buf,
-                                          sizeof(buf)));
+            return clmr_set_err(
+                d->errmsg, CLMR_EAUDIO_CORRUPT,
+                "the %s audio is corrupt or truncated: nothing decodes (%s)", d->codec->name,
+                ff_detail(d->read_err ? d->read_err : AVERROR_INVALIDDATA, buf, sizeof(buf)));
         return clmr_set_err(d->errmsg, CLMR_EAUDIO_NO_SAMPLES,
                             "the %s stream contains no audio samples", d->codec->name);
     }
@@ -615,7 +630,7 @@ static void dec_close(dec_t *d)
     swr_free(&d->swr);
     av_channel_layout_uninit(&d->cur_layout);
     avcodec_free_context(&d->dec);
-    avformat_close_input(&d->fmt); /* leaves a custom pb alone */
+    avformat_close_input(&d->fmt);       /* leaves a custom pb alone */
     if (d->pb) av_freep(&d->pb->buffer); /* avio may have replaced our buffer */
     avio_context_free(&d->pb);
     free(d->out);
@@ -625,8 +640,8 @@ static void dec_close(dec_t *d)
 static int check_params(const clmr_audio_params_t *p, char **errmsg)
 {
     if (p->max_input_bytes == 0 || !(p->max_duration_s > 0 && p->max_duration_s <= 1e7) ||
-        p->min_sample_rate < 1 || p->max_sample_rate < p->min_sample_rate ||
-        p->max_channels < 1 || p->max_channels > 64 || !(p->deadline_s > 0 && p->deadline_s < 1e9))
+        p->min_sample_rate < 1 || p->max_sample_rate < p->min_sample_rate || p->max_channels < 1 ||
+        p->max_channels > 64 || !(p->deadline_s > 0 && p->deadline_s < 1e9))
         return clmr_set_err(errmsg, CLMR_EINVAL,
                             "invalid audio limits (need max_input_bytes > 0, 0 < max_duration_s "
                             "<= 1e7, 1 <= min_sample_rate <= max_sample_rate, 1 <= max_channels "
@@ -669,7 +684,8 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
                             "not an audio file (no known audio format detected)");
     display_name(ifmt->name, d.fmt_name, sizeof(d.fmt_name));
     switch (clmr__audio_classify_format(ifmt->name)) {
-    case CLMR__FMT_ACCEPT: break;
+    case CLMR__FMT_ACCEPT:
+        break;
     case CLMR__FMT_PLAYLIST:
         return clmr_set_err(errmsg, CLMR_EAUDIO_FORMAT_REFUSED,
                             "container format '%s' is refused: playlists may reference other "
@@ -680,8 +696,8 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
                             ifmt->name, ifmt->long_name ? ifmt->long_name : "");
     case CLMR__FMT_REFUSED:
         return clmr_set_err(errmsg, CLMR_EAUDIO_FORMAT_REFUSED,
-                            "container format '%s' (%s) is not accepted (accepted: %s)",
-                            ifmt->name, ifmt->long_name ? ifmt->long_name : "?",
+                            "container format '%s' (%s) is not accepted (accepted: %s)", ifmt->name,
+                            ifmt->long_name ? ifmt->long_name : "?",
                             clmr__audio_format_whitelist());
     }
     rc = check_wav_header(&d, data, size);
@@ -690,8 +706,8 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
     /* A demuxer may swallow the read callback's AVERROR_EXIT and report "end of file" or "no
      * stream" instead; whatever happened after the deadline passed is a timeout. */
     if (d.src.timed_out && rc != CLMR_ENOMEM)
-        rc = clmr_set_err(errmsg, CLMR_EAUDIO_TIMEOUT, "decoding took longer than the %g s deadline",
-                          d.p.deadline_s);
+        rc = clmr_set_err(errmsg, CLMR_EAUDIO_TIMEOUT,
+                          "decoding took longer than the %g s deadline", d.p.deadline_s);
     if (!rc) {
         float *shrunk = realloc(d.out, d.n * sizeof(float));
         out->samples = shrunk ? shrunk : d.out;
@@ -726,9 +742,8 @@ int clmr_audio_decode_file(clmr_audio_t *out, const char *path, const clmr_audio
         goto done;
     }
     if (is_reg && (uintmax_t)st.st_size > p.max_input_bytes) {
-        rc = clmr_set_err(errmsg, CLMR_EAUDIO_TOO_LARGE,
-                          "%s is %jd bytes, over the %zu byte limit", path, (intmax_t)st.st_size,
-                          p.max_input_bytes);
+        rc = clmr_set_err(errmsg, CLMR_EAUDIO_TOO_LARGE, "%s is %jd bytes, over the %zu byte limit",
+                          path, (intmax_t)st.st_size, p.max_input_bytes);
         goto done;
     }
     /* Size hint from fstat, but read until EOF: the file may be a pipe or may grow. */
@@ -762,8 +777,8 @@ int clmr_audio_decode_file(clmr_audio_t *out, const char *path, const clmr_audio
         if (k == 0) break;
         n += (size_t)k;
         if (n > p.max_input_bytes) {
-            rc = clmr_set_err(errmsg, CLMR_EAUDIO_TOO_LARGE, "%s is over the %zu byte limit",
-                              path, p.max_input_bytes);
+            rc = clmr_set_err(errmsg, CLMR_EAUDIO_TOO_LARGE, "%s is over the %zu byte limit", path,
+                              p.max_input_bytes);
             goto done;
         }
     }

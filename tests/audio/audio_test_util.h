@@ -106,8 +106,8 @@ static inline void put32(unsigned char *p, uint32_t v)
 
 /* A canonical 44-byte-header WAV with every field given explicitly (so it can lie). */
 static inline unsigned char *wav_bytes(unsigned tag, unsigned ch, uint32_t rate, unsigned bits,
-                                unsigned block_align, uint32_t data_size_field, const void *payload,
-                                size_t payload_len, size_t *n)
+                                       unsigned block_align, uint32_t data_size_field,
+                                       const void *payload, size_t payload_len, size_t *n)
 {
     *n = 44 + payload_len;
     unsigned char *b = calloc(1, *n);

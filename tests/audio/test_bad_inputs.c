@@ -104,8 +104,8 @@ static void test_truncated(void)
                 /* what decodes is at most the part kept (+ a codec frame), at least most of it */
                 double full = 10.0 * fracs[f];
                 CHECKF(rc == 0, "%s: %s", what, err ? err : "");
-                CHECKF(a.duration_s <= full + 0.1 && a.duration_s >= full - 1.0, "%s: %.3f s",
-                       what, a.duration_s);
+                CHECKF(a.duration_s <= full + 0.1 && a.duration_s >= full - 1.0, "%s: %.3f s", what,
+                       a.duration_s);
             } else {
                 CHECKF(rc == CLMR_EAUDIO_CORRUPT || rc == CLMR_EAUDIO_NOT_AUDIO, "%s: %s", what,
                        clmr_err_name(rc));
@@ -232,9 +232,8 @@ static void test_lying_wav_headers(void)
     };
     for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
         size_t n;
-        unsigned char *w =
-            wav_bytes(k[i].tag, k[i].ch, k[i].rate, k[i].bits, k[i].align, k[i].dsize, pcm,
-                      sizeof(pcm), &n);
+        unsigned char *w = wav_bytes(k[i].tag, k[i].ch, k[i].rate, k[i].bits, k[i].align,
+                                     k[i].dsize, pcm, sizeof(pcm), &n);
         expect_mem(k[i].what, w, n, NULL, k[i].want);
         free(w);
     }
@@ -327,6 +326,40 @@ static void test_too_long_stops_early(void)
     free(b);
 }
 
+/* Container claims are never trusted: an MP3 whose Xing header claims 1e9 frames (~7 hours)
+ * decodes to its real 3 s, and with a 2 s limit it is refused as too long by what decoded. */
+static void test_lying_duration_claims(void)
+{
+    CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s:s=44100:d=3' -c:a libmp3lame xing.mp3", SINE) == 0);
+    size_t n;
+    unsigned char *b = read_all(tpath("xing.mp3"), &n);
+    CHECK(b != NULL);
+    if (!b) return;
+    int patched = 0;
+    for (size_t i = 0; i + 12 < n && i < 8192 && !patched; i++) {
+        if ((memcmp(b + i, "Xing", 4) == 0 || memcmp(b + i, "Info", 4) == 0) && (b[i + 7] & 1)) {
+            const uint32_t frames = 1000000000u; /* big-endian frame count after the flags */
+            b[i + 8] = (unsigned char)(frames >> 24);
+            b[i + 9] = (unsigned char)(frames >> 16);
+            b[i + 10] = (unsigned char)(frames >> 8);
+            b[i + 11] = (unsigned char)frames;
+            patched = 1;
+        }
+    }
+    CHECK(patched);
+    clmr_audio_t a;
+    char *err = NULL;
+    int rc = clmr_audio_decode_memory(&a, b, n, NULL, &err);
+    CHECKF(rc == 0, "%s", err ? err : "");
+    CHECK_NEAR(a.duration_s, 3.0, 0.1);
+    clmr_audio_free(&a);
+    clmr_audio_params_t p = clmr_audio_default_params();
+    p.max_duration_s = 2;
+    expect_mem("xing claims 1e9 frames, 2 s max", b, n, &p, CLMR_EAUDIO_TOO_LONG);
+    free(err);
+    free(b);
+}
+
 static void test_limits(void)
 {
     CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|%s|%s:s=96000:d=1' -c:a flac hi.flac", SINE, SINE,
@@ -381,6 +414,54 @@ static void test_limits(void)
     clmr_audio_free(NULL);
 }
 
+/* Damage inside the data (random bytes overwritten after the first 10%) must give samples or an
+ * audio error code - never a crash, a hang, or a non-audio error. Deterministic PRNG; the
+ * sanitizer build runs the same cases for memory errors. */
+static void test_corrupted_bytes(void)
+{
+    const char *fmts[][2] = {
+        {"z.wav", "-c:a pcm_s16le"},  {"z.flac", "-c:a flac"},    {"z.mp3", "-c:a libmp3lame"},
+        {"z.ogg", "-c:a libvorbis"},  {"z.opus", "-c:a libopus"}, {"z.m4a", "-c:a aac"},
+        {"z.aiff", "-c:a pcm_s16be"}, {"z.webm", "-c:a libopus"}, {"z.wv", "-c:a wavpack"}};
+    uint32_t r = 2024;
+    int ok = 0, errors = 0;
+    for (int f = 0; f < 9; f++) {
+        CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|%s:s=44100:d=2' %s %s", SINE, SINE, fmts[f][1],
+                 fmts[f][0]) == 0);
+        size_t n;
+        unsigned char *orig = read_all(tpath(fmts[f][0]), &n);
+        CHECK(orig != NULL && n > 100);
+        if (!orig || n <= 100) continue;
+        unsigned char *b = malloc(n);
+        for (int trial = 0; trial < 12; trial++) {
+            memcpy(b, orig, n);
+            int flips = trial < 6 ? 8 : 400;
+            for (int k = 0; k < flips; k++) {
+                r = r * 1664525u + 1013904223u;
+                size_t at = n / 10 + (size_t)(r >> 8) % (n - n / 10);
+                r = r * 1664525u + 1013904223u;
+                b[at] = (unsigned char)(r >> 24);
+            }
+            clmr_audio_t a;
+            char *err = NULL;
+            int rc = clmr_audio_decode_memory(&a, b, n, NULL, &err);
+            int audio_code = rc <= CLMR_EAUDIO_EMPTY && rc >= CLMR_EAUDIO_TIMEOUT;
+            CHECKF(rc == 0 || audio_code, "%s trial %d: %s %s", fmts[f][0], trial,
+                   clmr_err_name(rc), err ? err : "");
+            CHECK(rc != CLMR_EAUDIO_TIMEOUT); /* 60 s default: nothing may take that long */
+            if (rc == 0) CHECK(a.n_samples > 0 && a.duration_s < 10);
+            ok += rc == 0;
+            errors += rc != 0;
+            free(err);
+            clmr_audio_free(&a);
+        }
+        free(b);
+        free(orig);
+    }
+    printf("# corrupted files: %d decoded (with damage), %d refused with an audio error\n", ok,
+           errors);
+}
+
 /* The policy tables themselves. */
 static void test_format_policy(void)
 {
@@ -402,10 +483,10 @@ static void test_format_policy(void)
     for (int i = 0; i < 8; i++)
         CHECK(!clmr__audio_in_list(pl[i], clmr__audio_format_whitelist()));
     /* error codes used by the decoder are distinct and have stable names */
-    const int codes[] = {CLMR_EAUDIO_EMPTY,     CLMR_EAUDIO_TOO_LARGE, CLMR_EAUDIO_NOT_AUDIO,
+    const int codes[] = {CLMR_EAUDIO_EMPTY,          CLMR_EAUDIO_TOO_LARGE, CLMR_EAUDIO_NOT_AUDIO,
                          CLMR_EAUDIO_FORMAT_REFUSED, CLMR_EAUDIO_NO_STREAM, CLMR_EAUDIO_CODEC,
-                         CLMR_EAUDIO_CORRUPT,   CLMR_EAUDIO_TOO_LONG,  CLMR_EAUDIO_RATE,
-                         CLMR_EAUDIO_CHANNELS,  CLMR_EAUDIO_NONFINITE, CLMR_EAUDIO_NO_SAMPLES,
+                         CLMR_EAUDIO_CORRUPT,        CLMR_EAUDIO_TOO_LONG,  CLMR_EAUDIO_RATE,
+                         CLMR_EAUDIO_CHANNELS,       CLMR_EAUDIO_NONFINITE, CLMR_EAUDIO_NO_SAMPLES,
                          CLMR_EAUDIO_TIMEOUT};
     for (int i = 0; i < 13; i++)
         for (int j = i + 1; j < 13; j++) {
@@ -424,7 +505,9 @@ int main(void)
     RUN_TEST(test_lying_wav_headers);
     RUN_TEST(test_nonfinite_floats);
     RUN_TEST(test_too_long_stops_early);
+    RUN_TEST(test_lying_duration_claims);
     RUN_TEST(test_limits);
+    RUN_TEST(test_corrupted_bytes);
     RUN_TEST(test_format_policy);
     return TEST_END();
 }

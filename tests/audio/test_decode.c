@@ -41,6 +41,11 @@ static const fmt_case_t k_cases[] = {
     {"a.au", "-c:a pcm_s16be", 44100, 2, "au", "pcm_s16be", 0},
     {"a.wv", "-c:a wavpack", 44100, 2, "wv", "wavpack", 0},
     {"a_alac.m4a", "-c:a alac", 44100, 2, "mp4", "alac", 0},
+    {"a.aac", "-c:a aac -b:a 192k -f adts", 44100, 2, "aac", "aac", 1},
+    {"flac.oga", "-c:a flac -f ogg", 44100, 2, "ogg", "flac", 0},
+    {"mp3_in.mp4", "-c:a libmp3lame -b:a 192k", 44100, 2, "mp4", "mp3float", 1},
+    {"ima.wav", "-c:a adpcm_ima_wav", 44100, 2, "wav", "adpcm_ima_wav", 1},
+    {"alaw_8k.wav", "-c:a pcm_alaw", 8000, 1, "wav", "pcm_alaw", 1},
 };
 
 #define SINE "0.5*sin(2*PI*440*t)"
@@ -124,8 +129,8 @@ static void test_identity_exact(void)
 /* Downmix is the mean of the channels: a sine on one channel of two is halved, of six is /6. */
 static void test_downmix_mean(void)
 {
-    CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|0:s=44100:d=3' -c:a pcm_s16le left_only.wav",
-             SINE) == 0);
+    CHECK(sh(FFMPEG "-f lavfi -i 'aevalsrc=%s|0:s=44100:d=3' -c:a pcm_s16le left_only.wav", SINE) ==
+          0);
     clmr_audio_t a;
     int rc = clmr_audio_decode_file(&a, tpath("left_only.wav"), NULL, NULL);
     CHECK(rc == 0);
@@ -152,8 +157,10 @@ static void test_ten_ms_clip(void)
     CHECKF(a.n_samples >= 219 && a.n_samples <= 222, "n = %zu", a.n_samples);
     clmr_audio_free(&a);
 
-    const char *lossy[][2] = {{"tiny.mp3", "-c:a libmp3lame"}, {"tiny.opus", "-c:a libopus"},
-                              {"tiny.m4a", "-c:a aac"}, {"tiny.ogg", "-c:a libvorbis"}};
+    const char *lossy[][2] = {{"tiny.mp3", "-c:a libmp3lame"},
+                              {"tiny.opus", "-c:a libopus"},
+                              {"tiny.m4a", "-c:a aac"},
+                              {"tiny.ogg", "-c:a libvorbis"}};
     for (int i = 0; i < 4; i++) {
         gen_sine(lossy[i][0], lossy[i][1], 44100, 2, 0.01);
         char *err = NULL;

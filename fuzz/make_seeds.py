@@ -8,7 +8,9 @@ fuzz_decode: 0.1-0.2 s real files of every accepted container/codec made with th
 (bit-exact flags) plus a few hand-built edge cases from the bad-audio corpus. fuzz_safetensors:
 tiny valid SampleCNN models (3 layers, widths 2-3) with and without a head, a projector tensor,
 extra metadata, and a few near-miss files, written with tools/safetensors_io-compatible layout.
-fuzz_multipart / fuzz_json_request seeds are plain text bodies.
+fuzz_multipart: "Content-Type value\\n" + body (uploads with every field, quoted boundaries,
+preamble/epilogue, bad UTF-8, a missing final boundary; plus tests/http's seeds).
+fuzz_json_request: "METHOD URL\\nquery value\\n" + body for every inline route.
 """
 import json
 import os
@@ -110,10 +112,74 @@ def safetensors_seeds(d):
                 os.path.join(d, "tiny.safetensors"))
 
 
+def multipart_seeds(d):
+    os.makedirs(d, exist_ok=True)
+    http = os.path.join(ROOT, "tests", "http", "corpus", "multipart")
+    if os.path.isdir(http):  # the http engineer's seeds, same input format
+        for n in sorted(os.listdir(http)):
+            shutil.copy(os.path.join(http, n), os.path.join(d, "http_" + n))
+    wav = open(os.path.join(d, "..", "fuzz_decode", "u8.wav"), "rb").read()[:600]
+
+    def part(name, data, filename=None, ctype=None):
+        h = b'Content-Disposition: form-data; name="' + name + b'"'
+        if filename is not None:
+            h += b'; filename="' + filename + b'"'
+        h += b"\r\n"
+        if ctype:
+            h += b"Content-Type: " + ctype + b"\r\n"
+        return h + b"\r\n" + data
+
+    def body(ct, bnd, parts, tail=b"--\r\n"):
+        out = ct + b"\n"
+        for pt in parts:
+            out += b"--" + bnd + b"\r\n" + pt + b"\r\n"
+        return out + b"--" + bnd + tail
+
+    w = lambda n, b: open(os.path.join(d, n), "wb").write(b)  # noqa: E731
+    w("upload_full", body(b"multipart/form-data; boundary=XyZ123", b"XyZ123",
+                          [part(b"file", wav, b"song.wav", b"audio/wav"), part(b"title", b"A song"),
+                           part(b"artist", b"Someone"), part(b"external_id", b"ext-1")]))
+    w("quoted_boundary", body(b'multipart/form-data; boundary="a b:c"; charset=utf-8', b"a b:c",
+                              [part(b"file", b"RIFF....", b"x.wav")]))
+    w("preamble_epilogue", b"multipart/form-data;boundary=--q\npreamble\r\n" +
+      body(b"", b"--q", [part(b"file", b"\r\n--q-not\r\n")])[1:] + b"epilogue")
+    w("utf8_bad_title", body(b"multipart/form-data; boundary=b", b"b",
+                             [part(b"file", b"x"), part(b"title", b"\xff\xfe\xc3")]))
+    w("no_final", body(b"multipart/form-data; boundary=b", b"b", [part(b"file", b"abc")], b"\r\n"))
+
+
+def json_seeds(d):
+    os.makedirs(d, exist_ok=True)
+    w = lambda n, b: open(os.path.join(d, n), "wb").write(b)  # noqa: E731
+    emb = json.dumps({"embedding": [0.5 * ((i % 5) - 2) for i in range(16)], "k": 3}).encode()
+    hexid = b"0123456789abcdef" * 4
+    w("search_ok", b"POST /v1/search\n\n" + emb)
+    w("search_wrong_len", b"POST /v1/search\n\n" + b'{"embedding":[1,2,3]}')
+    w("search_nan", b"POST /v1/search\n\n" + b'{"embedding":[' + b"1e999," * 15 + b'1],"k":1}')
+    w("search_dup", b"POST /v1/search\n\n" + b'{"k":1,"k":2,"embedding":[]}')
+    w("search_huge_k", b"POST /v1/search\n\n" + b'{"k":99999999999999999999,"embedding":[1]}')
+    w("search_nested", b"POST /v1/search\n\n" + b"[" * 200 + b"]" * 200)
+    w("search_get", b"GET /v1/search\n\n")
+    w("similar", b"GET /v1/tracks/" + hexid + b"/similar\n3\n")
+    w("similar_bad_k", b"GET /v1/tracks/" + hexid + b"/similar\n-1\n")
+    w("track_get", b"GET /v1/tracks/" + hexid.upper() + b"\n\n")
+    w("track_delete", b"DELETE /v1/tracks/" + b"f" * 64 + b"\n\n")
+    w("track_bad_id", b"GET /v1/tracks/../../etc/passwd\n\n")
+    w("tags", b"GET /v1/tags\n\n")
+    w("models", b"GET /v1/models\n\n")
+    w("config", b"HEAD /v1/config\n\n")
+    w("readyz", b"GET /readyz\n\n")
+    w("openapi", b"GET /v1/openapi.json\n\n")
+    w("bad_method", b"PUT /v1/tag\n\n")
+    w("unknown", b"GET /v1/tracks/" + hexid + b"/x\n\n")
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     decode_seeds(os.path.join(out, "fuzz_decode"))
     safetensors_seeds(os.path.join(out, "fuzz_safetensors"))
+    multipart_seeds(os.path.join(out, "fuzz_multipart"))
+    json_seeds(os.path.join(out, "fuzz_json_request"))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@
 #include <string.h>
 
 typedef struct {
-    char path[512];  /* absolute path of the file */
-    char name[128];  /* file name as listed in expected.json */
-    char expect[40]; /* "ok" or an error name such as "not_audio" */
-    char mime[64];   /* Content-Type an HTTP replay should send (may lie on purpose) */
-    int generated;   /* 1: made at test time by make_corpus.py --big */
+    char path[512];        /* absolute path of the file */
+    char name[128];        /* file name as listed in expected.json */
+    char expect[40];       /* "ok" or an error name such as "not_audio" */
+    char mime[64];         /* Content-Type an HTTP replay should send (may lie on purpose) */
+    int generated;         /* 1: made at test time by make_corpus.py --big */
+    double dur_lo, dur_hi; /* seconds a successful decode must return; dur_hi < 0: unchecked */
 } badaudio_case_t;
 
 /* Maps "ok" to 0 and an error name to its code; returns 1 (not a valid code) when unknown. */
@@ -87,6 +88,9 @@ static inline int badaudio_load(const char *src_root, const char *big_dir, badau
         snprintf(c->expect, sizeof c->expect, "%s", expect);
         snprintf(c->mime, sizeof c->mime, "%s", mime ? mime : "application/octet-stream");
         c->generated = generated;
+        json_t *dur = json_object_get(f, "duration_s");
+        c->dur_lo = json_number_value(json_array_get(dur, 0));
+        c->dur_hi = json_array_size(dur) == 2 ? json_number_value(json_array_get(dur, 1)) : -1.0;
     }
     json_decref(root);
     *out = list;

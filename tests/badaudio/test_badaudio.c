@@ -8,6 +8,7 @@
  * skipped). Limits are the daemon's defaults (src/config: max-upload-bytes 100M,
  * max-duration-s 900; the decoder's own 60 s deadline is below the 120 s request timeout, so
  * the service passes 60 s). Per file we check: the code; a non-empty message on errors; the
+ * decoded duration where expected.json gives one (so "ok" means the right audio came out); the
  * wall time against a bound far below the decoder deadline (so a hang that only the deadline
  * stops still fails); the output size against the duration limit; and the growth of the
  * process's peak RSS (getrusage, monotone, so a per-file delta catches the file that raises it).
@@ -157,6 +158,10 @@ static void test_replay(void)
         } else {
             CHECKF(a.samples && a.n_samples > 0 && a.n_samples <= max_out, "%s: %zu samples",
                    c->name, a.n_samples);
+            if (c->dur_hi >= 0)
+                CHECKF(a.duration_s >= c->dur_lo && a.duration_s <= c->dur_hi,
+                       "%s: %.4f s decoded, expected %.4f-%.4f s", c->name, a.duration_s, c->dur_lo,
+                       c->dur_hi);
         }
         CHECKF(wall < WALL_BOUND_S, "%s: %.1f s (bound %.0f s)", c->name, wall, WALL_BOUND_S);
         double rss_bound = 3.0 * (double)n / 1e6 + RSS_SLACK_MB;

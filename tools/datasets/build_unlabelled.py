@@ -461,7 +461,7 @@ def process_package(pkg, args, dec, seen_src):
                    copyright_file="usr/share/doc/%s/copyright" % pkg, src_sha256=src_hash,
                    dirclass=it.get("dirclass", "music"), inputs=it["inputs"])
         o = old.get(it["key"])
-        if o and o.get("src_sha256") == src_hash and o.get("status") in ("ok", "broken", "dup") and \
+        if o and o.get("src_sha256") == src_hash and o.get("status") in ("ok", "broken", "short", "dup") and \
                 (o["status"] != "ok" or os.path.exists(dst)):
             o.update({k: rec[k] for k in ("licence", "licence_rule", "inputs", "version")})
             recs[it["key"]] = o
@@ -509,7 +509,7 @@ def finish_record(rec, dst, err):
     rec.update(duration_s=round(dur, 3), pcm_md5=md5, sha256=dsutil.sha256_file(dst))
     minimum = MIN_MUSIC_DIR_S if rec.get("dirclass") == "music" or rec["kind"] != "audio" else MIN_ANYWHERE_S
     if dur < minimum:
-        rec.update(status="broken", reason="too short (%.1f s < %.0f s)" % (dur, minimum))
+        rec.update(status="short", reason="too short (%.1f s < %.0f s)" % (dur, minimum))
         os.unlink(dst)
         return
     rec.update(status="ok", reason="")
@@ -528,7 +528,7 @@ def dedupe(order, allrecs):
         if r.get("status") in ("ok", "dup") and "pcm_md5" in r:
             pkg_stems.setdefault(p, set()).add(norm_stem(r["source"]))
     for p, r in ok:
-        if "pcm_md5" not in r or r.get("status") == "broken":
+        if "pcm_md5" not in r or r.get("status") in ("broken", "short"):
             continue
         if r.get("status") == "dup" and r.get("reason", "").startswith("identical source"):
             continue
@@ -605,8 +605,9 @@ def main(argv=None):
             allrecs[pkg] = recs
             ok = [r for r in recs.values() if r.get("status") == "ok"]
             bad = [r for r in recs.values() if r.get("status") == "broken"]
-            log("[%d/%d] %-28s %3d pieces %6.2f h, %d broken  (%.0f s)" % (
-                i + 1, len(pkgs), pkg, len(ok), sum(r["duration_s"] for r in ok) / 3600, len(bad),
+            short = [r for r in recs.values() if r.get("status") == "short"]
+            log("[%d/%d] %-28s %3d pieces %6.2f h, %d broken, %d short  (%.0f s)" % (
+                i + 1, len(pkgs), pkg, len(ok), sum(r["duration_s"] for r in ok) / 3600, len(bad), len(short),
                 time.time() - t))
         kept = dedupe(pkgs, allrecs)
         # a piece kept now but de-duplicated (and deleted) in an earlier run needs its audio back

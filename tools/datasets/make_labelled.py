@@ -209,8 +209,8 @@ def sing(voice, notes, key_root, sec_per_beat, path):
     """espeak-ng sings syllables on flat notes; returns False if espeak-ng failed."""
     parts = []
     for p, beats in notes:
-        rel = int(round((2 ** ((p - key_root - 12) / 12.0) - 1) * 100))
-        rel = max(-40, min(80, rel))
+        rel = int(round((2 ** ((p - key_root) / 12.0) - 1) * 100))  # relative to the voice's base pitch
+        rel = max(-30, min(60, rel))
         syl = SYLLABLES[p % len(SYLLABLES)]
         parts.append('<prosody range="x-low" pitch="%+d%%">%s</prosody>' % (rel, syl))
     wpm = int(max(60, min(200, 60.0 / (sec_per_beat * max(1.0, np.mean([b for _, b in notes]))))))
@@ -352,18 +352,21 @@ def crop_tags(active_parts, clip):
     if len(active_parts) == 1 and len(pitched) == 1:
         tags.add("solo")
     # fast/slow: the score's tempo class, confirmed by what actually plays in the crop: "fast" needs
-    # some part with at least one onset per beat, "slow" needs no part denser than two per beat.
+    # some part with about one onset per beat or more, "slow" needs no part denser than two per beat.
     per_beat = max((p.get("onsets_per_beat", 0.0) for p in active_parts), default=0.0)
-    if clip["tempo_class"] == "fast" and per_beat >= 1.0:
+    if clip["tempo_class"] == "fast" and per_beat >= 0.75:  # ~1 per beat, allowing for crop edges
         tags.add("fast")
     elif clip["tempo_class"] == "slow" and per_beat <= 2.0:
         tags.add("slow")
     return sorted(tags)
 
 
-def make_clip(split, idx, cfg, presets, rend, outdir, tmp):
+def make_clip(split, idx, cfg, presets, rend, outdir, tmp, clip=None):
+    """Render, mix and label one clip (composed from the split's seed unless `clip` is given);
+    writes its crop files and returns one row per crop that has at least one active stem."""
     rng = random.Random(cfg["seed"] * 1000003 + idx)
-    clip = compose(rng, cfg, presets, idx)
+    if clip is None:
+        clip = compose(rng, cfg, presets, idx)
     n = CROPS_PER_CLIP * CROP
     stems = []
     for j, part in enumerate(clip["parts"]):

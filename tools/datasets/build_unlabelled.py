@@ -461,6 +461,8 @@ def process_package(pkg, args, dec, seen_src):
                    copyright_file="usr/share/doc/%s/copyright" % pkg, src_sha256=src_hash,
                    dirclass=it.get("dirclass", "music"), inputs=it["inputs"])
         o = old.get(it["key"])
+        if o and o.get("status") == "broken" and o.get("reason", "").startswith("too short"):
+            o["status"] = "short"  # state written before "short" had its own status
         if o and o.get("src_sha256") == src_hash and o.get("status") in ("ok", "broken", "short", "dup") and \
                 (o["status"] != "ok" or os.path.exists(dst)):
             o.update({k: rec[k] for k in ("licence", "licence_rule", "inputs", "version")})

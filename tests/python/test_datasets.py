@@ -345,6 +345,21 @@ def test_test_sources_only_use_programs_they_have():
     presets = {s: ml.source_presets(s) for s in cfg["sources"]}
     assert (0, 52) not in presets["freepats"], "freepats has no choir: it must never be chosen"
     import random
+    import tempfile
+    if have("mma"):
+        tmp = tempfile.mkdtemp()
+        try:
+            for i in range(4):
+                clip = ml.compose_mma(random.Random(i), cfg, presets, i, "test", tmp)
+                assert clip["groove"][4:] in ml.MMA_GROOVES["test"] and clip["parts"]
+                for p in clip["parts"]:
+                    if p["role"] == "drums":
+                        assert p["program"] in cfg["kits"] or p["program"] == 0
+                    elif p["role"] == "mma":
+                        assert (0, p["program"]) in presets[clip["source"]] and p["notes"]
+        finally:
+            shutil.rmtree(tmp)
+    assert not set(ml.MMA_GROOVES["train"]) & set(ml.MMA_GROOVES["test"])
     for i in range(60):
         clip = ml.compose(random.Random(i), cfg, presets, i)
         for p in clip["parts"]:

@@ -47,6 +47,7 @@ import dsutil  # noqa: E402
 SR = 22050
 CROP = 59049
 CROPS_PER_CLIP = 8
+MMA_SHARE = 0.3  # fraction of clips that are MMA groove backings (the rest: our own scores)
 PPQ = 480
 
 SOURCES = {
@@ -76,6 +77,26 @@ PROGRAM_TAGS = {
     52: ["choir", "choral"], 53: ["choir", "choral"], 73: ["flute"], 104: ["sitar"],
     80: ["synth"], 81: ["synth"], 88: ["synth"], 89: ["synth"], 90: ["synth"],
 }
+# complete GM families, for MMA grooves whose programs we do not choose (other programs: no tag)
+for _p in range(0, 6):
+    PROGRAM_TAGS.setdefault(_p, ["piano"])
+for _p in range(24, 32):
+    PROGRAM_TAGS.setdefault(_p, ["guitar"])
+for _p in (41, 43, 44, 45, 48, 49):
+    PROGRAM_TAGS.setdefault(_p, ["strings"])
+for _p in (50, 51):
+    PROGRAM_TAGS.setdefault(_p, ["synth", "strings"])
+for _p in list(range(80, 96)) + [38, 39, 54]:
+    PROGRAM_TAGS.setdefault(_p, ["synth"])
+PROGRAM_TAGS.setdefault(72, ["flute"])  # piccolo
+VOCALISH = {52, 53, 54, 85, 91}  # choir, oohs, synth voice, voice lead, choir pad: never "no vocals"
+MMA_GROOVES = {
+    "train": ["50sRock", "BasicRock", "Trance", "Blues", "Ballad", "CountrySwing", "PianoBallad"],
+    "test": ["BossaNova", "Bluegrass", "BigBand", "Bolero", "Folk", "JazzWaltz", "Samba", "SoftRock"],
+}
+MMA_GROOVES["test_opl3"] = MMA_GROOVES["test"]
+CHORD_NAMES = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+
 ROLE_PROGRAMS = {
     "bass": [32, 33, 34, 38],
     "chords": [0, 1, 4, 6, 24, 25, 29, 48, 49, 52, 88, 89, 46],
@@ -333,6 +354,106 @@ def compose(rng, cfg, presets, idx):
                 root=root, minor=minor, kind=kind, groove=groove, nbars=nbars, parts=parts, spb=spb)
 
 
+def read_midi_notes(path):
+    """Parse a standard MIDI file: (ppq, first tempo in BPM, {(channel, program): [(tick, dur, pitch,
+    vel)]}). Notes are keyed by the program their channel had when they started."""
+    data = open(path, "rb").read()
+    ntrk, ppq = struct.unpack(">HH", data[10:14])
+    pos, bpm = 8 + struct.unpack(">I", data[4:8])[0], None
+    stems = {}
+    for _ in range(ntrk):
+        ln = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        trk, pos = data[pos + 8:pos + 8 + ln], pos + 8 + ln
+        i, t, status, prog, on = 0, 0, 0, [0] * 16, {}
+        while i < ln:
+            d = 0
+            while True:
+                c = trk[i]
+                i += 1
+                d = (d << 7) | (c & 0x7F)
+                if not c & 0x80:
+                    break
+            t += d
+            b = trk[i]
+            if b in (0xFF, 0xF0, 0xF7):
+                mtype = trk[i + 1] if b == 0xFF else None
+                i += 2 if b == 0xFF else 1
+                L = 0
+                while True:
+                    c = trk[i]
+                    i += 1
+                    L = (L << 7) | (c & 0x7F)
+                    if not c & 0x80:
+                        break
+                if mtype == 0x51 and bpm is None:
+                    bpm = 60e6 / int.from_bytes(trk[i:i + 3], "big")
+                i += L
+                continue
+            if b & 0x80:
+                status = b
+                i += 1
+            hi, ch = status & 0xF0, status & 0x0F
+            if hi in (0xC0, 0xD0):
+                if hi == 0xC0:
+                    prog[ch] = trk[i]
+                i += 1
+                continue
+            a, v = trk[i], trk[i + 1]
+            i += 2
+            if hi == 0x90 and v > 0:
+                on[(ch, a)] = (t, v, prog[ch])
+            elif hi in (0x80, 0x90) and (ch, a) in on:
+                t0, v0, p0 = on.pop((ch, a))
+                stems.setdefault((ch, p0), []).append((t0, max(1, t - t0), a, v0))
+    return ppq, bpm or 120.0, stems
+
+
+def compose_mma(rng, cfg, presets, idx, split, tmp):
+    """A backing track from an MMA groove of the split's groove library, split into one part per
+    (channel, program); programs the source lacks are dropped, the drum kit is the split's."""
+    source = cfg["sources"][idx % len(cfg["sources"])]
+    have = presets[source]
+    groove = rng.choice(MMA_GROOVES[split])
+    tempo_class = rng.choice(["slow", "mid", "fast"])
+    bpm = {"slow": rng.randint(60, 80), "mid": rng.randint(90, 130), "fast": rng.randint(140, 170)}[tempo_class]
+    spb = 60.0 / bpm
+    nbars = int(np.ceil((CROPS_PER_CLIP * CROP / SR + 0.3) / (spb * 4))) + 1
+    root, minor = rng.randint(0, 11), rng.random() < 0.4
+    scale = MINOR if minor else MAJOR
+    prog = rng.choice(PROGRESSIONS)
+    lines = ["Tempo %d" % bpm, "Groove %s" % groove]
+    for bar in range(nbars):
+        deg = prog[bar % len(prog)]
+        name = CHORD_NAMES[(root + scale[deg]) % 12]
+        third = (scale[(deg + 2) % 7] - scale[deg]) % 12
+        lines.append("%d %s%s" % (bar + 1, name, "m" if third == 3 else ""))
+    mma = os.path.join(tmp, "clip.mma")
+    with open(mma, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = dsutil.run(["mma", "-f", os.path.join(tmp, "clip.mid"), mma], cwd=tmp)
+    if r.returncode != 0:
+        raise RuntimeError("mma failed: " + r.stdout.decode(errors="replace")[-300:])
+    ppq, _, stems = read_midi_notes(os.path.join(tmp, "clip.mid"))
+    tick = 60.0 / bpm / ppq
+    parts = []
+    kits = [k for k in cfg["kits"] if (128, k) in have] or [0]
+    for (ch, p), notes in sorted(stems.items()):
+        nt = [(int(round(s * tick / spb * PPQ)), max(1, int(round(d * tick / spb * PPQ))), n, v) for s, d, n, v in notes]
+        if ch == 9:
+            parts.append(dict(role="drums", program=rng.choice(kits), channel=9, bars=(0, nbars), notes=nt,
+                              groove="mma:" + groove))
+        elif (0, p) in have:
+            parts.append(dict(role="mma", program=p, channel=0, bars=(0, nbars), notes=nt))
+    if rng.random() < 0.45 and cfg["voices"]:
+        a = rng.randint(0, max(0, nbars - 3))
+        rb = (a, min(nbars, a + rng.randint(2, 5)))
+        mel = [(int((b * 4 + k) * PPQ), PPQ, 60 + root + scale[rng.randint(0, 6)], 90)
+               for b in range(*rb) for k in range(4)]
+        parts.append(dict(role="voice", voice=rng.choice(cfg["voices"]), bars=rb, notes=mel))
+    return dict(source=source, bpm=bpm, tempo_class=tempo_class, beats_per_bar=4, root=root, minor=minor,
+                kind="mma", groove="mma:" + groove, nbars=nbars, parts=parts, spb=spb)
+
+
 def part_tags(part):
     if part["role"] == "drums":
         return ["drums", "beat", "beats"]
@@ -346,9 +467,9 @@ def crop_tags(active_parts, clip):
     for p in active_parts:
         tags.update(part_tags(p))
     roles = [p["role"] for p in active_parts]
-    if "voice" not in roles and "choir" not in tags:
+    if "voice" not in roles and not any(p.get("program") in VOCALISH for p in active_parts if p["role"] != "drums"):
         tags.update(["no vocal", "no vocals", "no voice"])
-    pitched = [p for p in active_parts if p["role"] in ("melody", "chords", "bass")]
+    pitched = [p for p in active_parts if p["role"] in ("melody", "chords", "bass", "mma")]
     if len(active_parts) == 1 and len(pitched) == 1:
         tags.add("solo")
     # fast/slow: the score's tempo class, confirmed by what actually plays in the crop: "fast" needs
@@ -366,7 +487,10 @@ def make_clip(split, idx, cfg, presets, rend, outdir, tmp, clip=None):
     writes its crop files and returns one row per crop that has at least one active stem."""
     rng = random.Random(cfg["seed"] * 1000003 + idx)
     if clip is None:
-        clip = compose(rng, cfg, presets, idx)
+        if MMA_GROOVES.get(split) and rng.random() < MMA_SHARE:
+            clip = compose_mma(rng, cfg, presets, idx, split, tmp)
+        else:
+            clip = compose(rng, cfg, presets, idx)
     n = CROPS_PER_CLIP * CROP
     stems = []
     for j, part in enumerate(clip["parts"]):
@@ -394,7 +518,7 @@ def make_clip(split, idx, cfg, presets, rend, outdir, tmp, clip=None):
         rms = float(np.sqrt(np.mean(x[np.abs(x) > 1e-4] ** 2))) if np.any(np.abs(x) > 1e-4) else 0.0
         if rms <= 0:
             continue
-        level = {"drums": -3, "bass": -5, "chords": -4, "melody": 0, "voice": 1}[part["role"]]
+        level = {"drums": -3, "bass": -5, "chords": -4, "melody": 0, "voice": 1, "mma": -3}[part["role"]]
         gain = 10 ** ((level + rng.uniform(-3, 3)) / 20) * 0.1 / rms
         stems.append((part, x * gain))
     if not stems:

@@ -9,10 +9,11 @@ decode each piece to 22,050 Hz mono 16-bit FLAC under OUT/audio/PKG/, drop broke
 and write OUT/manifest.jsonl, OUT/train.jsonl, OUT/validation.jsonl, OUT/rejected.jsonl, OUT/summary.json.
 
 DESIGN
-- What counts as music: tracker modules and MIDI anywhere (except Frets on Fire note charts); other
-  audio (ogg/opus/mp3/flac/wav/wv, and ogg without extension found by its magic) when it sits in a
-  music-like folder (music, bgm, tunes, cdtracks, soundtrack...) and lasts >= 10 s, or anywhere when it
-  lasts >= 60 s; never in voice/speech/sfx folders. Archives: members of .pk3/.zip files under a
+- What counts as music: tracker modules and MIDI anywhere (except Frets on Fire note charts and
+  documentation); other audio (ogg/opus/mp3/flac/wav/wv, and ogg without extension found by its magic)
+  when it sits in a music-like folder (music, bgm, tunes, cdtracks, soundtrack...) or has a music-like
+  name (music, zik, mus1...) and lasts >= 10 s, or anywhere when it lasts >= 60 s; never in
+  voice/speech/sfx/ambient/weather folders nor named like an ambience loop (rain, wind...). Archives: members of .pk3/.zip files under a
   music-like folder; Doom WADs: D_* lumps (MIDI kept, MUS converted to MIDI). Frets on Fire songs are
   stems (song.ogg + guitar.ogg [+ rhythm.ogg]) and are mixed into one piece.
 - MIDI is rendered in this process with libfluidsynth and FluidR3_GM (one soundfont load for the run).
@@ -59,7 +60,10 @@ ARCHIVE_EXT = {".pk3", ".zip"}
 MUSIC_DIR = re.compile(r"^(music|musics|musik|bgm|tunes|songs?|cdtracks|soundtracks?|albums?|audio|"
                        r"music\.ocg|themes|mod)$", re.I)
 NOT_MUSIC_DIR = re.compile(r"^(voices?|speech|dialog(ue)?s?|announcer|sfx|soundfx|effects|"
-                           r"voice_samples|tux_ingame_comments|weapons)$", re.I)
+                           r"voice_samples|tux_ingame_comments|weapons|ambient|ambience|weather|tilesets|"
+                           r"toon|interface)$", re.I)
+MUSIC_NAME = re.compile(r"(music|musik|musique|zik|^mus\d|soundtrack|^bgm)", re.I)
+NOT_MUSIC_NAME = re.compile(r"^(rain|wind|thunder|storm|waves?|birds?|crickets?)(\d*)$", re.I)
 VARIANT = re.compile(r"[-_ .](fast|enhanced|old)$", re.I)
 SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -194,10 +198,12 @@ def is_ogg_magic(path):
 
 
 def dir_class(relpath):
-    parts = relpath.split("/")[:-1]
-    if any(NOT_MUSIC_DIR.match(p) for p in parts):
+    """'music' (>= 10 s kept), 'other' (kept only when >= 60 s) or 'no' (never music)."""
+    parts = relpath.split("/")
+    stem = os.path.splitext(parts[-1])[0]
+    if any(NOT_MUSIC_DIR.match(p) for p in parts[:-1]) or NOT_MUSIC_NAME.match(stem):
         return "no"
-    if any(MUSIC_DIR.match(p) for p in parts):
+    if any(MUSIC_DIR.match(p) for p in parts[:-1]) or MUSIC_NAME.search(stem):
         return "music"
     return "other"
 
@@ -221,8 +227,8 @@ def find_music(pkg, root, work):
             if os.path.islink(full) or not os.path.isfile(full):
                 continue
             rel = os.path.relpath(full, root)
-            if rel.startswith("usr/share/doc/") and not rel.startswith("usr/share/doc/mma/examples"):
-                continue
+            if rel.startswith("usr/share/doc/"):
+                continue  # documentation (e.g. mma's example snippets and scales) is not music
             ext = os.path.splitext(fn)[1].lower()
             size = os.path.getsize(full)
             if fn == "notes.mid" and os.path.exists(os.path.join(dirpath, "song.ini")):
@@ -633,6 +639,14 @@ def main(argv=None):
         with open(sp + ".part", "w") as f:
             json.dump(st, f, indent=1)
         os.replace(sp + ".part", sp)
+    # outputs of pieces that are no longer candidates (rules changed) or were left half-written
+    keep = {os.path.normpath(os.path.join(args.out, r["output"])) for r in kept}
+    for p in allrecs:
+        for dirpath, _, files in os.walk(os.path.join(args.out, "audio", p)):
+            for fn in files:
+                full = os.path.normpath(os.path.join(dirpath, fn))
+                if full not in keep:
+                    os.unlink(full)
     splits = split_packages(kept, args.seed, args.val_frac)
     fields = ("package", "version", "source", "kind", "output", "duration_s", "licence", "licence_rule",
               "copyright_file", "sha256", "pcm_md5", "src_sha256")

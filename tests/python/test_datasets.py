@@ -274,7 +274,7 @@ def test_labels_follow_stem_activity(tmp_path):
         rows = ml.make_clip("t", 0, cfg, presets, rend, str(tmp_path), str(tmp_path), clip=clip)
     finally:
         rend.close()
-    assert len(rows) == ml.CROPS_PER_CLIP
+    assert len(rows) >= ml.CROPS_PER_CLIP - 2, "only crops where a stem starts/stops are dropped"
     crop_s = ml.CROP / ml.SR
     bar_s = 4 * clip["spb"]
     for r in rows:

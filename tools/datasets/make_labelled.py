@@ -15,8 +15,10 @@ DESIGN
   random range of bars so crops within a clip get different labels. Each part is written as its own
   MIDI file and RENDERED SEPARATELY (fluidsynth in-process for SF2 fonts, timidity for freepats);
   voices are espeak-ng variants singing syllables on flat SSML-prosody notes.
-- Labels are per 59,049-sample crop, from per-stem activity: a stem is present in a crop when its RMS
-  there (after mixing gains) exceeds both -20 dB relative to the crop's mix RMS and -60 dBFS. Tags
+- Labels are per 59,049-sample crop, from per-stem activity: a ~93 ms frame of a stem is active when
+  its RMS (after mixing gains) exceeds both -20 dB relative to the crop's mix RMS and -60 dBFS; the stem
+  is present when active in >= 25 % of the crop's frames, absent below 5 %, and a crop with any stem
+  in between is dropped (neither label would be a fact). Tags
   come only from what the stem is: GM program -> instrument tags, drum channel -> drums/beat/beats,
   espeak male/female variant -> vocal tags; "no vocal(s)/no voice" when no voice and no choir stem is
   present; "solo" when exactly one pitched instrument stem and nothing else is present; fast/slow from
@@ -47,6 +49,9 @@ import dsutil  # noqa: E402
 SR = 22050
 CROP = 59049
 CROPS_PER_CLIP = 8
+FRAME = 2048  # activity frames (~93 ms) inside a crop
+MIN_PRESENT_FRAC = 0.25  # a stem is present when active in >= 25 % of the crop's frames
+MIN_ABSENT_FRAC = 0.05  # ... absent below 5 %; crops with a stem in between are dropped as ambiguous
 MMA_SHARE = 0.3  # fraction of clips that are MMA groove backings (the rest: our own scores)
 PPQ = 480
 
@@ -531,18 +536,25 @@ def make_clip(split, idx, cfg, presets, rend, outdir, tmp, clip=None):
         sl = slice(k * CROP, (k + 1) * CROP)
         mrms = float(np.sqrt(np.mean((mix[sl] * norm) ** 2)))
         act, levels = [], {}
+        ambiguous = False
+        thr = max(10 ** (-20 / 20) * mrms, 1e-3)
         for part, s in stems:
-            srms = float(np.sqrt(np.mean((s[sl] * norm) ** 2)))
+            seg = s[sl] * norm
+            srms = float(np.sqrt(np.mean(seg ** 2)))
+            frames = np.sqrt(np.mean(seg[:CROP // FRAME * FRAME].reshape(-1, FRAME) ** 2, axis=1))
+            frac = float(np.mean(frames > thr))
             name = part.get("voice") or str(part.get("program"))
-            levels["%s:%s" % (part["role"], name)] = round(20 * np.log10(max(srms, 1e-9)), 1)
-            if srms > max(10 ** (-20 / 20) * mrms, 1e-3):
+            levels["%s:%s" % (part["role"], name)] = [round(20 * np.log10(max(srms, 1e-9)), 1), round(frac, 2)]
+            if MIN_ABSENT_FRAC <= frac < MIN_PRESENT_FRAC:
+                ambiguous = True  # e.g. a voice in the last 0.5 s of the crop: neither label is a fact
+            if frac >= MIN_PRESENT_FRAC and srms > thr:
                 # distinct onsets of this part inside the crop, per beat (chords count once)
                 t0, t1 = k * CROP / SR, (k + 1) * CROP / SR
                 sec_per_tick = clip["spb"] / PPQ
                 on = {s0 for s0, _, _, _ in part["notes"] if t0 <= s0 * sec_per_tick < t1}
                 part = dict(part, onsets_per_beat=len(on) / ((t1 - t0) / clip["spb"]))
                 act.append(part)
-        if not act:
+        if not act or ambiguous:
             continue
         fn = "%s_%05d_%d.wav" % (split, idx, k)
         write_wav(os.path.join(outdir, "crops", fn), mix[sl] * norm)

@@ -9,7 +9,7 @@ test="ffmpeg sox sqlite3 python3-torch python3-numpy python3-pytest python3-requ
   clang libclang-rt-14-dev curl"
 # the dataset tools (tools/datasets/deps.txt): MIDI rendering, timbre sources, voices
 data="fluidsynth fluid-soundfont-gm timgm6mb-soundfont csound-soundfont opl3-soundfont freepats timidity
-  espeak-ng mma"
+  espeak-ng mma festival festvox-kallpc16k"
 test="$test $data"
 pkgs="$build $test"
 [ "${1:-}" = "--runtime-only" ] && pkgs="$build"

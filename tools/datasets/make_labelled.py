@@ -14,7 +14,8 @@ DESIGN
   a drum groove, and up to four pitched parts (bass, chords, melody, voice), each part active over a
   random range of bars so crops within a clip get different labels. Each part is written as its own
   MIDI file and RENDERED SEPARATELY (fluidsynth in-process for SF2 fonts, timidity for freepats);
-  voices are espeak-ng variants singing syllables on flat SSML-prosody notes.
+  voices are espeak-ng variants singing syllables on flat SSML-prosody notes, and (test splits only)
+  festival's kal_diphone in singing mode.
 - Labels are per 59,049-sample crop, from per-stem activity: a ~93 ms frame of a stem is active when
   its RMS (after mixing gains) exceeds both -20 dB relative to the crop's mix RMS and -60 dBFS; the stem
   is present when active in >= 25 % of the crop's frames, absent below 5 %, and a crop with any stem
@@ -25,7 +26,7 @@ DESIGN
   the score's tempo. Style, mood and loudness tags are never emitted (not facts we can construct).
 - Generalisation split: train renders with FluidR3_GM only, voices m3/f2/f4, kits Standard/Room/Power
   and grooves rock/four/shuffle/ballad; test renders with TimGM6mb, freepats (timidity) and sf_GMbank,
-  voices m1/m7/f1/f3, other kits and grooves, other seeds. test_opl3 uses the OPL3 FM soundfont (far
+  voices m1/m7/f1/f3 + festival kal (male), other kits and grooves, other seeds. test_opl3 uses the OPL3 FM soundfont (far
   out of distribution). Programs a source does not have are never chosen for it (read from the SF2's
   preset headers or the timidity cfg), so a label never names a missing instrument.
 """
@@ -67,9 +68,9 @@ FEMALE = ["female", "woman", "female vocal", "female voice"]
 SPLITS = {
     "train": dict(sources=["fluidr3"], voices=["m3", "f2", "f4"], kits=[0, 8, 16],
                   grooves=["rock", "four", "shuffle", "ballad"], seed=1001),
-    "test": dict(sources=["timgm6mb", "freepats", "sf_gmbank"], voices=["m1", "m7", "f1", "f3"],
+    "test": dict(sources=["timgm6mb", "freepats", "sf_gmbank"], voices=["m1", "m7", "f1", "f3", "kal"],
                  kits=[24, 25, 32, 40], grooves=["halftime", "bossa", "breakbeat", "waltz"], seed=2002),
-    "test_opl3": dict(sources=["opl3"], voices=["m1", "m7", "f1", "f3"], kits=[24, 25, 32, 40],
+    "test_opl3": dict(sources=["opl3"], voices=["m1", "m7", "f1", "f3", "kal"], kits=[24, 25, 32, 40],
                       grooves=["halftime", "bossa", "breakbeat", "waltz"], seed=3003),
 }
 
@@ -231,8 +232,31 @@ def write_wav(path, x):
     os.replace(path + ".part", path)
 
 
+NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+
+def voice_is_male(voice):
+    return voice == "kal" or voice.startswith("m")
+
+
 def sing(voice, notes, key_root, sec_per_beat, path):
-    """espeak-ng sings syllables on flat notes; returns False if espeak-ng failed."""
+    """Sing syllables on the given (MIDI pitch, beats) notes into path (WAV); False on failure.
+    "kal" is festival's kal_diphone in singing mode (exact pitches, male); other names are espeak-ng
+    variants, whose SSML prosody gives flat notes relative to the variant's own base pitch."""
+    if voice == "kal":
+        xml = ['<?xml version="1.0"?>',
+               '<!DOCTYPE SINGING PUBLIC "-//SINGING//DTD SINGING mark up//EN" "Singing.v0_1.dtd" []>',
+               '<SINGING BPM="%d">' % int(round(60.0 / sec_per_beat))]
+        for p, beats in notes:
+            p = 43 + (p - 43) % 19  # keep in kal's comfortable range (G2..C#4)
+            xml.append('<PITCH NOTE="%s%d"><DURATION BEATS="%.2f">%s</DURATION></PITCH>' % (
+                NOTE_NAMES[p % 12], p // 12 - 1, max(0.25, beats), SYLLABLES[p % len(SYLLABLES)]))
+        xml.append("</SINGING>")
+        src = path + ".xml"
+        with open(src, "w") as f:
+            f.write("\n".join(xml) + "\n")
+        r = dsutil.run(["text2wave", "-mode", "singing", src, "-o", path])
+        return r.returncode == 0 and os.path.exists(path) and os.path.getsize(path) > 1000
     parts = []
     for p, beats in notes:
         rel = int(round((2 ** ((p - key_root) / 12.0) - 1) * 100))  # relative to the voice's base pitch
@@ -463,7 +487,7 @@ def part_tags(part):
     if part["role"] == "drums":
         return ["drums", "beat", "beats"]
     if part["role"] == "voice":
-        return ["vocal", "vocals", "voice", "singing"] + (MALE if part["voice"].startswith("m") else FEMALE)
+        return ["vocal", "vocals", "voice", "singing"] + (MALE if voice_is_male(part["voice"]) else FEMALE)
     return list(PROGRAM_TAGS.get(part["program"], []))
 
 

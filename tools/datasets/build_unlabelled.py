@@ -16,7 +16,8 @@ DESIGN
   voice/speech/sfx/ambient/weather folders nor named like an ambience loop (rain, wind...). Archives: members of .pk3/.zip files under a
   music-like folder; Doom WADs: D_* lumps (MIDI kept, MUS converted to MIDI). Frets on Fire songs are
   stems (song.ogg + guitar.ogg [+ rhythm.ogg]) and are mixed into one piece.
-- MIDI is rendered in this process with libfluidsynth and FluidR3_GM (one soundfont load for the run).
+- MIDI is rendered in this process with libfluidsynth and FluidR3_GM (one soundfont load for the run),
+  directly at 22,050 Hz (half the synthesis cost of 44.1 kHz; FFmpeg then only encodes FLAC).
 - Decoding is FFmpeg (libopenmpt for modules). The FLAC STREAMINFO MD5 is the MD5 of the decoded PCM:
   it is the content hash used for dedupe, at no extra decoding cost.
 - Duplicates: same decoded PCM; same normalised name and duration within 1 s (shared tracks across
@@ -29,7 +30,8 @@ DESIGN
 - Split by package (all pieces of a package in one split): packages ordered by sha256(seed + name) and
   taken into validation until it holds ~val-frac of the hours.
 - Idempotent: per-package state in OUT/state/PKG.json keyed by source; a piece is decoded again only
-  when its source bytes changed or its output is missing.
+  when its source bytes changed or its output is missing. Outputs are written as *.part and renamed
+  when complete, so the finished outputs of an interrupted run are adopted without state.
 """
 import argparse
 import concurrent.futures as cf
@@ -428,10 +430,10 @@ class Decoder:
             except (ValueError, IndexError, struct.error) as e:
                 return "MIDI does not parse: %s" % e
             if self.fluid is None:
-                self.fluid = dsutil.FluidRenderer(SF2, rate=44100)
+                self.fluid = dsutil.FluidRenderer(SF2, rate=SR)
             wav = os.path.join(self.tmp, "render.wav")
             blocks = self.fluid.render(item["inputs"][0], wav)
-            if blocks < 44100 // 64:
+            if blocks < SR // 64:
                 return "MIDI renders to < 1 s"
             err = ffmpeg_to_flac([wav], dst)
             os.unlink(wav)
@@ -483,6 +485,10 @@ def process_package(pkg, args, dec, seen_src):
             if d is None or d < MIN_ANYWHERE_S:
                 continue  # not music by our rule (short sound outside a music folder)
         recs[it["key"]] = rec
+        if os.path.exists(dst):
+            # finished output of an interrupted run (outputs are renamed into place only when complete)
+            finish_record(rec, dst, None)
+            continue
         todo.append((it, rec, dst))
     for r in recs.values():
         if r.get("status") == "ok":

@@ -202,11 +202,13 @@ def dir_class(relpath):
     """'music' (>= 10 s kept), 'other' (kept only when >= 60 s) or 'no' (never music)."""
     parts = relpath.split("/")
     stem = os.path.splitext(parts[-1])[0]
-    if any(NOT_MUSIC_DIR.match(p) for p in parts[:-1]) or NOT_MUSIC_NAME.match(stem):
+    if any(NOT_MUSIC_DIR.match(p) for p in parts[:-1]):
         return "no"
-    if any(MUSIC_DIR.match(p) for p in parts[:-1]) or MUSIC_NAME.search(stem):
-        return "music"
-    return "other"
+    if any(MUSIC_DIR.match(p) for p in parts[:-1]):
+        return "music"  # a music folder wins over the name: nexuiz has a track called thunder.ogg
+    if NOT_MUSIC_NAME.match(stem):
+        return "no"
+    return "music" if MUSIC_NAME.search(stem) else "other"
 
 
 def probe_duration(path):

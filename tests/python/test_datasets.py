@@ -372,3 +372,12 @@ def test_test_sources_only_use_programs_they_have():
                 assert (128, p["program"]) in presets[clip["source"]]
             elif p["role"] != "voice":
                 assert (0, p["program"]) in presets[clip["source"]], (clip["source"], p["program"])
+
+
+def test_music_folder_and_name_rules():
+    assert bu.dir_class("usr/share/games/nexuiz/data/music.pk3/sound/cdtracks/thunder.ogg") == "music"
+    assert bu.dir_class("usr/share/games/supertux2/sounds/rain.wav") == "no"
+    assert bu.dir_class("usr/share/games/frozen-bubble/snd/frozen-mainzik-1p.ogg") == "music"
+    assert bu.dir_class("usr/share/games/hedgewars/Data/Sounds/voices/Singer/x.ogg") == "no"
+    assert bu.dir_class("usr/share/games/zaz/mus1.ogg") == "music"
+    assert bu.dir_class("usr/share/games/x/sounds/long_loop.ogg") == "other"  # kept only if >= 60 s

@@ -88,6 +88,8 @@ def build_local_deb(tmp, cache, module_src):
                          os.path.join(sounds, "beep.ogg")], check=True)
     subprocess.run(ff + ["-i", "sine=frequency=550:duration=3", "-c:a", "libvorbis",
                          os.path.join(music, "jingle.ogg")], check=True)
+    subprocess.run(ff + ["-i", "anullsrc=r=22050:cl=mono", "-t", "12", "-c:a", "libvorbis",
+                         os.path.join(music, "silence.ogg")], check=True)
     with open(os.path.join(music, "broken.ogg"), "wb") as f:
         f.write(b"OggS" + os.urandom(3000))
     write_test_midi(os.path.join(music, "song.mid"))
@@ -181,6 +183,7 @@ def test_corpus_dedupe_broken_midi_mus(corpus):
     assert "copy_of_real" + os.path.splitext(corpus["mods"][0])[1] in rejected
     assert rejected["tune_old.ogg"]["status"] == "dup" and "variant" in rejected["tune_old.ogg"]["reason"]
     assert rejected["broken.ogg"]["status"] == "broken"
+    assert rejected["silence.ogg"]["status"] == "silent"
     assert rejected["jingle.ogg"]["status"] == "short" and "too short" in rejected["jingle.ogg"]["reason"]
     assert "beep.ogg" not in local and "beep.ogg" not in rejected
     assert local["tune.ogg"]["licence"] == "CC0-1.0"  # Files: music/* paragraph
@@ -381,3 +384,7 @@ def test_music_folder_and_name_rules():
     assert bu.dir_class("usr/share/games/hedgewars/Data/Sounds/voices/Singer/x.ogg") == "no"
     assert bu.dir_class("usr/share/games/zaz/mus1.ogg") == "music"
     assert bu.dir_class("usr/share/games/x/sounds/long_loop.ogg") == "other"  # kept only if >= 60 s
+    assert bu.dir_class("usr/share/games/wizznic/packs/000_wizznic/themes/oldskool/snd/click.ogg") == "other"
+    assert bu.dir_class("usr/share/pushover/themes/x.ogg") == "music"
+    assert bu.dir_class("usr/share/games/fillets-ng/sound/music/en/ves-hs-papa.ogg") == "no"  # speech
+    assert bu.dir_class("usr/share/games/fillets-ng/music/kufrik.ogg") == "music"

@@ -63,6 +63,8 @@ MUSIC_DIR = re.compile(r"^(music|musics|musik|bgm|tunes|songs?|cdtracks|soundtra
 NOT_MUSIC_DIR = re.compile(r"^(voices?|speech|dialog(ue)?s?|announcer|sfx|soundfx|effects|"
                            r"voice_samples|tux_ingame_comments|weapons|ambient|ambience|weather|tilesets|"
                            r"toon|interface)$", re.I)
+SOUND_DIR = re.compile(r"^(sounds?|snd|sfx)$", re.I)
+LANG_DIR = re.compile(r"^[a-z]{2}(_[A-Z]{2})?$")
 MUSIC_NAME = re.compile(r"(music|musik|musique|zik|^mus\d|soundtrack|^bgm)", re.I)
 NOT_MUSIC_NAME = re.compile(r"^(rain|wind|thunder|storm|waves?|birds?|crickets?)(\d*)$", re.I)
 VARIANT = re.compile(r"[-_ .](fast|enhanced|old)$", re.I)
@@ -204,8 +206,14 @@ def dir_class(relpath):
     stem = os.path.splitext(parts[-1])[0]
     if any(NOT_MUSIC_DIR.match(p) for p in parts[:-1]):
         return "no"
-    if any(MUSIC_DIR.match(p) for p in parts[:-1]):
-        return "music"  # a music folder wins over the name: nexuiz has a track called thunder.ogg
+    if len(parts) > 2 and LANG_DIR.match(parts[-2]) and any(SOUND_DIR.match(p) for p in parts[:-2]):
+        return "no"  # sound/<level>/en/*.ogg: spoken lines in one language (fillets-ng)
+    # the nearest classified folder decides: themes/oldskool/snd/ is sound effects, sound/cdtracks/ music
+    for p in reversed(parts[:-1]):
+        if MUSIC_DIR.match(p):
+            return "music"  # a music folder wins over the name: nexuiz has a track called thunder.ogg
+        if SOUND_DIR.match(p):
+            break
     if NOT_MUSIC_NAME.match(stem):
         return "no"
     return "music" if MUSIC_NAME.search(stem) else "other"
@@ -472,9 +480,11 @@ def process_package(pkg, args, dec, seen_src):
         o = old.get(it["key"])
         if o and o.get("status") == "broken" and o.get("reason", "").startswith("too short"):
             o["status"] = "short"  # state written before "short" had its own status
-        if o and o.get("src_sha256") == src_hash and o.get("status") in ("ok", "broken", "short", "dup") and \
+        if o and o.get("src_sha256") == src_hash and o.get("status") in ("ok", "broken", "short", "silent", "dup") and \
                 (o["status"] != "ok" or os.path.exists(dst)):
             o.update({k: rec[k] for k in ("licence", "licence_rule", "inputs", "version")})
+            if o["status"] == "ok" and not o.get("silence_checked"):
+                check_silence(o, dst)  # state from before the silence check existed
             recs[it["key"]] = o
             continue
         if src_hash in seen_src:
@@ -528,6 +538,21 @@ def finish_record(rec, dst, err):
         os.unlink(dst)
         return
     rec.update(status="ok", reason="")
+    check_silence(rec, dst)
+
+
+def check_silence(rec, dst):
+    """Drop (near-)silent pieces (wesnoth ships a silence.ogg). Only files that FLAC compresses below
+    4 kB/s are decoded again to measure their peak, so this costs nothing for real music."""
+    rec["silence_checked"] = True
+    if os.path.getsize(dst) >= 4000 * max(rec["duration_s"], 1e-3):
+        return
+    r = dsutil.run(["ffmpeg", "-nostdin", "-hide_banner", "-i", dst, "-af", "volumedetect", "-f", "null", "-"])
+    m = re.search(r"max_volume: (-?[\d.]+|-inf) dB", r.stderr.decode(errors="replace"))
+    peak = float(m.group(1)) if m and m.group(1) != "-inf" else -200.0
+    if peak < -50:
+        rec.update(status="silent", reason="peak %.1f dBFS < -50 dBFS" % peak)
+        os.unlink(dst)
 
 
 def dedupe(order, allrecs):
@@ -543,7 +568,7 @@ def dedupe(order, allrecs):
         if r.get("status") in ("ok", "dup") and "pcm_md5" in r:
             pkg_stems.setdefault(p, set()).add(norm_stem(r["source"]))
     for p, r in ok:
-        if "pcm_md5" not in r or r.get("status") in ("broken", "short"):
+        if "pcm_md5" not in r or r.get("status") in ("broken", "short", "silent"):
             continue
         if r.get("status") == "dup" and r.get("reason", "").startswith("identical source"):
             continue

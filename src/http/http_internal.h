@@ -1,0 +1,156 @@
+/* http_internal.h - types shared by the files of src/http (server, routes, errors, metrics).
+ *
+ * DESIGN: one clmr_http_req_t per request, allocated at the first libmicrohttpd callback and freed
+ * in the completion callback. A handler never queues a response itself: it fills status, body and
+ * headers in the request, and server.c sends it (inline for cheap routes, after resume for jobs
+ * that ran on the worker pool), so error formatting, request ids and metrics live in one place.
+ */
+#ifndef CLMR_HTTP_INTERNAL_H
+#define CLMR_HTTP_INTERNAL_H
+
+#include "config/config.h"
+#include "http/analysis.h"
+#include "http/workers.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef struct clmr_store clmr_store_t;
+typedef struct clmr_index clmr_index_t;
+
+/* Route labels for metrics; the order matches clmr__route_names in metrics.c. */
+typedef enum {
+    R_UNKNOWN = 0,
+    R_HEALTHZ,
+    R_READYZ,
+    R_METRICS,
+    R_OPENAPI,
+    R_CONFIG,
+    R_TAGS,
+    R_MODELS,
+    R_TAG,
+    R_TRACKS,     /* /v1/tracks (POST, GET) */
+    R_TRACK,      /* /v1/tracks/{id} (GET, DELETE) */
+    R_TRACK_SIM,  /* /v1/tracks/{id}/similar */
+    R_SIMILAR,    /* POST /v1/similar */
+    R_SEARCH,     /* POST /v1/search */
+    R__COUNT
+} clmr_route_t;
+
+#define CLMR_HTTP_N_STATUS 16 /* distinct status codes tracked per route */
+#define CLMR_HTTP_N_BUCKETS 14
+
+typedef struct {
+    pthread_mutex_t mu;
+    int status_codes[CLMR_HTTP_N_STATUS]; /* 0 = free slot */
+    unsigned long long requests[R__COUNT][CLMR_HTTP_N_STATUS];
+    unsigned long long latency_bucket[R__COUNT][CLMR_HTTP_N_BUCKETS + 1];
+    double latency_sum[R__COUNT];
+    unsigned long long latency_count[R__COUNT];
+    double decode_seconds, infer_seconds;
+    unsigned long long decode_count, infer_count;
+    unsigned long long cache_hits, cache_misses, queue_rejected;
+    unsigned long long errors_by_code[64]; /* index = -clmr error code (1..63), 0 = HTTP-only */
+} clmr_http_metrics_t;
+
+typedef struct clmr_server clmr_server_t;
+
+typedef struct clmr_http_req {
+    clmr_server_t *srv;
+    struct MHD_Connection *conn;
+    char request_id[65];
+    char method[8];
+    char path[256];
+    clmr_route_t route;
+    char id[65];          /* {id} path segment, validated */
+    double start, deadline; /* monotonic seconds */
+    /* body */
+    unsigned char *body;
+    size_t body_len, body_cap, body_limit;
+    int too_large;     /* 413 already decided */
+    int timed_out;     /* deadline passed during upload */
+    int pool;          /* CLMR_POOL_* */
+    int done;          /* response prepared (status/body set) */
+    /* response */
+    unsigned status;
+    char *resp_body; /* malloc'd */
+    size_t resp_len;
+    const char *resp_type;
+    char allow[64];      /* Allow header for 405 */
+    int retry_after;     /* > 0: Retry-After header */
+    char location[128];  /* Location header for 201 */
+    /* query arguments copied in the polling thread (workers must not touch the connection) */
+    char q_top[16], q_threshold[32], q_per_chunk[8], q_embedding[8], q_k[16];
+    char *q_title, *q_artist, *q_external_id, *content_type;
+} clmr_http_req_t;
+
+struct clmr_server {
+    clmr_config_t cfg;
+    struct MHD_Daemon *daemon;
+    int port;
+    clmr_model_t *model;
+    clmr_http_model_info_t info;
+    clmr_store_t *store;
+    clmr_index_t *index;
+    clmr_workers_t *workers;   /* decode + inference, one clmr_infer_t per thread */
+    clmr_workers_t *catalogue; /* catalogue reads and searches, no model context */
+    pthread_t maint;           /* periodic WAL checkpoints */
+    int maint_started;
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    int maint_stop;
+    clmr_http_metrics_t metrics;
+    atomic_int inflight;
+    atomic_int draining;
+    atomic_ullong next_id;
+};
+
+double clmr__http_now(void);
+
+/* errors.c: the one place that maps clmr error codes to HTTP statuses and builds error bodies. */
+unsigned clmr__http_status_for(int clmr_err);
+/* Prepares {"error":{"code","message"}} with status on req. code = machine name. */
+void clmr__http_error(clmr_http_req_t *req, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Prepares the error for a clmr error code (status from the table, code = clmr_err_name). */
+void clmr__http_error_clmr(clmr_http_req_t *req, int err, const char *msg);
+/* Prepares a JSON body (steals the reference to j). */
+void clmr__http_json(clmr_http_req_t *req, unsigned status, json_t *j);
+
+/* metrics.c */
+void clmr__metrics_init(clmr_http_metrics_t *m);
+void clmr__metrics_destroy(clmr_http_metrics_t *m);
+void clmr__metrics_request(clmr_http_metrics_t *m, clmr_route_t r, unsigned status, double secs);
+void clmr__metrics_add(clmr_http_metrics_t *m, double decode_s, double infer_s, int cache_hit,
+                       int cache_miss);
+void clmr__metrics_error(clmr_http_metrics_t *m, int clmr_err);
+void clmr__metrics_rejected(clmr_http_metrics_t *m);
+/* Renders Prometheus text exposition (malloc'd). */
+char *clmr__metrics_render(clmr_server_t *s, size_t *len);
+const char *clmr__route_name(clmr_route_t r);
+
+/* routes.c */
+/* Where a route runs. */
+enum { CLMR_POOL_INLINE = 0, CLMR_POOL_INFERENCE = 1, CLMR_POOL_CATALOGUE = 2 };
+
+/* Classifies method + path into req->route / req->id; on failure prepares 404/405/400. Sets
+ * *pool (CLMR_POOL_*) and *body_limit for the route's body. Returns 0 when the request may
+ * proceed. */
+int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *pool,
+                      size_t *body_limit);
+/* Runs a route without inference (polling thread or catalogue pool); prepares the response. */
+void clmr__route_inline(clmr_http_req_t *req);
+/* Worker-pool entry point for heavy routes. */
+void clmr__route_job(void *arg, clmr_infer_t *ctx);
+/* Opens the store and index for the loaded model (called by server open). */
+int clmr__routes_open(clmr_server_t *s, char **errmsg);
+void clmr__routes_close(clmr_server_t *s);
+
+/* openapi_json.c (generated from docs/openapi.json at build time) */
+extern const char clmr__openapi_json[];
+extern const size_t clmr__openapi_json_len;
+
+#endif

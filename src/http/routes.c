@@ -1,0 +1,907 @@
+/* routes.c - the /v1 API: route table, request parsing and the handlers.
+ *
+ * DESIGN: every user number is parsed with explicit bounds and every id must be 64 hex digits
+ * before anything touches the store. Cheap routes (catalogue reads, search over the in-memory
+ * index) run in the polling thread; uploads (/v1/tag, /v1/tracks, /v1/similar) run on the worker
+ * pool: sha256 of the bytes first, then the (sha256, model id) cache, and only on a miss decoding
+ * and inference. An ingest writes the FLAC pool file before the database row, so a committed row
+ * always has its audio, and updates the similarity index after the commit.
+ */
+#include "clmr/error.h"
+#include "http/http_internal.h"
+#include "http/multipart.h"
+#include "index/index.h"
+#include "store/pool.h"
+#include "store/store.h"
+#include "util/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libavutil/mem.h>
+#include <libavutil/sha.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEARCH_BODY_LIMIT (1u << 20) /* JSON bodies: 512 floats fit in well under 16 KiB */
+#define K_MAX 100
+#define LIMIT_MAX 1000
+#define META_MAX 1024 /* bytes of title / artist / external_id */
+
+/* ---------------------------------------------------------------- parsing helpers */
+
+static int is_hex64(const char *s, size_t n)
+{
+    if (n != 64) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)s[i])) return 0;
+    return 1;
+}
+
+static int parse_int_arg(clmr_http_req_t *req, const char *name, const char *v, int def, int lo,
+                         int hi, int *out)
+{
+    if (!v || !*v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || x < lo || x > hi) {
+        clmr__http_error(req, 400, "invalid_argument", "query parameter '%s' must be an integer from %d to %d",
+                         name, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_bool_arg(clmr_http_req_t *req, const char *name, const char *v, int *out)
+{
+    *out = 0;
+    if (!v || !*v || !strcmp(v, "false") || !strcmp(v, "0")) return 0;
+    if (!strcmp(v, "true") || !strcmp(v, "1")) {
+        *out = 1;
+        return 0;
+    }
+    clmr__http_error(req, 400, "invalid_argument", "query parameter '%s' must be true or false", name);
+    return -1;
+}
+
+static void sha256_hex(const void *data, size_t n, char out[65])
+{
+    struct AVSHA *sha = av_sha_alloc();
+    uint8_t d[32];
+    if (!sha || av_sha_init(sha, 256) < 0) {
+        memset(d, 0, sizeof d); /* cannot happen short of OOM; an all-zero id is refused below */
+    } else {
+        const uint8_t *p = data;
+        while (n) { /* av_sha_update takes an unsigned int length */
+            unsigned int step = n > (1u << 30) ? (1u << 30) : (unsigned int)n;
+            av_sha_update(sha, p, step);
+            p += step;
+            n -= step;
+        }
+        av_sha_final(sha, d);
+    }
+    av_free(sha);
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* ---------------------------------------------------------------- route table */
+
+static int route_table(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
+                       size_t *body_limit);
+
+
+int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *pool,
+                      size_t *body_limit)
+{
+    int rc = route_table(req, method, url, pool, body_limit);
+    /* Catalogue reads and searches leave the polling thread too: a search over a large index or
+     * a long page must not stall every other connection. */
+    if (rc == 0 && *pool == CLMR_POOL_INLINE &&
+        (req->route == R_TRACKS || req->route == R_TRACK || req->route == R_TRACK_SIM ||
+         req->route == R_SEARCH || req->route == R_MODELS))
+        *pool = CLMR_POOL_CATALOGUE;
+    return rc;
+}
+
+static int route_table(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
+                       size_t *body_limit)
+{
+    size_t upload = (size_t)req->srv->cfg.max_upload_bytes;
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    int post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+    const char *allow = NULL;
+    *heavy = CLMR_POOL_INLINE;
+    *body_limit = 0;
+    static const struct {
+        const char *path;
+        clmr_route_t route;
+    } get_only[] = {{"/healthz", R_HEALTHZ},         {"/readyz", R_READYZ},
+                    {"/metrics", R_METRICS},         {"/v1/openapi.json", R_OPENAPI},
+                    {"/v1/config", R_CONFIG},        {"/v1/tags", R_TAGS},
+                    {"/v1/models", R_MODELS}};
+    for (size_t i = 0; i < sizeof get_only / sizeof get_only[0]; i++)
+        if (!strcmp(url, get_only[i].path)) {
+            req->route = get_only[i].route;
+            if (get) return 0;
+            allow = "GET, HEAD";
+            goto not_allowed;
+        }
+    if (!strcmp(url, "/v1/tag") || !strcmp(url, "/v1/similar")) {
+        req->route = url[4] == 't' ? R_TAG : R_SIMILAR;
+        if (post) {
+            *heavy = CLMR_POOL_INFERENCE;
+            *body_limit = upload;
+            return 0;
+        }
+        allow = "POST";
+        goto not_allowed;
+    }
+    if (!strcmp(url, "/v1/search")) {
+        req->route = R_SEARCH;
+        if (post) {
+            *body_limit = SEARCH_BODY_LIMIT;
+            return 0;
+        }
+        allow = "POST";
+        goto not_allowed;
+    }
+    if (!strcmp(url, "/v1/tracks")) {
+        req->route = R_TRACKS;
+        if (post) {
+            *heavy = CLMR_POOL_INFERENCE;
+            *body_limit = upload;
+            return 0;
+        }
+        if (get) return 0;
+        allow = "GET, HEAD, POST";
+        goto not_allowed;
+    }
+    if (!strncmp(url, "/v1/tracks/", 11)) {
+        const char *id = url + 11, *slash = strchr(id, '/');
+        size_t idlen = slash ? (size_t)(slash - id) : strlen(id);
+        int similar = slash && !strcmp(slash, "/similar");
+        if (slash && !similar) goto not_found;
+        req->route = similar ? R_TRACK_SIM : R_TRACK;
+        if (!is_hex64(id, idlen)) {
+            clmr__http_error(req, 400, "invalid_id", "track ids are 64 hexadecimal digits (sha256)");
+            return -1;
+        }
+        for (size_t i = 0; i < 64; i++) req->id[i] = (char)tolower((unsigned char)id[i]);
+        req->id[64] = 0;
+        if (get || (!similar && del)) return 0;
+        allow = similar ? "GET, HEAD" : "GET, HEAD, DELETE";
+        goto not_allowed;
+    }
+not_found:
+    req->route = R_UNKNOWN;
+    clmr__http_error(req, 404, "not_found", "no route %s %s", method, url);
+    return -1;
+not_allowed:
+    snprintf(req->allow, sizeof req->allow, "%s", allow);
+    clmr__http_error(req, 405, "method_not_allowed", "%s is not allowed here; allowed: %s", method, allow);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- JSON builders */
+
+typedef struct {
+    int tag;
+    float score;
+} ranked_t;
+
+static int by_score_desc(const void *a, const void *b)
+{
+    const ranked_t *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->tag - y->tag;
+}
+
+/* [{"tag","score"}...] highest first, score >= threshold, at most top entries. */
+static json_t *tags_json(const clmr_http_model_info_t *info, const float *scores, int n, int top,
+                         double threshold)
+{
+    json_t *a = json_array();
+    if (!scores || n <= 0) return a;
+    ranked_t *r = malloc((size_t)n * sizeof *r);
+    if (!r) return a;
+    for (int i = 0; i < n; i++) r[i] = (ranked_t){i, scores[i]};
+    qsort(r, (size_t)n, sizeof *r, by_score_desc);
+    for (int i = 0; i < n && i < top; i++) {
+        if (!(r[i].score >= threshold)) break;
+        const char *name = r[i].tag < info->n_tags ? info->tags[r[i].tag] : "?";
+        json_array_append_new(a, json_pack("{s:s,s:f}", "tag", name, "score", (double)r[i].score));
+    }
+    free(r);
+    return a;
+}
+
+static json_t *floats_json(const float *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(isfinite(v[i]) ? v[i] : 0.0));
+    return a;
+}
+
+static json_t *track_json(const clmr_track_t *t)
+{
+    json_t *j = json_pack("{s:s,s:f,s:I}", "id", t->id, "duration_s", t->duration_s, "created_at",
+                          (json_int_t)t->created_at);
+    json_object_set_new(j, "title", t->title ? json_string(t->title) : json_null());
+    json_object_set_new(j, "artist", t->artist ? json_string(t->artist) : json_null());
+    json_object_set_new(j, "external_id", t->external_id ? json_string(t->external_id) : json_null());
+    return j;
+}
+
+/* Track JSON plus its tags for the active model (when stored). */
+static json_t *track_full_json(clmr_server_t *s, const clmr_track_t *t)
+{
+    json_t *j = track_json(t);
+    float *sc = NULL;
+    int n = 0;
+    if (clmr_store_scores_get(s->store, t->id, s->info.id, &sc, &n, NULL) == 0) {
+        json_object_set_new(j, "model", json_string(s->info.id));
+        json_object_set_new(j, "tags", tags_json(&s->info, sc, n, n, 0.0));
+    }
+    free(sc);
+    return j;
+}
+
+/* Search results with their metadata. */
+static json_t *hits_json(clmr_server_t *s, const clmr_index_hit_t *hits, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) {
+        clmr_track_t t;
+        memset(&t, 0, sizeof t);
+        json_t *h;
+        if (clmr_store_track_get(s->store, hits[i].id, &t, NULL) == 0) {
+            h = track_json(&t);
+            clmr_track_clear(&t);
+        } else { /* deleted between the search and now: still report the hit */
+            h = json_pack("{s:s}", "id", hits[i].id);
+        }
+        json_object_set_new(h, "score", json_real(hits[i].score));
+        json_array_append_new(a, h);
+    }
+    return a;
+}
+
+static void store_error(clmr_http_req_t *req, int rc, char *msg, const char *what)
+{
+    if (clmr__http_status_for(rc) >= 500)
+        CLMR_RLOG_ERROR(req->request_id, "%s: %s (%s)", what, clmr_strerror(rc), msg ? msg : "");
+    clmr__http_error_clmr(req, rc, msg);
+}
+
+/* ---------------------------------------------------------------- cheap routes */
+
+static void h_readyz(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    int version = 0;
+    char *msg = NULL;
+    int rc = s->store ? clmr_store_schema_version(s->store, &version, &msg) : CLMR_EDB;
+    if (!s->model || rc) {
+        req->retry_after = s->cfg.retry_after_s;
+        clmr__http_error(req, 503, "not_ready", "%s", !s->model ? "model not loaded" : "database not usable");
+    } else {
+        clmr__http_json(req, 200, json_pack("{s:s,s:s,s:i}", "status", "ready", "model", s->info.id,
+                                            "schema_version", version));
+    }
+    free(msg);
+}
+
+static void h_config(clmr_http_req_t *req)
+{
+    json_t *j = json_object();
+    for (const clmr_config_key_t *k = clmr_config_keys; k->name; k++) {
+        if (k->secret) {
+            /* The token file path is no secret in itself, but say only whether it is set. */
+            const char *v = (const char *)&req->srv->cfg + k->offset;
+            json_object_set_new(j, k->name, json_string(*v ? "(set)" : ""));
+            continue;
+        }
+        char buf[CLMR_CONFIG_PATH_MAX + 32];
+        clmr_config_format_value(&req->srv->cfg, k, buf, sizeof buf);
+        if (k->type == CLMR_CFG_INT || k->type == CLMR_CFG_BYTES)
+            json_object_set_new(j, k->name, json_integer(strtoll(buf, NULL, 10)));
+        else if (k->type == CLMR_CFG_DOUBLE)
+            json_object_set_new(j, k->name, json_real(strtod(buf, NULL)));
+        else
+            json_object_set_new(j, k->name, json_string(buf));
+    }
+    clmr__http_json(req, 200, j);
+}
+
+static void h_models(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    clmr_store_model_t *items = NULL;
+    size_t n = 0;
+    char *msg = NULL;
+    int rc = clmr_store_model_list(s->store, &items, &n, &msg);
+    if (rc) {
+        store_error(req, rc, msg, "model list");
+        free(msg);
+        return;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_pack("{s:s,s:s,s:b,s:I}", "id", items[i].id, "status",
+                              clmr_model_status_name(items[i].status), "loaded",
+                              strcmp(items[i].id, s->info.id) == 0, "created_at",
+                              (json_int_t)items[i].created_at);
+        json_object_set_new(m, "name", items[i].name ? json_string(items[i].name) : json_null());
+        json_object_set_new(m, "parent_id", items[i].parent_id ? json_string(items[i].parent_id) : json_null());
+        if (!strcmp(items[i].id, s->info.id)) {
+            json_object_set_new(m, "n_tags", json_integer(s->info.n_tags));
+            json_object_set_new(m, "embedding_dim", json_integer(s->info.dim));
+            json_object_set_new(m, "chunk_samples", json_integer(s->info.chunk_samples));
+        }
+        json_array_append_new(a, m);
+    }
+    clmr_store_model_list_free(items, n);
+    clmr__http_json(req, 200, json_pack("{s:s,s:o}", "active", s->info.id, "models", a));
+}
+
+static void h_tracks_list(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    int limit;
+    const char *lv = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "limit");
+    if (parse_int_arg(req, "limit", lv, 50, 1, LIMIT_MAX, &limit)) return;
+    const char *cursor = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "cursor");
+    if (cursor && strlen(cursor) > 256) {
+        clmr__http_error(req, 400, "invalid_argument", "malformed cursor");
+        return;
+    }
+    clmr_track_t *items = NULL;
+    size_t n = 0;
+    char *next = NULL, *msg = NULL;
+    int rc = clmr_store_track_list(s->store, cursor, limit, &items, &n, &next, &msg);
+    if (rc == CLMR_EINVAL) {
+        clmr__http_error(req, 400, "invalid_argument", "malformed cursor");
+    } else if (rc) {
+        store_error(req, rc, msg, "track list");
+    } else {
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++) json_array_append_new(a, track_json(&items[i]));
+        clmr__http_json(req, 200, json_pack("{s:o,s:s?}", "tracks", a, "next_cursor", next));
+    }
+    clmr_track_list_free(items, n);
+    free(next);
+    free(msg);
+}
+
+static void h_track_get(clmr_http_req_t *req)
+{
+    clmr_track_t t;
+    memset(&t, 0, sizeof t);
+    char *msg = NULL;
+    int rc = clmr_store_track_get(req->srv->store, req->id, &t, &msg);
+    if (rc == CLMR_ENOT_FOUND) clmr__http_error(req, 404, "not_found", "no track %s", req->id);
+    else if (rc) store_error(req, rc, msg, "track get");
+    else clmr__http_json(req, 200, track_full_json(req->srv, &t));
+    clmr_track_clear(&t);
+    free(msg);
+}
+
+static void h_track_delete(clmr_http_req_t *req)
+{
+    char *msg = NULL;
+    int rc = clmr_store_track_delete(req->srv->store, req->id, &msg);
+    if (rc == CLMR_ENOT_FOUND) {
+        clmr__http_error(req, 404, "not_found", "no track %s", req->id);
+    } else if (rc) {
+        store_error(req, rc, msg, "track delete");
+    } else {
+        if (req->srv->index) clmr_index_remove(req->srv->index, req->id);
+        req->status = 204;
+        req->resp_body = NULL;
+        req->resp_len = 0;
+        req->done = 1;
+    }
+    free(msg);
+}
+
+static void h_track_similar(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    int k;
+    if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k)) return;
+    clmr_index_hit_t hits[K_MAX];
+    int n = 0;
+    int rc = clmr_index_search_id(s->index, req->id, k, hits, &n);
+    if (rc == CLMR_ENOT_FOUND) {
+        clmr__http_error(req, 404, "not_found", "no track %s with an embedding for model %s", req->id,
+                         s->info.id);
+    } else if (rc) {
+        clmr__http_error_clmr(req, rc, "similarity search failed");
+    } else {
+        clmr__http_json(req, 200, json_pack("{s:s,s:s,s:o}", "id", req->id, "model", s->info.id,
+                                            "results", hits_json(s, hits, n)));
+    }
+}
+
+static void h_search(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    float *q = NULL;
+    if (!j || !json_is_object(j)) {
+        clmr__http_error(req, 400, "invalid_json", "the body must be a JSON object: %s", j ? "not an object" : jerr.text);
+        goto out;
+    }
+    json_t *emb = json_object_get(j, "embedding"), *kj = json_object_get(j, "k");
+    int k = 10;
+    if (kj) {
+        if (!json_is_integer(kj) || json_integer_value(kj) < 1 || json_integer_value(kj) > K_MAX) {
+            clmr__http_error(req, 400, "invalid_argument", "'k' must be an integer from 1 to %d", K_MAX);
+            goto out;
+        }
+        k = (int)json_integer_value(kj);
+    }
+    if (!json_is_array(emb) || (int)json_array_size(emb) != s->info.dim) {
+        clmr__http_error(req, 400, "invalid_argument", "'embedding' must be an array of %d numbers", s->info.dim);
+        goto out;
+    }
+    q = malloc((size_t)s->info.dim * sizeof *q);
+    if (!q) {
+        clmr__http_error_clmr(req, CLMR_ENOMEM, NULL);
+        goto out;
+    }
+    double norm = 0;
+    for (int i = 0; i < s->info.dim; i++) {
+        json_t *x = json_array_get(emb, (size_t)i);
+        double v = json_number_value(x);
+        if (!json_is_number(x) || !isfinite(v) || !isfinite((float)v)) {
+            clmr__http_error(req, 400, "invalid_argument", "'embedding'[%d] is not a finite number", i);
+            goto out;
+        }
+        q[i] = (float)v;
+        norm += v * v;
+    }
+    if (!(norm > 0)) {
+        clmr__http_error(req, 400, "invalid_argument", "'embedding' must not be all zeros");
+        goto out;
+    }
+    clmr_index_hit_t hits[K_MAX];
+    int n = 0;
+    int rc = clmr_index_search(s->index, q, k, NULL, hits, &n);
+    if (rc) clmr__http_error_clmr(req, rc, "search failed");
+    else
+        clmr__http_json(req, 200, json_pack("{s:s,s:o}", "model", s->info.id, "results", hits_json(s, hits, n)));
+out:
+    free(q);
+    json_decref(j);
+}
+
+void clmr__route_inline(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    switch (req->route) {
+    case R_HEALTHZ:
+        clmr__http_json(req, 200, json_pack("{s:s}", "status", "ok"));
+        break;
+    case R_READYZ:
+        h_readyz(req);
+        break;
+    case R_METRICS: {
+        size_t n = 0;
+        char *text = clmr__metrics_render(s, &n);
+        if (!text) {
+            clmr__http_error_clmr(req, CLMR_ENOMEM, NULL);
+            break;
+        }
+        req->resp_body = text;
+        req->resp_len = n;
+        req->resp_type = "text/plain; version=0.0.4; charset=utf-8";
+        req->status = 200;
+        req->done = 1;
+        break;
+    }
+    case R_OPENAPI:
+        req->resp_body = malloc(clmr__openapi_json_len);
+        if (!req->resp_body) {
+            clmr__http_error_clmr(req, CLMR_ENOMEM, NULL);
+            break;
+        }
+        memcpy(req->resp_body, clmr__openapi_json, clmr__openapi_json_len);
+        req->resp_len = clmr__openapi_json_len;
+        req->resp_type = "application/json";
+        req->status = 200;
+        req->done = 1;
+        break;
+    case R_CONFIG:
+        h_config(req);
+        break;
+    case R_TAGS: {
+        json_t *a = json_array();
+        for (int i = 0; i < s->info.n_tags; i++) json_array_append_new(a, json_string(s->info.tags[i]));
+        clmr__http_json(req, 200, json_pack("{s:s,s:o}", "model", s->info.id, "tags", a));
+        break;
+    }
+    case R_MODELS:
+        h_models(req);
+        break;
+    case R_TRACKS:
+        h_tracks_list(req);
+        break;
+    case R_TRACK:
+        if (!strcmp(req->method, "DELETE")) h_track_delete(req);
+        else h_track_get(req);
+        break;
+    case R_TRACK_SIM:
+        h_track_similar(req);
+        break;
+    case R_SEARCH:
+        h_search(req);
+        break;
+    default:
+        clmr__http_error(req, 404, "not_found", "no route %s %s", req->method, req->path);
+    }
+}
+
+/* ---------------------------------------------------------------- upload routes (workers) */
+
+typedef struct {
+    const unsigned char *audio;
+    size_t audio_len;
+    char *title, *artist, *external_id; /* malloc'd copies, NUL-terminated */
+} upload_t;
+
+static char *dup_span(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+/* Metadata must be short, valid UTF-8 text without NULs. */
+static int meta_ok(clmr_http_req_t *req, const char *name, const char *v)
+{
+    if (!v) return 1;
+    size_t n = strlen(v);
+    json_t *probe = n <= META_MAX ? json_stringn(v, n) : NULL;
+    if (!probe) {
+        clmr__http_error(req, 400, "invalid_argument", "'%s' must be UTF-8 text of at most %d bytes", name, META_MAX);
+        return 0;
+    }
+    json_decref(probe);
+    return 1;
+}
+
+static int read_upload(clmr_http_req_t *req, upload_t *u)
+{
+    memset(u, 0, sizeof *u);
+    u->audio = req->body;
+    u->audio_len = req->body_len;
+    if (req->content_type && !strncasecmp(req->content_type, "multipart/form-data", 19)) {
+        char boundary[CLMR_MULTIPART_BOUNDARY_MAX + 1], *msg = NULL;
+        clmr_multipart_part_t parts[16];
+        int np = 0;
+        if (clmr_multipart_boundary(req->content_type, boundary, sizeof boundary, &msg) ||
+            clmr_multipart_parse(req->body, req->body_len, boundary, parts, 16, &np, &msg)) {
+            clmr__http_error(req, 400, "invalid_multipart", "%s", msg ? msg : "malformed multipart body");
+            free(msg);
+            return -1;
+        }
+        const clmr_multipart_part_t *f = clmr_multipart_find(parts, np, "file");
+        if (!f) {
+            clmr__http_error(req, 400, "invalid_multipart", "multipart body without a 'file' field");
+            return -1;
+        }
+        u->audio = f->data;
+        u->audio_len = f->size;
+        static const char *const names[3] = {"title", "artist", "external_id"};
+        char **dst[3] = {&u->title, &u->artist, &u->external_id};
+        for (int i = 0; i < 3; i++) {
+            const clmr_multipart_part_t *p = clmr_multipart_find(parts, np, names[i]);
+            if (!p) continue;
+            if (memchr(p->data, 0, p->size) || p->size > META_MAX) {
+                clmr__http_error(req, 400, "invalid_argument", "'%s' must be text of at most %d bytes", names[i], META_MAX);
+                return -1;
+            }
+            if (!(*dst[i] = dup_span(p->data, p->size))) return clmr__http_error_clmr(req, CLMR_ENOMEM, NULL), -1;
+        }
+    }
+    /* Query parameters fill what the form did not give. */
+    if (!u->title && req->q_title) u->title = strdup(req->q_title);
+    if (!u->artist && req->q_artist) u->artist = strdup(req->q_artist);
+    if (!u->external_id && req->q_external_id) u->external_id = strdup(req->q_external_id);
+    if (!meta_ok(req, "title", u->title) || !meta_ok(req, "artist", u->artist) ||
+        !meta_ok(req, "external_id", u->external_id))
+        return -1;
+    if (u->audio_len == 0) {
+        clmr__http_error(req, 400, "empty_input", "the request carries no audio bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static void upload_free(upload_t *u)
+{
+    free(u->title);
+    free(u->artist);
+    free(u->external_id);
+}
+
+/* Decodes + analyses; on failure the error response is prepared and -1 returned. */
+static int analyze(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, clmr_http_analysis_t *a)
+{
+    clmr_server_t *s = req->srv;
+    char *msg = NULL;
+    double left = req->deadline - clmr__http_now();
+    int rc = clmr_http_analyze(a, ctx, u->audio, u->audio_len, (size_t)s->cfg.max_upload_bytes,
+                               s->cfg.max_duration_s, left, &msg);
+    if (rc == CLMR_EAUDIO_TIMEOUT && clmr__http_now() >= req->deadline) {
+        /* The decode was cut short by the request's own deadline (time spent uploading and
+         * queued counts): the server was too slow, not the file too hard. */
+        req->retry_after = s->cfg.retry_after_s;
+        clmr__http_error(req, 503, "deadline_exceeded", "the request deadline of %g s passed while decoding",
+                         s->cfg.request_timeout_s);
+        free(msg);
+        return -1;
+    }
+    if (rc) {
+        if (clmr__http_status_for(rc) >= 500)
+            CLMR_RLOG_ERROR(req->request_id, "analysis: %s (%s)", clmr_strerror(rc), msg ? msg : "");
+        else
+            CLMR_RLOG_INFO(req->request_id, "refused upload: %s (%s)", clmr_err_name(rc), msg ? msg : "");
+        clmr__http_error_clmr(req, rc, msg);
+        free(msg);
+        return -1;
+    }
+    clmr__metrics_add(&s->metrics, a->decode_s, a->infer_s, 0, 1);
+    return 0;
+}
+
+static void cache_store(clmr_http_req_t *req, const char *sha, const clmr_http_analysis_t *a)
+{
+    clmr_tag_result_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.sha256, sizeof r.sha256, "%s", sha);
+    snprintf(r.model_id, sizeof r.model_id, "%s", req->srv->info.id);
+    r.duration_s = a->duration_s;
+    r.chunks = a->n_chunks;
+    r.scores = a->scores;
+    r.n_scores = a->n_tags;
+    r.embedding = a->emb;
+    r.dim = a->dim;
+    char *msg = NULL;
+    /* A failed cache write only costs a later recomputation. */
+    if (clmr_store_cache_put(req->srv->store, &r, &msg))
+        CLMR_RLOG_WARN(req->request_id, "cache write failed: %s", msg ? msg : "");
+    free(msg);
+}
+
+static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
+{
+    clmr_server_t *s = req->srv;
+    int top, per_chunk, want_emb;
+    double threshold = 0;
+    if (parse_int_arg(req, "top", req->q_top, s->info.n_tags, 1, s->info.n_tags > 0 ? s->info.n_tags : 1, &top) ||
+        parse_bool_arg(req, "per_chunk", req->q_per_chunk, &per_chunk) ||
+        parse_bool_arg(req, "embedding", req->q_embedding, &want_emb))
+        return;
+    if (req->q_threshold[0]) {
+        char *end;
+        threshold = strtod(req->q_threshold, &end);
+        if (*end || !(threshold >= 0 && threshold <= 1)) {
+            clmr__http_error(req, 400, "invalid_argument", "query parameter 'threshold' must be a number from 0 to 1");
+            return;
+        }
+    }
+    json_t *j = NULL;
+    if (!per_chunk) { /* per-chunk scores are not cached */
+        clmr_tag_result_t r;
+        memset(&r, 0, sizeof r);
+        if (clmr_store_cache_get(s->store, sha, s->info.id, &r, NULL) == 0 &&
+            (!want_emb || r.embedding)) {
+            clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
+            j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", s->info.id, "duration_s",
+                          r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
+                          tags_json(&s->info, r.scores, r.n_scores, top, threshold));
+            if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
+            clmr_tag_result_clear(&r);
+            clmr__http_json(req, 200, j);
+            return;
+        }
+        clmr_tag_result_clear(&r);
+    }
+    clmr_http_analysis_t a;
+    if (analyze(req, ctx, u, &a)) return;
+    cache_store(req, sha, &a);
+    j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", s->info.id, "duration_s",
+                  a.duration_s, "chunks", a.n_chunks, "cached", 0, "tags",
+                  tags_json(&s->info, a.scores, a.n_tags, top, threshold));
+    if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
+    if (per_chunk) {
+        json_t *pc = json_array();
+        double step = (double)s->info.chunk_samples / (s->info.sample_rate > 0 ? s->info.sample_rate : 22050);
+        for (int c = 0; c < a.n_chunks; c++)
+            json_array_append_new(pc, json_pack("{s:f,s:o}", "start_s", c * step, "scores",
+                                                floats_json(a.chunk_scores + (size_t)c * a.n_tags, a.n_tags)));
+        json_object_set_new(j, "per_chunk", pc);
+    }
+    clmr_http_analysis_free(&a);
+    clmr__http_json(req, 200, j);
+}
+
+static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
+{
+    clmr_server_t *s = req->srv;
+    char *msg = NULL;
+    clmr_track_t t;
+    memset(&t, 0, sizeof t);
+    int rc = clmr_store_track_get(s->store, sha, &t, &msg);
+    if (rc == 0) {
+        float *sc = NULL;
+        int n = 0;
+        int have = clmr_store_scores_get(s->store, sha, s->info.id, &sc, &n, NULL) == 0;
+        free(sc);
+        if (have) { /* already catalogued for this model: 200 with the stored track */
+            snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
+            clmr__http_json(req, 200, track_full_json(s, &t));
+            clmr_track_clear(&t);
+            return;
+        }
+    } else if (rc != CLMR_ENOT_FOUND) {
+        store_error(req, rc, msg, "track get");
+        free(msg);
+        return;
+    }
+    clmr_track_clear(&t);
+    free(msg);
+    msg = NULL;
+
+    clmr_http_analysis_t a;
+    if (analyze(req, ctx, u, &a)) return;
+    char rel[128];
+    char full[CLMR_CONFIG_PATH_MAX + 128];
+    rc = clmr_pool_path(clmr_store_pool_dir(s->store), sha, full, sizeof full, rel, sizeof rel);
+    if (!rc) rc = clmr_pool_write(clmr_store_pool_dir(s->store), sha, a.samples, a.n_samples, &msg);
+    if (rc) {
+        store_error(req, rc, msg, "pool write");
+        goto out;
+    }
+    memset(&t, 0, sizeof t);
+    snprintf(t.id, sizeof t.id, "%s", sha);
+    t.title = u->title;
+    t.artist = u->artist;
+    t.external_id = u->external_id;
+    t.duration_s = a.duration_s;
+    t.audio_path = rel;
+    int created = 0;
+    rc = clmr_store_track_ingest(s->store, &t, s->info.id, a.emb, a.dim, a.scores, a.n_tags,
+                                 &created, &msg);
+    if (rc) {
+        store_error(req, rc, msg, "ingest");
+        goto out;
+    }
+    if (s->index && (rc = clmr_index_upsert(s->index, sha, a.emb)))
+        CLMR_RLOG_WARN(req->request_id, "index upsert failed: %s", clmr_strerror(rc));
+    cache_store(req, sha, &a);
+    clmr_track_t stored;
+    memset(&stored, 0, sizeof stored);
+    if (clmr_store_track_get(s->store, sha, &stored, NULL) == 0) {
+        snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
+        clmr__http_json(req, created ? 201 : 200, track_full_json(s, &stored));
+    } else {
+        clmr__http_error_clmr(req, CLMR_EDB, "the track vanished right after ingest");
+    }
+    clmr_track_clear(&stored);
+out:
+    free(msg);
+    clmr_http_analysis_free(&a);
+}
+
+static void job_similar(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
+{
+    clmr_server_t *s = req->srv;
+    int k;
+    if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k)) return;
+    float *q = NULL;
+    clmr_tag_result_t r;
+    memset(&r, 0, sizeof r);
+    clmr_http_analysis_t a;
+    memset(&a, 0, sizeof a);
+    int cached = 0;
+    if (clmr_store_cache_get(s->store, sha, s->info.id, &r, NULL) == 0 && r.embedding && r.dim == s->info.dim) {
+        q = r.embedding;
+        cached = 1;
+        clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
+    } else {
+        if (analyze(req, ctx, u, &a)) goto out;
+        cache_store(req, sha, &a);
+        q = a.emb;
+    }
+    clmr_index_hit_t hits[K_MAX];
+    int n = 0;
+    /* An upload that is itself catalogued is left out, as for GET /v1/tracks/{id}/similar. */
+    int rc = clmr_index_search(s->index, q, k, sha, hits, &n);
+    if (rc) {
+        clmr__http_error_clmr(req, rc, "search failed");
+        goto out;
+    }
+    clmr__http_json(req, 200, json_pack("{s:s,s:s,s:b,s:o}", "id", sha, "model", s->info.id, "cached",
+                                        cached, "results", hits_json(s, hits, n)));
+out:
+    clmr_tag_result_clear(&r);
+    clmr_http_analysis_free(&a);
+}
+
+void clmr__route_job(void *arg, clmr_infer_t *ctx)
+{
+    clmr_http_req_t *req = arg;
+    if (clmr__http_now() > req->deadline) {
+        req->retry_after = req->srv->cfg.retry_after_s;
+        clmr__http_error(req, 503, "deadline_exceeded", "the request waited in the queue past its deadline of %g s",
+                         req->srv->cfg.request_timeout_s);
+        return;
+    }
+    upload_t u;
+    if (read_upload(req, &u)) {
+        upload_free(&u);
+        return;
+    }
+    char sha[65];
+    sha256_hex(u.audio, u.audio_len, sha);
+    switch (req->route) {
+    case R_TAG:
+        job_tag(req, ctx, &u, sha);
+        break;
+    case R_TRACKS:
+        job_ingest(req, ctx, &u, sha);
+        break;
+    case R_SIMILAR:
+        job_similar(req, ctx, &u, sha);
+        break;
+    default:
+        clmr__http_error(req, 404, "not_found", "no route");
+    }
+    upload_free(&u);
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+int clmr__routes_open(clmr_server_t *s, char **errmsg)
+{
+    clmr_store_params_t sp = clmr_store_default_params();
+    sp.data_dir = s->cfg.data_dir;
+    int rc = clmr_store_open(&s->store, &sp, errmsg);
+    if (rc) return rc;
+    clmr_store_model_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.id, sizeof m.id, "%s", s->info.id);
+    m.name = s->info.name;
+    m.path = s->info.path;
+    m.status = CLMR_MODEL_ACTIVE;
+    int created = 0;
+    if ((rc = clmr_store_model_ensure(s->store, &m, &created, errmsg))) return rc;
+    if (!created && (rc = clmr_store_model_activate(s->store, s->info.id, errmsg))) return rc;
+    int removed = 0;
+    if (clmr_store_pool_sweep(s->store, &removed, NULL) == 0 && removed)
+        CLMR_LOG_INFO("removed %d orphan files from the audio pool", removed);
+    if ((rc = clmr_index_create(&s->index, s->info.dim, 0)))
+        return clmr_set_err(errmsg, rc, "cannot create the similarity index");
+    size_t loaded = 0;
+    if ((rc = clmr_index_load(s->index, s->store, s->info.id, &loaded, errmsg))) return rc;
+    CLMR_LOG_INFO("catalogue: %zu tracks with embeddings for model %s", loaded, s->info.id);
+    return 0;
+}
+
+void clmr__routes_close(clmr_server_t *s)
+{
+    clmr_index_destroy(&s->index);
+    clmr_store_close(&s->store);
+}

@@ -1,0 +1,45 @@
+/* workers.h - the bounded decode/inference worker pool of the daemon.
+ *
+ * DESIGN: N threads and one FIFO of at most queue_depth waiting jobs. Each thread owns its own
+ * clmr_infer_t (oneDNN primitives and buffers are built once per thread and reused for every
+ * job), and runs with flush-to-zero / denormals-are-zero set. Submitting never blocks: a full queue
+ * is reported to the caller at once (the HTTP layer answers 503 + Retry-After) instead of letting
+ * work pile up in memory.
+ */
+#ifndef CLMR_HTTP_WORKERS_H
+#define CLMR_HTTP_WORKERS_H
+
+/* Not clmr/model.h: its clmr_track_t clashes with store.h (see analysis.h). */
+typedef struct clmr_model clmr_model_t;
+typedef struct clmr_infer clmr_infer_t;
+
+typedef struct clmr_workers clmr_workers_t;
+
+/* A job: fn(arg, ctx) runs on a worker thread with that thread's inference context (NULL when the
+ * pool was opened without a model). */
+typedef void (*clmr_workers_fn)(void *arg, clmr_infer_t *ctx);
+
+/* Starts n (>= 1) threads, each with a clmr_infer_t for model (which must outlive the pool;
+ * model may be NULL for a pool without inference) using infer_threads OpenMP threads. queue_depth
+ * (>= 1) jobs may wait. Returns 0, CLMR_ENOMEM, CLMR_EDNNL (errmsg says which). */
+int clmr_workers_open(clmr_workers_t **out, const clmr_model_t *model, int n, int infer_threads,
+                      int queue_depth, char **errmsg);
+
+/* Queues a job. Returns 0, or CLMR_EBUSY when queue_depth jobs are already waiting, or
+ * CLMR_ECANCELLED after clmr_workers_close began. Thread-safe; never blocks on the job. */
+int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg);
+
+/* Jobs waiting (not yet started) and jobs running right now. Thread-safe. */
+int clmr_workers_queued(clmr_workers_t *w);
+int clmr_workers_running(clmr_workers_t *w);
+
+/* Stops accepting jobs (later submits return CLMR_ECANCELLED), runs every queued job to
+ * completion and joins the threads. The pool stays valid (submit, queued, running may still be
+ * called) until clmr_workers_close. Accepts NULL. */
+void clmr_workers_drain(clmr_workers_t *w);
+
+/* Drains (see above), frees the contexts and the pool. Accepts NULL and sets *w to NULL. No other
+ * thread may use the pool during or after the call. */
+void clmr_workers_close(clmr_workers_t **w);
+
+#endif

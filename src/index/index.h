@@ -1,0 +1,90 @@
+/* index.h - exact cosine nearest-neighbour search over in-memory track embeddings.
+ *
+ * DESIGN: rows of L2-normalised float vectors in one contiguous matrix (dimension fixed per
+ * index, capacity grown geometrically), so cosine similarity is a dot product and a search is one
+ * pass over the matrix with a size-k min-heap. That pass is memory-bound, so by default it reads
+ * an int8 copy of each row first (a quarter of the bytes) and re-scores in fp32 only the rows whose
+ * error bound says they could still enter the top-k: the result is exactly the full fp32 scan's.
+ * Dot products use AVX-512 or AVX2+FMA kernels when __builtin_cpu_supports says the CPU has them
+ * (compiled with target attributes, so the binary still runs on older CPUs) and a portable scalar
+ * loop otherwise. Track ids map to rows
+ * through an open-addressing hash table; removal moves the last row into the hole. A
+ * pthread rwlock lets any number of searches run together while adds/removes take it exclusively.
+ * Queries with a non-finite or zero vector are refused (NaN would poison the ordering).
+ *
+ * One index holds one model's embeddings; to switch model versions build a new index (e.g. with
+ * clmr_index_load) and swap the pointer under the caller's own synchronisation.
+ */
+#ifndef CLMR_INDEX_INDEX_H
+#define CLMR_INDEX_INDEX_H
+
+#include <stddef.h>
+
+#include "store/store.h"
+
+#define CLMR_INDEX_ID_MAX 64 /* longest id (a sha256 hex) */
+
+typedef struct clmr_index clmr_index_t;
+
+typedef struct {
+    char id[CLMR_INDEX_ID_MAX + 1];
+    float score; /* cosine similarity in [-1, 1] */
+} clmr_index_hit_t;
+
+/* Creates an empty index for dim-dimensional vectors (1..65536) with room for capacity rows
+ * (0 = a small default; it grows as needed). Destroy with clmr_index_destroy. */
+int clmr_index_create(clmr_index_t **out, int dim, size_t capacity);
+
+/* Frees everything; accepts NULL / *idx == NULL and sets *idx to NULL. No search may be running. */
+void clmr_index_destroy(clmr_index_t **idx);
+
+/* Adds id with vector v (dim floats, copied and L2-normalised), or replaces its vector when id is
+ * present. CLMR_EINVAL for an id longer than CLMR_INDEX_ID_MAX, an empty id, or a vector that is
+ * zero or has NaN/Inf; CLMR_ENOMEM. Thread-safe (exclusive lock). */
+int clmr_index_upsert(clmr_index_t *idx, const char *id, const float *v);
+
+/* Removes id; CLMR_ENOT_FOUND when absent. Thread-safe (exclusive lock). */
+int clmr_index_remove(clmr_index_t *idx, const char *id);
+
+/* Number of rows / the dimension. Thread-safe. */
+size_t clmr_index_size(clmr_index_t *idx);
+int clmr_index_dim(const clmr_index_t *idx);
+
+/* Bytes of memory held (matrix + ids + hash table), for the memory-per-track figure. */
+size_t clmr_index_memory(clmr_index_t *idx);
+
+/* The k (1..10000) rows most similar to q (dim floats, need not be normalised), best first, ties
+ * broken by id; exclude_id (may be NULL) is skipped. hits must hold k entries; *n_hits gets
+ * min(k, size - excluded). CLMR_EINVAL for a zero / non-finite q or a bad k. Thread-safe (shared
+ * lock: searches run concurrently with each other). */
+int clmr_index_search(clmr_index_t *idx, const float *q, int k, const char *exclude_id,
+                      clmr_index_hit_t *hits, int *n_hits);
+
+/* Same, using the stored vector of id as the query and excluding id itself (GET
+ * /v1/tracks/{id}/similar). CLMR_ENOT_FOUND when id is not in the index. */
+int clmr_index_search_id(clmr_index_t *idx, const char *id, int k, clmr_index_hit_t *hits,
+                         int *n_hits);
+
+/* Copies the stored (normalised) vector of id into v (dim floats). CLMR_ENOT_FOUND when absent. */
+int clmr_index_get(clmr_index_t *idx, const char *id, float *v);
+
+/* Adds every embedding of model_id in the store (clmr_store_embedding_foreach); embeddings whose
+ * dimension differs from the index's are refused with CLMR_EINVAL. *loaded (optional) = rows
+ * added. */
+int clmr_index_load(clmr_index_t *idx, clmr_store_t *store, const char *model_id, size_t *loaded,
+                    char **errmsg);
+
+/* "avx512", "avx2" or "scalar": the kernel set in use (chosen at run time from the CPU unless
+ * overridden). Thread-safe. */
+const char *clmr_index_kernel_name(void);
+
+/* Benchmark/test hook, process-wide and thread-safe: "auto" (or NULL), "avx512", "avx2" or
+ * "scalar". CLMR_EINVAL for an unknown name or one this CPU cannot run. Searches already running
+ * finish with the kernel they picked. */
+int clmr_index_set_kernel(const char *name);
+
+/* Benchmark/test hook: 1 (default) = exact search through the int8 prefilter where a SIMD kernel
+ * exists (see index.c), 0 = plain full fp32 scan. Both return the same hits. Thread-safe. */
+void clmr_index_set_prefilter(int on);
+
+#endif

@@ -1,0 +1,153 @@
+"""Limits and robustness of the real daemon: 413 (Content-Length and chunked), 503 + Retry-After
+when the queue is full, concurrent uploads, SIGTERM draining in-flight work, slow uploads hitting
+the request deadline, oversized headers."""
+import concurrent.futures as cf
+import socket
+import time
+
+import pytest
+import requests
+
+from api_helpers import error_of, make_audio
+
+
+def test_413_content_length_and_chunked(daemon, audio):
+    big = b"\0" * (2 * 1024 * 1024 + 1)  # the shared daemon allows 2 MiB
+    r = requests.post(daemon.url("/v1/tag"), data=big)
+    assert r.status_code == 413 and error_of(r) == "input_too_large"
+
+    def chunks():
+        for _ in range(40):
+            yield b"\1" * 65536  # 2.5 MiB without a Content-Length
+    r = requests.post(daemon.url("/v1/tag"), data=chunks())
+    assert r.status_code == 413 and error_of(r) == "input_too_large"
+    assert "passed the limit" in r.json()["error"]["message"]
+    # just under the limit is accepted (and is not audio)
+    r = requests.post(daemon.url("/v1/tag"), data=b"\0" * (2 * 1024 * 1024))
+    assert r.status_code == 415
+    # JSON search bodies have their own small limit
+    r = requests.post(daemon.url("/v1/search"), data=b" " * (1024 * 1024 + 1))
+    assert r.status_code == 413
+    # the daemon is still healthy and an upload works
+    assert requests.post(daemon.url("/v1/tag"), data=open(audio["flac"], "rb").read()).status_code == 200
+
+
+def test_431_oversized_headers(daemon):
+    r = requests.get(daemon.url("/healthz"), headers={"X-Big": "a" * 100000})
+    assert r.status_code in (413, 431)
+    assert requests.get(daemon.url("/healthz")).status_code == 200
+
+
+def test_concurrent_uploads(make_daemon, audio):
+    d = make_daemon("--workers", "2", "--queue-depth", "16")
+    names = ["many%d" % i for i in range(8)]
+
+    def up(n):
+        with open(audio[n], "rb") as f:
+            return requests.post(d.url("/v1/tracks"), files={"file": (n, f)}, data={"title": n}, timeout=120)
+    with cf.ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(up, names))
+    assert [r.status_code for r in rs] == [201] * 8, [r.text for r in rs]
+    listed = requests.get(d.url("/v1/tracks"), params={"limit": 100}).json()["tracks"]
+    assert sorted(t["title"] for t in listed) == sorted(names)
+    assert d.metric("clmrd_catalogue_tracks") == 8
+    # the same bytes from 4 clients at once: one track, answers 201/200
+    with cf.ThreadPoolExecutor(4) as ex:
+        rs = list(ex.map(lambda _: up("wav"), range(4)))
+    assert all(r.status_code in (200, 201) for r in rs) and any(r.status_code == 201 for r in rs)
+    assert len({r.json()["id"] for r in rs}) == 1
+    assert d.metric("clmrd_catalogue_tracks") == 9
+
+
+@pytest.fixture(scope="module")
+def slow_song(tmp_path_factory):
+    """10 minutes of a tone at 22,050 Hz: a small FLAC that takes a while to decode and analyse.
+    Identical concurrent uploads are all cache misses (results are cached when a job finishes)."""
+    d = tmp_path_factory.mktemp("slow")
+    return open(make_audio(d / "slow.flac", 600, 300, rate=22050), "rb").read()
+
+
+def test_503_when_queue_full(make_daemon, slow_song):
+    d = make_daemon("--workers", "1", "--queue-depth", "1", "--retry-after-s", "7")
+    bodies = [slow_song] * 6
+    with cf.ThreadPoolExecutor(6) as ex:
+        rs = list(ex.map(lambda b: requests.post(d.url("/v1/tag"), data=b, timeout=120), bodies))
+    codes = sorted(r.status_code for r in rs)
+    # one running + one queued at most: the others are refused at once
+    assert codes.count(200) >= 1 and codes.count(503) >= 1, codes
+    assert set(codes) <= {200, 503}
+    for r in rs:
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] == "7" and error_of(r) == "overloaded"
+    assert d.metric("clmrd_queue_rejected_total") == codes.count(503)
+
+
+def test_sigterm_drains_inflight(make_daemon, slow_song):
+    d = make_daemon("--workers", "1", "--queue-depth", "4")
+    bodies = [slow_song] * 2
+    with cf.ThreadPoolExecutor(2) as ex:
+        futs = [ex.submit(requests.post, d.url("/v1/tag"), data=b, timeout=120) for b in bodies]
+        deadline = time.time() + 20
+        # both requests accepted: one running, one waiting in the queue
+        while (d.metric("clmrd_workers_busy"), d.metric("clmrd_queue_depth")) != (1, 1):
+            assert time.time() < deadline, "the requests never reached the workers"
+            time.sleep(0.005)
+        t0 = time.time()
+        proc = d.proc
+        rc = d.stop()
+        rs = [f.result() for f in futs]
+    assert rc == 0, d.logs()
+    assert [r.status_code for r in rs] == [200, 200], [r.text for r in rs]
+    assert proc.returncode == 0 and time.time() - t0 < 60
+    assert "draining" in d.logs()
+
+
+def test_slow_upload_hits_request_deadline(make_daemon):
+    d = make_daemon("--request-timeout-s", "1.5", "--connection-timeout-s", "30")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    t0 = time.time()
+    closed = False
+    try:
+        for _ in range(40):  # one byte every 0.1 s: never idle, never finished
+            s.sendall(b"x")
+            time.sleep(0.1)
+    except OSError:
+        closed = True
+    if not closed:
+        s.settimeout(5)
+        try:
+            closed = s.recv(1) == b""
+        except OSError:
+            closed = True
+    s.close()
+    assert closed and time.time() - t0 < 10
+    assert d.metric("clmrd_http_requests_total", route="/v1/tag", status="408") == 1
+
+
+def test_idle_connection_timeout(make_daemon):
+    d = make_daemon("--connection-timeout-s", "1")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+    s.settimeout(10)
+    t0 = time.time()
+    try:
+        data = s.recv(100)
+    except OSError:
+        data = b""
+    s.close()
+    assert data == b"" and time.time() - t0 < 8
+
+
+def test_deadline_while_queued_or_decoding(make_daemon, slow_song):
+    d = make_daemon("--workers", "1", "--queue-depth", "4", "--request-timeout-s", "0.5")
+    t0 = time.time()
+    with cf.ThreadPoolExecutor(3) as ex:
+        rs = list(ex.map(lambda _: requests.post(d.url("/v1/tag"), data=slow_song, timeout=60), range(3)))
+    codes = [r.status_code for r in rs]
+    assert set(codes) <= {200, 503}, [r.text for r in rs]
+    late = [r for r in rs if r.status_code == 503]
+    assert late, codes  # one worker cannot finish three 10-minute songs within 0.5 s each
+    for r in late:
+        assert error_of(r) == "deadline_exceeded" and "Retry-After" in r.headers
+    assert time.time() - t0 < 20

@@ -188,8 +188,21 @@ if start_ctr "$ctr-2" && wait_ready 60; then
   check "... and exactly one track" test "$(jget 'len(d["tracks"])')" = 1
   code=$(status --data-binary @"$work/a.wav" "$base/v1/tag")
   check "the tag result cached before the restart is served from the volume" test "$(jget 'd["cached"]')" = True
+  # SIGTERM while an upload is in flight (sent at 1 MB/s, about 2 s): the request is finished
+  # (200) before the process exits 0.
+  ffmpeg -v error -y -f lavfi -i "sine=frequency=370:sample_rate=44100:duration=20" "$work/slow.wav"
+  curl -s -o "$work/slow.json" -w '%{http_code}' --limit-rate 1M --data-binary @"$work/slow.wav" \
+    "$base/v1/tag" >"$work/slow.code" &
+  curl_pid=$!
+  sleep 0.7
+  t=$(now)
   podman stop -t 10 "$ctr-2" >/dev/null 2>&1
-  check "second container also exits 0 on SIGTERM" test "$(podman inspect --format '{{.State.ExitCode}}' "$ctr-2")" = 0
+  stop_s=$(elapsed "$t")
+  wait "$curl_pid"
+  note "podman stop -t 10 with an upload in flight took $stop_s s"
+  check "an upload in flight at SIGTERM is still answered 200" test "$(cat "$work/slow.code")" = 200
+  check "... and the container exits 0 (within 5 s: $stop_s s)" bash -c \
+    "[ \"\$(podman inspect --format '{{.State.ExitCode}}' '$ctr-2')\" = 0 ] && awk -v s=$stop_s 'BEGIN { exit !(s < 5) }'"
 else
   notok "a new container on the same volume starts" "$(podman logs "$ctr-2" 2>&1 | tail -20)"
 fi

@@ -106,7 +106,12 @@ def k8s():
     for d in docs:
         assert {"apiVersion", "kind", "metadata"} <= set(d), d
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", d["metadata"]["name"])
-    return {d["kind"]: d for d in docs}
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    k = {kind: ds[0] for kind, ds in by_kind.items()}
+    k["Ingresses"] = by_kind.get("Ingress", [])
+    return k
 
 
 def test_k8s_objects_present(k8s):
@@ -164,11 +169,19 @@ def test_k8s_ingress_matches_service_and_upload_limit(k8s, config_table):
     assert parse_bytes(body) == limit
     svc = k8s["Service"]
     svc_ports = {p["name"] for p in svc["spec"]["ports"]}
-    for rule in ing["spec"]["rules"]:
-        for path in rule["http"]["paths"]:
-            assert path["pathType"] in ("Prefix", "Exact", "ImplementationSpecific")
-            be = path["backend"]["service"]
-            assert be["name"] == svc["metadata"]["name"] and be["port"]["name"] in svc_ports
+    restricted = set()
+    for i in k8s["Ingresses"]:
+        allow = i["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/whitelist-source-range")
+        for rule in i["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["pathType"] in ("Prefix", "Exact", "ImplementationSpecific")
+                be = path["backend"]["service"]
+                assert be["name"] == svc["metadata"]["name"] and be["port"]["name"] in svc_ports
+                if allow:
+                    restricted.add(path["path"])
+                    assert all(re.fullmatch(r"\d+\.\d+\.\d+\.\d+/\d+", c) for c in allow.split(","))
+    # the admin API is behind a source allow-list, like in deploy/nginx/clmrd.conf
+    assert "/v1/admin/" in restricted and "/metrics" in restricted
 
 
 # --- nginx, Dockerfile, systemd --------------------------------------------------------------

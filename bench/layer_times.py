@@ -2,7 +2,9 @@
 
 Groups `onednn_verbose,exec,...` lines by (primitive, implementation, problem shape), prints the
 mean ms per call in first-seen order, the implementation oneDNN picked and, for convolutions, the
-GFLOP/s (2 * MB * OC * IC * KW * OW / time). Run with /usr/bin/python3.
+GFLOP/s (2 * MB * OC * IC * KW * OW / time). With split lanes every lane runs its own
+single-threaded primitives concurrently, so the times are per lane (mb = chunks per lane).
+Run with /usr/bin/python3.
 """
 import re
 import sys
@@ -14,12 +16,14 @@ for line in open(sys.argv[1]):
         continue
     f = line.rstrip().split(",")
     prim, impl, shape, ms = f[3], f[4], f[-2], float(f[-1])
+    if prim == "reorder" and re.search(r"dst_f32::blocked:[a-z]*[A-Z]", line):
+        continue  # weights into a blocked layout (Acb64a...): once per context, not per batch
     key = (prim, impl, shape)
     groups.setdefault(key, []).append(ms)
 total = 0.0
 rows = []
 for (prim, impl, shape), t in groups.items():
-    if len(t) < 3:  # weight reorders and warm-up only
+    if len(t) < 2:
         continue
     mean = sum(t[1:]) / (len(t) - 1)
     total += mean

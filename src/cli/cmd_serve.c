@@ -38,7 +38,7 @@ int clmr_cmd_serve(int argc, char **argv)
     }
     clmr_log_level_t level;
     clmr_log_format_t format;
-    clmr_log_level_parse(cfg.log_level, &level);   /* validated by the table */
+    clmr_log_level_parse(cfg.log_level, &level); /* validated by the table */
     clmr_log_format_parse(cfg.log_format, &format);
     clmr_log_configure(level, format);
 
@@ -51,8 +51,10 @@ int clmr_cmd_serve(int argc, char **argv)
     if (cfg.admin_token_file[0]) {
         struct stat st;
         if (stat(cfg.admin_token_file, &st) != 0 || !S_ISREG(st.st_mode)) {
-            fprintf(stderr, "clmrd serve: configuration key 'admin-token-file': '%s' is not a readable file\n",
-                    cfg.admin_token_file);
+            fprintf(
+                stderr,
+                "clmrd serve: configuration key 'admin-token-file': '%s' is not a readable file\n",
+                cfg.admin_token_file);
             return 2;
         }
     }

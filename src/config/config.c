@@ -21,8 +21,8 @@
 const clmr_config_key_t clmr_config_keys[] = {
     {"listen", "CLMRD_LISTEN", CLMR_CFG_LISTEN, "127.0.0.1:8080", 0, 0, NULL, OFF(listen),
      SZ(listen), 0, "address to listen on, HOST:PORT ([V6ADDR]:PORT for IPv6)"},
-    {"data-dir", "CLMRD_DATA_DIR", CLMR_CFG_PATH, "./data", 0, 0, NULL, OFF(data_dir),
-     SZ(data_dir), 0, "directory for the SQLite catalogue and the FLAC audio pool"},
+    {"data-dir", "CLMRD_DATA_DIR", CLMR_CFG_PATH, "./data", 0, 0, NULL, OFF(data_dir), SZ(data_dir),
+     0, "directory for the SQLite catalogue and the FLAC audio pool"},
     {"model", "CLMRD_MODEL", CLMR_CFG_PATH, "", 0, 0, NULL, OFF(model), SZ(model), 0,
      "model file (.safetensors); empty = models/clmr-default.safetensors in the source tree or "
      "the installed data dir"},
@@ -32,8 +32,11 @@ const clmr_config_key_t clmr_config_keys[] = {
      OFF(inference_threads), 0, 0, "OpenMP threads per inference context (0 = all cores)"},
     {"queue-depth", "CLMRD_QUEUE_DEPTH", CLMR_CFG_INT, "16", 1, 100000, NULL, OFF(queue_depth), 0,
      0, "requests waiting for a worker before new ones get 503 + Retry-After"},
-    {"max-upload-bytes", "CLMRD_MAX_UPLOAD_BYTES", CLMR_CFG_BYTES, "100M", 1024, 4294967296.0,
-     NULL, OFF(max_upload_bytes), 0, 0, "largest accepted request body (413 above); K/M/G suffixes"},
+    {"max-upload-bytes", "CLMRD_MAX_UPLOAD_BYTES", CLMR_CFG_BYTES, "100M", 1024, 4294967296.0, NULL,
+     OFF(max_upload_bytes), 0, 0, "largest accepted request body (413 above); K/M/G suffixes"},
+    {"max-buffered-bytes", "CLMRD_MAX_BUFFERED_BYTES", CLMR_CFG_BYTES, "1G", 1048576, 68719476736.0,
+     NULL, OFF(max_buffered_bytes), 0, 0,
+     "request body bytes held in memory across all connections (503 + Retry-After above)"},
     {"max-duration-s", "CLMRD_MAX_DURATION_S", CLMR_CFG_DOUBLE, "900", 1, 86400, NULL,
      OFF(max_duration_s), 0, 0, "longest accepted audio, counted from decoded samples"},
     {"request-timeout-s", "CLMRD_REQUEST_TIMEOUT_S", CLMR_CFG_DOUBLE, "120", 0.5, 3600, NULL,
@@ -89,8 +92,9 @@ static int bad(char **errmsg, const clmr_config_key_t *k, const char *value, con
 {
     char range[128];
     range_text(k, range, sizeof range);
-    return clmr_set_err(errmsg, CLMR_EINVAL, "configuration key '%s' (from %s): '%s' is invalid; expected %s",
-                        k->name, source, value, range);
+    return clmr_set_err(errmsg, CLMR_EINVAL,
+                        "configuration key '%s' (from %s): '%s' is invalid; expected %s", k->name,
+                        source, value, range);
 }
 
 static int parse_listen(clmr_config_t *cfg, const char *v)
@@ -110,8 +114,7 @@ static int parse_listen(clmr_config_t *cfg, const char *v)
     }
     if (hl == 0 || hl >= sizeof cfg->listen_host) return -1;
     for (size_t i = 0; i < hl; i++)
-        if (!(isalnum((unsigned char)h[i]) || h[i] == '.' || h[i] == ':' || h[i] == '-'))
-            return -1;
+        if (!(isalnum((unsigned char)h[i]) || h[i] == '.' || h[i] == ':' || h[i] == '-')) return -1;
     memcpy(cfg->listen_host, h, hl);
     cfg->listen_host[hl] = 0;
     cfg->listen_port = (int)port;
@@ -127,10 +130,17 @@ static int parse_bytes(const char *v, long long *out)
     long long mul = 1;
     if (*end) {
         switch (toupper((unsigned char)*end)) {
-        case 'K': mul = 1LL << 10; break;
-        case 'M': mul = 1LL << 20; break;
-        case 'G': mul = 1LL << 30; break;
-        default: return -1;
+        case 'K':
+            mul = 1LL << 10;
+            break;
+        case 'M':
+            mul = 1LL << 20;
+            break;
+        case 'G':
+            mul = 1LL << 30;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (toupper((unsigned char)*end) == 'I') end++; /* KiB, MiB */
@@ -147,8 +157,9 @@ int clmr_config_set(clmr_config_t *cfg, const char *key, const char *value, cons
 {
     const clmr_config_key_t *k = find_key(key, strlen(key));
     if (!k)
-        return clmr_set_err(errmsg, CLMR_EINVAL, "unknown configuration key '%s' (from %s); see 'clmrd serve --help'", key,
-                            source);
+        return clmr_set_err(errmsg, CLMR_EINVAL,
+                            "unknown configuration key '%s' (from %s); see 'clmrd serve --help'",
+                            key, source);
     if (!value) return bad(errmsg, k, "", source);
     char *field = (char *)cfg + k->offset;
     char *end;
@@ -170,7 +181,8 @@ int clmr_config_set(clmr_config_t *cfg, const char *key, const char *value, cons
     }
     case CLMR_CFG_BYTES: {
         long long x;
-        if (parse_bytes(value, &x) || x < k->min || x > k->max) return bad(errmsg, k, value, source);
+        if (parse_bytes(value, &x) || x < k->min || x > k->max)
+            return bad(errmsg, k, value, source);
         *(long long *)field = x;
         return 0;
     }
@@ -216,16 +228,20 @@ void clmr_config_defaults(clmr_config_t *cfg)
 
 static char *trim(char *s)
 {
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s))
+        s++;
     size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = 0;
     return s;
 }
 
 int clmr_config_load_file(clmr_config_t *cfg, const char *path, char **errmsg)
 {
     FILE *f = fopen(path, "r");
-    if (!f) return clmr_set_err(errmsg, CLMR_EIO, "cannot read config file '%s': %s", path, strerror(errno));
+    if (!f)
+        return clmr_set_err(errmsg, CLMR_EIO, "cannot read config file '%s': %s", path,
+                            strerror(errno));
     char line[4096];
     int lineno = 0, rc = 0;
     while (fgets(line, sizeof line, f)) {
@@ -269,8 +285,7 @@ int clmr_config_load_env(clmr_config_t *cfg, char **errmsg)
     return 0;
 }
 
-int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_requested,
-                      char **errmsg)
+int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_requested, char **errmsg)
 {
     clmr_config_defaults(cfg);
     *help_requested = 0;
@@ -293,7 +308,8 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0)
-            return clmr_set_err(errmsg, CLMR_EINVAL, "unexpected argument '%s'; options look like --key VALUE", a);
+            return clmr_set_err(errmsg, CLMR_EINVAL,
+                                "unexpected argument '%s'; options look like --key VALUE", a);
         a += 2;
         const char *eq = strchr(a, '=');
         size_t klen = eq ? (size_t)(eq - a) : strlen(a);
@@ -301,17 +317,25 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
         if (eq) {
             val = eq + 1;
         } else {
-            if (i + 1 >= argc) return clmr_set_err(errmsg, CLMR_EINVAL, "option --%s needs a value", a);
+            if (i + 1 >= argc)
+                return clmr_set_err(errmsg, CLMR_EINVAL, "option --%s needs a value", a);
             val = argv[++i];
         }
         if (klen == 6 && strncmp(a, "config", 6) == 0) continue;
         char key[64], src[80];
-        if (klen >= sizeof key) return clmr_set_err(errmsg, CLMR_EINVAL, "unknown option --%.60s", a);
+        if (klen >= sizeof key)
+            return clmr_set_err(errmsg, CLMR_EINVAL, "unknown option --%.60s", a);
         memcpy(key, a, klen);
         key[klen] = 0;
         snprintf(src, sizeof src, "--%s", key);
         if ((rc = clmr_config_set(cfg, key, val, src, errmsg))) return rc;
     }
+    if (cfg->max_buffered_bytes < cfg->max_upload_bytes)
+        return clmr_set_err(errmsg, CLMR_EINVAL,
+                            "configuration key 'max-buffered-bytes' (%lld) must be at least "
+                            "'max-upload-bytes' (%lld), or no upload of the maximum size could be "
+                            "received",
+                            cfg->max_buffered_bytes, cfg->max_upload_bytes);
     return 0;
 }
 
@@ -336,9 +360,10 @@ void clmr_config_format_value(const clmr_config_t *cfg, const clmr_config_key_t 
 
 void clmr_config_print_help(FILE *f)
 {
-    fprintf(f, "Usage: clmrd serve [--config FILE] [--KEY VALUE]...\n\n"
-               "Run the HTTP tagging service. Precedence: defaults < config file (--config FILE or\n"
-               "CLMRD_CONFIG; 'key = value' lines) < environment < flags.\n\nOptions:\n");
+    fprintf(f,
+            "Usage: clmrd serve [--config FILE] [--KEY VALUE]...\n\n"
+            "Run the HTTP tagging service. Precedence: defaults < config file (--config FILE or\n"
+            "CLMRD_CONFIG; 'key = value' lines) < environment < flags.\n\nOptions:\n");
     for (const clmr_config_key_t *k = clmr_config_keys; k->name; k++) {
         char range[128] = "";
         if (k->type == CLMR_CFG_INT || k->type == CLMR_CFG_BYTES || k->type == CLMR_CFG_DOUBLE ||

@@ -17,7 +17,7 @@
 #define CLMR_CONFIG_PATH_MAX 1024
 
 typedef struct {
-    char listen[256];  /* HOST:PORT as given */
+    char listen[256]; /* HOST:PORT as given */
     char listen_host[200];
     int listen_port;
     char data_dir[CLMR_CONFIG_PATH_MAX];
@@ -26,6 +26,7 @@ typedef struct {
     int inference_threads;
     int queue_depth;
     long long max_upload_bytes;
+    long long max_buffered_bytes;
     double max_duration_s;
     double request_timeout_s;
     int connection_timeout_s;
@@ -49,8 +50,8 @@ typedef enum {
 } clmr_config_type_t;
 
 typedef struct {
-    const char *name;    /* file key and flag name: "max-upload-bytes" -> --max-upload-bytes */
-    const char *env;     /* environment variable */
+    const char *name; /* file key and flag name: "max-upload-bytes" -> --max-upload-bytes */
+    const char *env;  /* environment variable */
     clmr_config_type_t type;
     const char *def;     /* default, in the same syntax as a user value */
     double min, max;     /* bounds for numeric types */

@@ -44,7 +44,8 @@ nomem:
 void clmr_http_model_close(clmr_model_t **model, clmr_http_model_info_t *info)
 {
     if (info && info->tags) {
-        for (int i = 0; i < info->n_tags; i++) free(info->tags[i]);
+        for (int i = 0; i < info->n_tags; i++)
+            free(info->tags[i]);
         free(info->tags);
         info->tags = NULL;
     }

@@ -45,7 +45,7 @@ static const struct {
     {CLMR_EDB, 500},
     {CLMR_EDB_FULL, 507},
     {CLMR_ENOT_FOUND, 404},
-    {CLMR_EBUSY, 503},
+    {CLMR_EBUSY, 409}, /* a second fine-tuning job, an existing model id (store.h) */
     {CLMR_ECANCELLED, 503},
 };
 
@@ -59,11 +59,12 @@ unsigned clmr__http_status_for(int err)
 void clmr__http_json(clmr_http_req_t *req, unsigned status, json_t *j)
 {
     free(req->resp_body);
-    req->resp_body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7)) : NULL;
+    req->resp_body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(j);
     if (!req->resp_body) { /* jansson failed (NaN, out of memory): never send a half answer */
         status = 503;
-        req->resp_body = strdup("{\"error\":{\"code\":\"out_of_memory\",\"message\":\"cannot build the response\"}}");
+        req->resp_body = strdup(
+            "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"cannot build the response\"}}");
     }
     req->resp_len = req->resp_body ? strlen(req->resp_body) : 0;
     req->resp_type = "application/json";
@@ -95,5 +96,6 @@ void clmr__http_error_clmr(clmr_http_req_t *req, int err, const char *msg)
     clmr__metrics_error(&req->srv->metrics, err);
     unsigned status = clmr__http_status_for(err);
     /* Internal failures keep their detail in the log, not in the answer. */
-    error_body(req, status, clmr_err_name(err), msg && *msg && status < 500 ? msg : clmr_strerror(err));
+    error_body(req, status, clmr_err_name(err),
+               msg && *msg && status < 500 ? msg : clmr_strerror(err));
 }

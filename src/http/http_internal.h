@@ -32,11 +32,11 @@ typedef enum {
     R_TAGS,
     R_MODELS,
     R_TAG,
-    R_TRACKS,     /* /v1/tracks (POST, GET) */
-    R_TRACK,      /* /v1/tracks/{id} (GET, DELETE) */
-    R_TRACK_SIM,  /* /v1/tracks/{id}/similar */
-    R_SIMILAR,    /* POST /v1/similar */
-    R_SEARCH,     /* POST /v1/search */
+    R_TRACKS,    /* /v1/tracks (POST, GET) */
+    R_TRACK,     /* /v1/tracks/{id} (GET, DELETE) */
+    R_TRACK_SIM, /* /v1/tracks/{id}/similar */
+    R_SIMILAR,   /* POST /v1/similar */
+    R_SEARCH,    /* POST /v1/search */
     R__COUNT
 } clmr_route_t;
 
@@ -65,26 +65,27 @@ typedef struct clmr_http_req {
     char method[8];
     char path[256];
     clmr_route_t route;
-    char id[65];          /* {id} path segment, validated */
+    char id[65];            /* {id} path segment, validated */
     double start, deadline; /* monotonic seconds */
     /* body */
     unsigned char *body;
     size_t body_len, body_cap, body_limit;
-    int too_large;     /* 413 already decided */
-    int timed_out;     /* deadline passed during upload */
-    int pool;          /* CLMR_POOL_* */
-    int done;          /* response prepared (status/body set) */
+    size_t charged; /* bytes counted in srv->buffered */
+    int too_large;  /* 413 already decided */
+    int timed_out;  /* deadline passed during upload */
+    int pool;       /* CLMR_POOL_* */
+    int done;       /* response prepared (status/body set) */
     /* response */
     unsigned status;
     char *resp_body; /* malloc'd */
     size_t resp_len;
     const char *resp_type;
-    char allow[64];      /* Allow header for 405 */
-    int retry_after;     /* > 0: Retry-After header */
-    char location[128];  /* Location header for 201 */
+    char allow[64];     /* Allow header for 405 */
+    int retry_after;    /* > 0: Retry-After header */
+    char location[128]; /* Location header for 201 */
     /* query arguments copied in the polling thread (workers must not touch the connection) */
-    char q_top[16], q_threshold[32], q_per_chunk[8], q_embedding[8], q_k[16];
-    char *q_title, *q_artist, *q_external_id, *content_type;
+    char q_top[16], q_threshold[32], q_per_chunk[8], q_embedding[8], q_k[16], q_limit[16];
+    char *q_title, *q_artist, *q_external_id, *q_cursor, *content_type;
 } clmr_http_req_t;
 
 struct clmr_server {
@@ -104,6 +105,7 @@ struct clmr_server {
     int maint_stop;
     clmr_http_metrics_t metrics;
     atomic_int inflight;
+    atomic_ullong buffered; /* request body bytes held, all connections */
     atomic_int draining;
     atomic_ullong next_id;
 };

@@ -14,13 +14,14 @@
 #include <string.h>
 
 static const char *const route_names[R__COUNT] = {
-    "unknown", "/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/config", "/v1/tags",
-    "/v1/models", "/v1/tag", "/v1/tracks", "/v1/tracks/{id}", "/v1/tracks/{id}/similar",
-    "/v1/similar", "/v1/search",
+    "unknown",          "/healthz",   "/readyz",         "/metrics",
+    "/v1/openapi.json", "/v1/config", "/v1/tags",        "/v1/models",
+    "/v1/tag",          "/v1/tracks", "/v1/tracks/{id}", "/v1/tracks/{id}/similar",
+    "/v1/similar",      "/v1/search",
 };
 
 static const double buckets[CLMR_HTTP_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,  0.5,    1,     2.5,  5,     10,   30};
+                                                    0.25,  0.5,    1,     2.5,  5,     10,   30};
 
 const char *clmr__route_name(clmr_route_t r)
 {
@@ -56,7 +57,8 @@ void clmr__metrics_request(clmr_http_metrics_t *m, clmr_route_t r, unsigned stat
     }
     m->requests[r][slot]++;
     int b = 0;
-    while (b < CLMR_HTTP_N_BUCKETS && secs > buckets[b]) b++;
+    while (b < CLMR_HTTP_N_BUCKETS && secs > buckets[b])
+        b++;
     m->latency_bucket[r][b]++;
     m->latency_sum[r] += secs;
     m->latency_count[r]++;
@@ -114,8 +116,9 @@ char *clmr__metrics_render(clmr_server_t *s, size_t *len)
             if (m->requests[r][i])
                 fprintf(f, "clmrd_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                         route_names[r], m->status_codes[i], m->requests[r][i]);
-    fprintf(f, "# HELP clmrd_http_request_duration_seconds Request latency (first byte to answer).\n"
-               "# TYPE clmrd_http_request_duration_seconds histogram\n");
+    fprintf(f,
+            "# HELP clmrd_http_request_duration_seconds Request latency (first byte to answer).\n"
+            "# TYPE clmrd_http_request_duration_seconds histogram\n");
     for (int r = 0; r < R__COUNT; r++) {
         if (!m->latency_count[r]) continue;
         unsigned long long cum = 0;
@@ -129,37 +132,39 @@ char *clmr__metrics_render(clmr_server_t *s, size_t *len)
                 route_names[r], cum);
         fprintf(f, "clmrd_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n", route_names[r],
                 m->latency_sum[r]);
-        fprintf(f, "clmrd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                route_names[r], m->latency_count[r]);
+        fprintf(f, "clmrd_http_request_duration_seconds_count{route=\"%s\"} %llu\n", route_names[r],
+                m->latency_count[r]);
     }
-    fprintf(f,
-            "# HELP clmrd_queue_depth Jobs waiting for a worker.\n# TYPE clmrd_queue_depth gauge\n"
-            "clmrd_queue_depth %d\n"
-            "# HELP clmrd_workers_busy Workers running a job.\n# TYPE clmrd_workers_busy gauge\n"
-            "clmrd_workers_busy %d\n"
-            "# HELP clmrd_queue_rejected_total Requests refused with 503 because the queue was full.\n"
-            "# TYPE clmrd_queue_rejected_total counter\nclmrd_queue_rejected_total %llu\n"
-            "# HELP clmrd_decode_seconds Time spent decoding uploads.\n# TYPE clmrd_decode_seconds summary\n"
-            "clmrd_decode_seconds_sum %.6f\nclmrd_decode_seconds_count %llu\n"
-            "# HELP clmrd_inference_seconds Time spent in model inference.\n"
-            "# TYPE clmrd_inference_seconds summary\n"
-            "clmrd_inference_seconds_sum %.6f\nclmrd_inference_seconds_count %llu\n"
-            "# HELP clmrd_cache_hits_total Uploads answered from the result cache.\n"
-            "# TYPE clmrd_cache_hits_total counter\nclmrd_cache_hits_total %llu\n"
-            "# HELP clmrd_cache_misses_total Uploads that had to be decoded and analysed.\n"
-            "# TYPE clmrd_cache_misses_total counter\nclmrd_cache_misses_total %llu\n"
-            "# HELP clmrd_catalogue_tracks Tracks in the similarity index.\n"
-            "# TYPE clmrd_catalogue_tracks gauge\nclmrd_catalogue_tracks %zu\n"
-            "# HELP clmrd_inflight_requests Requests being handled.\n"
-            "# TYPE clmrd_inflight_requests gauge\nclmrd_inflight_requests %d\n",
-            queued, running, m->queue_rejected, m->decode_seconds, m->decode_count,
-            m->infer_seconds, m->infer_count, m->cache_hits, m->cache_misses, catalogue,
-            atomic_load(&s->inflight));
+    fprintf(
+        f,
+        "# HELP clmrd_queue_depth Jobs waiting for a worker.\n# TYPE clmrd_queue_depth gauge\n"
+        "clmrd_queue_depth %d\n"
+        "# HELP clmrd_workers_busy Workers running a job.\n# TYPE clmrd_workers_busy gauge\n"
+        "clmrd_workers_busy %d\n"
+        "# HELP clmrd_queue_rejected_total Requests refused with 503 because the queue was full.\n"
+        "# TYPE clmrd_queue_rejected_total counter\nclmrd_queue_rejected_total %llu\n"
+        "# HELP clmrd_decode_seconds Time spent decoding uploads.\n# TYPE clmrd_decode_seconds "
+        "summary\n"
+        "clmrd_decode_seconds_sum %.6f\nclmrd_decode_seconds_count %llu\n"
+        "# HELP clmrd_inference_seconds Time spent in model inference.\n"
+        "# TYPE clmrd_inference_seconds summary\n"
+        "clmrd_inference_seconds_sum %.6f\nclmrd_inference_seconds_count %llu\n"
+        "# HELP clmrd_cache_hits_total Uploads answered from the result cache.\n"
+        "# TYPE clmrd_cache_hits_total counter\nclmrd_cache_hits_total %llu\n"
+        "# HELP clmrd_cache_misses_total Uploads that had to be decoded and analysed.\n"
+        "# TYPE clmrd_cache_misses_total counter\nclmrd_cache_misses_total %llu\n"
+        "# HELP clmrd_catalogue_tracks Tracks in the similarity index.\n"
+        "# TYPE clmrd_catalogue_tracks gauge\nclmrd_catalogue_tracks %zu\n"
+        "# HELP clmrd_inflight_requests Requests being handled.\n"
+        "# TYPE clmrd_inflight_requests gauge\nclmrd_inflight_requests %d\n",
+        queued, running, m->queue_rejected, m->decode_seconds, m->decode_count, m->infer_seconds,
+        m->infer_count, m->cache_hits, m->cache_misses, catalogue, atomic_load(&s->inflight));
     fprintf(f, "# HELP clmrd_errors_total Error answers by machine code.\n"
                "# TYPE clmrd_errors_total counter\n");
     for (int i = 1; i < 64; i++)
         if (m->errors_by_code[i])
-            fprintf(f, "clmrd_errors_total{code=\"%s\"} %llu\n", clmr_err_name(-i), m->errors_by_code[i]);
+            fprintf(f, "clmrd_errors_total{code=\"%s\"} %llu\n", clmr_err_name(-i),
+                    m->errors_by_code[i]);
     if (m->errors_by_code[0])
         fprintf(f, "clmrd_errors_total{code=\"http\"} %llu\n", m->errors_by_code[0]);
     pthread_mutex_unlock(&m->mu);

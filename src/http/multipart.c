@@ -20,23 +20,27 @@ int clmr_multipart_boundary(const char *ct, char *out, size_t cap, char **errmsg
         return clmr_set_err(errmsg, CLMR_EINVAL, "Content-Type is not multipart/form-data");
     const char *p = ct + 19;
     while (*p) {
-        while (*p == ';' || *p == ' ' || *p == '\t') p++;
+        while (*p == ';' || *p == ' ' || *p == '\t')
+            p++;
         if (strncasecmp(p, "boundary=", 9) == 0) {
             p += 9;
             size_t n = 0;
             if (*p == '"') {
                 p++;
-                while (p[n] && p[n] != '"') n++;
+                while (p[n] && p[n] != '"')
+                    n++;
                 if (p[n] != '"') break;
             } else {
-                while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t') n++;
+                while (p[n] && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
+                    n++;
             }
             if (n == 0 || n > CLMR_MULTIPART_BOUNDARY_MAX || n >= cap) break;
             memcpy(out, p, n);
             out[n] = 0;
             return 0;
         }
-        while (*p && *p != ';') p++;
+        while (*p && *p != ';')
+            p++;
     }
     return clmr_set_err(errmsg, CLMR_EINVAL,
                         "multipart/form-data without a valid boundary (1-%d characters)",
@@ -50,25 +54,31 @@ static int disposition_param(const char *p, const char *end, const char *key, co
 {
     size_t kl = strlen(key);
     while (p < end) {
-        while (p < end && (*p == ';' || *p == ' ' || *p == '\t')) p++;
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+            p++;
         const char *name = p;
-        while (p < end && *p != '=' && *p != ';') p++;
+        while (p < end && *p != '=' && *p != ';')
+            p++;
         size_t nl = (size_t)(p - name);
-        while (nl && (name[nl - 1] == ' ' || name[nl - 1] == '\t')) nl--;
+        while (nl && (name[nl - 1] == ' ' || name[nl - 1] == '\t'))
+            nl--;
         if (p >= end || *p == ';') continue; /* a bare token such as "form-data" */
         p++;                                 /* '=' */
-        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
         const char *v;
         size_t vl;
         if (p < end && *p == '"') {
             v = ++p;
-            while (p < end && *p != '"') p++;
+            while (p < end && *p != '"')
+                p++;
             if (p >= end) return 0; /* unterminated quote */
             vl = (size_t)(p - v);
             p++;
         } else {
             v = p;
-            while (p < end && *p != ';' && *p != ' ' && *p != '\t') p++;
+            while (p < end && *p != ';' && *p != ' ' && *p != '\t')
+                p++;
             vl = (size_t)(p - v);
         }
         if (nl == kl && strncasecmp(name, key, kl) == 0) {
@@ -92,7 +102,8 @@ static int parse_part_headers(const char *p, const char *end, clmr_multipart_par
         if (!colon) return clmr_set_err(errmsg, CLMR_EINVAL, "multipart part header without ':'");
         size_t hl = (size_t)(colon - p);
         const char *v = colon + 1;
-        while (v < eol && (*v == ' ' || *v == '\t')) v++;
+        while (v < eol && (*v == ' ' || *v == '\t'))
+            v++;
         if (hl == 19 && strncasecmp(p, "Content-Disposition", 19) == 0) {
             if ((size_t)(eol - v) < 9 || strncasecmp(v, "form-data", 9) != 0)
                 return clmr_set_err(errmsg, CLMR_EINVAL, "multipart part is not form-data");
@@ -137,7 +148,8 @@ int clmr_multipart_parse(const void *body, size_t len, const char *boundary,
     for (;;) {
         /* p is just past a delimiter: "--" closes the body, CRLF starts a part. */
         if (end - p >= 2 && p[0] == '-' && p[1] == '-') return 0;
-        while (p < end && (*p == ' ' || *p == '\t')) p++; /* transport padding */
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++; /* transport padding */
         if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
             return clmr_set_err(errmsg, CLMR_EINVAL, "malformed multipart delimiter line");
         p += 2;

@@ -57,14 +57,34 @@ static void assign_request_id(clmr_server_t *s, clmr_http_req_t *req, const char
     snprintf(req->request_id, sizeof req->request_id, "%08x%08llx", rnd, seq);
 }
 
+/* The service-wide budget for buffered request bodies: without it, connection-limit uploads of
+ * max-upload-bytes each could take connection-limit x max-upload-bytes of memory. */
+static int charge(clmr_server_t *s, clmr_http_req_t *req, size_t bytes)
+{
+    unsigned long long now = atomic_fetch_add(&s->buffered, bytes) + bytes;
+    if (now > (unsigned long long)s->cfg.max_buffered_bytes) {
+        atomic_fetch_sub(&s->buffered, bytes);
+        return 0;
+    }
+    req->charged += bytes;
+    return 1;
+}
+
+static void release(clmr_server_t *s, clmr_http_req_t *req)
+{
+    atomic_fetch_sub(&s->buffered, req->charged);
+    req->charged = 0;
+}
+
 static enum MHD_Result send_response(clmr_http_req_t *req)
 {
     if (!req->done) clmr__http_error(req, 500, "internal", "no response was prepared");
-    struct MHD_Response *r = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
-                                                             MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(req->resp_len, req->resp_body, MHD_RESPMEM_MUST_FREE);
     if (!r) return MHD_NO;
     req->resp_body = NULL; /* owned by the response now */
-    MHD_add_response_header(r, "Content-Type", req->resp_type ? req->resp_type : "application/json");
+    MHD_add_response_header(r, "Content-Type",
+                            req->resp_type ? req->resp_type : "application/json");
     MHD_add_response_header(r, "X-Request-Id", req->request_id);
     if (req->allow[0]) MHD_add_response_header(r, "Allow", req->allow);
     if (req->location[0]) MHD_add_response_header(r, "Location", req->location);
@@ -147,7 +167,16 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             if (end != cl && !*end && n > limit) {
                 req->too_large = 1;
                 clmr__http_error(req, 413, "input_too_large",
-                                 "the body is %llu bytes; the limit for this route is %zu", n, limit);
+                                 "the body is %llu bytes; the limit for this route is %zu", n,
+                                 limit);
+                return send_response(req);
+            }
+            if (end != cl && !*end && n > 0 &&
+                atomic_load(&s->buffered) + n > (unsigned long long)s->cfg.max_buffered_bytes) {
+                req->too_large = 1; /* the body is not read: close the connection after this */
+                req->retry_after = s->cfg.retry_after_s;
+                clmr__http_error(req, 503, "overloaded",
+                                 "too many uploads are being received; retry later");
                 return send_response(req);
             }
         }
@@ -156,6 +185,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         copy_arg(c, "per_chunk", req->q_per_chunk, sizeof req->q_per_chunk);
         copy_arg(c, "embedding", req->q_embedding, sizeof req->q_embedding);
         copy_arg(c, "k", req->q_k, sizeof req->q_k);
+        copy_arg(c, "limit", req->q_limit, sizeof req->q_limit);
+        req->q_cursor = dup_arg(c, MHD_GET_ARGUMENT_KIND, "cursor");
         req->q_title = dup_arg(c, MHD_GET_ARGUMENT_KIND, "title");
         req->q_artist = dup_arg(c, MHD_GET_ARGUMENT_KIND, "artist");
         req->q_external_id = dup_arg(c, MHD_GET_ARGUMENT_KIND, "external_id");
@@ -182,18 +213,29 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             free(req->body);
             req->body = NULL;
             req->body_cap = 0;
+            release(s, req);
             clmr__http_error(req, 413, "input_too_large",
-                             "the body passed the limit of %zu bytes for this route", req->body_limit);
+                             "the body passed the limit of %zu bytes for this route",
+                             req->body_limit);
             return MHD_YES;
         }
         if (req->body_len + n > req->body_cap) {
             size_t cap = req->body_cap ? req->body_cap : 64 * 1024;
-            while (cap < req->body_len + n) cap *= 2;
+            while (cap < req->body_len + n)
+                cap *= 2;
             if (cap > req->body_limit) cap = req->body_limit;
-            unsigned char *nb = realloc(req->body, cap);
+            unsigned char *nb = NULL;
+            if (charge(s, req, cap - req->body_cap)) nb = realloc(req->body, cap);
             if (!nb) {
+                /* Over the service-wide buffer budget (or out of memory): discard like a 413. */
                 req->too_large = 1;
-                clmr__http_error(req, 503, "out_of_memory", "cannot buffer the upload");
+                free(req->body);
+                req->body = NULL;
+                req->body_cap = 0;
+                release(s, req);
+                req->retry_after = s->cfg.retry_after_s;
+                clmr__http_error(req, 503, "overloaded",
+                                 "too many uploads are being received; retry later");
                 return MHD_YES;
             }
             req->body = nb;
@@ -212,14 +254,16 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
     /* Suspend before submitting, so a worker that finishes at once resumes a connection that is
      * already suspended. A refused job is answered by resuming at once with the 503 prepared. */
     MHD_suspend_connection(c);
-    int rc = req->pool == CLMR_POOL_INFERENCE ? clmr_workers_submit(s->workers, job_entry, req)
-                                              : clmr_workers_submit(s->catalogue, catalogue_entry, req);
+    int rc = req->pool == CLMR_POOL_INFERENCE
+                 ? clmr_workers_submit(s->workers, job_entry, req)
+                 : clmr_workers_submit(s->catalogue, catalogue_entry, req);
     if (rc) {
         clmr__metrics_rejected(&s->metrics);
         req->retry_after = s->cfg.retry_after_s;
         clmr__http_error(req, 503, rc == CLMR_EBUSY ? "overloaded" : "shutting_down",
-                         rc == CLMR_EBUSY ? "all workers are busy and the queue is full; retry later"
-                                          : "the service is shutting down");
+                         rc == CLMR_EBUSY
+                             ? "all workers are busy and the queue is full; retry later"
+                             : "the service is shutting down");
         MHD_resume_connection(c);
     }
     return MHD_YES;
@@ -238,10 +282,12 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
                    status, dt * 1e3, req->body_len,
                    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " [connection ended early]");
     free(req->body);
+    release(s, req);
     free(req->resp_body);
     free(req->q_title);
     free(req->q_artist);
     free(req->q_external_id);
+    free(req->q_cursor);
     free(req->content_type);
     free(req);
     *con_cls = NULL;
@@ -253,7 +299,8 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = 0;
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
     CLMR_LOG_WARN("libmicrohttpd: %s", msg);
 }
 
@@ -310,27 +357,27 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     snprintf(port, sizeof port, "%d", cfg->listen_port);
     int gai = getaddrinfo(cfg->listen_host, port, &hints, &ai);
     if (gai) {
-        rc = clmr_set_err(errmsg, CLMR_EINVAL, "configuration key 'listen': cannot resolve '%s': %s",
-                          cfg->listen_host, gai_strerror(gai));
+        rc =
+            clmr_set_err(errmsg, CLMR_EINVAL, "configuration key 'listen': cannot resolve '%s': %s",
+                         cfg->listen_host, gai_strerror(gai));
         goto fail;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->listen_port, NULL, NULL, access_cb, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory_limit,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+        flags, (uint16_t)cfg->listen_port, NULL, NULL, access_cb, s, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)cfg->connection_limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->daemon) {
         rc = clmr_set_err(errmsg, CLMR_EIO,
                           "cannot listen on %s (configuration key 'listen'; address in use or not "
-                          "local?)", cfg->listen);
+                          "local?)",
+                          cfg->listen);
         goto fail;
     }
     s->port = cfg->listen_port;
@@ -357,7 +404,8 @@ int clmr_server_shutdown(clmr_server_t **ps, double drain_s)
         double until = clmr__http_now() + drain_s;
         while ((left = atomic_load(&s->inflight)) > 0 && clmr__http_now() < until)
             usleep(20 * 1000);
-        if (left) CLMR_LOG_WARN("%d requests still in flight after %g s; stopping anyway", left, drain_s);
+        if (left)
+            CLMR_LOG_WARN("%d requests still in flight after %g s; stopping anyway", left, drain_s);
     }
     /* Workers first: they finish queued jobs and resume their connections, so no connection is
      * left suspended when the daemon stops. */

@@ -42,7 +42,8 @@ static void *worker_main(void *p)
     _mm_setcsr(_mm_getcsr() | 0x8040);
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->count == 0 && !w->closing) pthread_cond_wait(&w->cv, &w->mu);
+        while (w->count == 0 && !w->closing)
+            pthread_cond_wait(&w->cv, &w->mu);
         if (w->count == 0 && w->closing) break;
         job_t j = w->ring[w->head];
         w->head = (w->head + 1) % w->cap;
@@ -61,7 +62,8 @@ int clmr_workers_open(clmr_workers_t **out, const clmr_model_t *model, int n, in
                       int queue_depth, char **errmsg)
 {
     *out = NULL;
-    if (n < 1 || queue_depth < 1) return clmr_set_err(errmsg, CLMR_EINVAL, "workers and queue depth must be >= 1");
+    if (n < 1 || queue_depth < 1)
+        return clmr_set_err(errmsg, CLMR_EINVAL, "workers and queue depth must be >= 1");
     clmr_workers_t *w = calloc(1, sizeof *w);
     if (!w) return CLMR_ENOMEM;
     int rc = CLMR_ENOMEM;
@@ -143,7 +145,8 @@ void clmr_workers_close(clmr_workers_t **pw)
     clmr_workers_t *w = pw ? *pw : NULL;
     if (!w) return;
     clmr_workers_drain(w);
-    for (int i = 0; w->workers && i < w->n; i++) clmr_infer_close(&w->workers[i].ctx);
+    for (int i = 0; w->workers && i < w->n; i++)
+        clmr_infer_close(&w->workers[i].ctx);
     free(w->workers);
     free(w->ring);
     pthread_cond_destroy(&w->cv);

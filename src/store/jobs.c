@@ -280,3 +280,32 @@ int clmr_store_job_fail_unfinished(clmr_store_t *s, const char *reason, int *n, 
     }
     return clmr__store_wend(s, rc, errmsg);
 }
+
+int clmr_store_job_delete(clmr_store_t *s, int64_t id, char **errmsg)
+{
+    int rc = clmr__store_wbegin(s, errmsg);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = clmr__prep(s->writer, "SELECT state IN " UNFINISHED " FROM jobs WHERE id = ?", &st,
+                    errmsg);
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, id);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_DONE)
+            rc = clmr_set_err(errmsg, CLMR_ENOT_FOUND, "no such job %lld", (long long)id);
+        else if (src != SQLITE_ROW)
+            rc = clmr__db_err(s->writer, src, "find job", errmsg);
+        else if (sqlite3_column_int(st, 0))
+            rc = clmr_set_err(errmsg, CLMR_EBUSY, "job %lld is unfinished; cancel it first",
+                              (long long)id);
+        sqlite3_finalize(st);
+    }
+    if (!rc) rc = clmr__prep(s->writer, "DELETE FROM jobs WHERE id = ?", &st, errmsg);
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, id);
+        int src = sqlite3_step(st);
+        if (src != SQLITE_DONE) rc = clmr__db_err(s->writer, src, "delete job", errmsg);
+        sqlite3_finalize(st);
+    }
+    return clmr__store_wend(s, rc, errmsg);
+}

@@ -278,3 +278,26 @@ int clmr_store_model_update(clmr_store_t *s, const char *id, clmr_model_status_t
     }
     return clmr__store_wend(s, rc, errmsg);
 }
+
+int clmr_store_model_delete(clmr_store_t *s, const char *id, char **errmsg)
+{
+    if (!id) return CLMR_EINVAL;
+    int rc = clmr__store_wbegin(s, errmsg);
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    rc = clmr__prep(s->writer, "SELECT status FROM models WHERE id = ?", &st, errmsg);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_DONE)
+            rc = clmr_set_err(errmsg, CLMR_ENOT_FOUND, "no such model %s", id);
+        else if (src != SQLITE_ROW)
+            rc = clmr__db_err(s->writer, src, "find model", errmsg);
+        else if (strcmp((const char *)sqlite3_column_text(st, 0), "active") == 0)
+            rc = clmr_set_err(errmsg, CLMR_EBUSY, "model %s is active; activate another first",
+                              id);
+        sqlite3_finalize(st);
+    }
+    if (!rc) rc = exec_w(s, "DELETE FROM models WHERE id = ?", id, errmsg);
+    return clmr__store_wend(s, rc, errmsg);
+}

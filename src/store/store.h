@@ -124,7 +124,10 @@ void clmr_track_list_free(clmr_track_t *items, size_t n);
 
 /* Calls cb for every track created strictly after created_after (ms; 0 = all), oldest first, on a
  * reader connection (a consistent snapshot). The track passed to cb is only valid during the
- * call. cb returns 0 to go on, non-zero to stop (that value is returned). */
+ * call. cb returns 0 to go on, non-zero to stop (that value is returned). cb may call store
+ * WRITE functions but should not call store read functions: it would hold a second reader
+ * connection, and with every reader held that way threads could wait on each other forever.
+ * A long iteration holds one snapshot and delays WAL checkpoints until it ends. */
 typedef int (*clmr_store_track_cb)(void *ud, const clmr_track_t *t);
 int clmr_store_track_foreach(clmr_store_t *s, int64_t created_after, clmr_store_track_cb cb,
                              void *ud, char **errmsg);
@@ -152,7 +155,8 @@ int clmr_store_scores_get(clmr_store_t *s, const char *track_id, const char *mod
                           int *n, char **errmsg);
 
 /* Calls cb for every embedding of model_id (one snapshot on a reader connection; order
- * unspecified); track_id and v are valid only during the call. cb returns non-zero to stop. */
+ * unspecified); track_id and v are valid only during the call. cb returns non-zero to stop.
+ * Same callback rules as clmr_store_track_foreach. */
 typedef int (*clmr_store_embedding_cb)(void *ud, const char *track_id, const float *v, int dim);
 int clmr_store_embedding_foreach(clmr_store_t *s, const char *model_id, clmr_store_embedding_cb cb,
                                  void *ud, char **errmsg);
@@ -230,6 +234,12 @@ int clmr_store_model_list(clmr_store_t *s, clmr_store_model_t **items, size_t *n
 /* Makes id the active model and the previous active one RETIRED, atomically. */
 int clmr_store_model_activate(clmr_store_t *s, const char *id, char **errmsg);
 
+/* Deletes a model row with its embeddings, tag scores and cached results (cascade); the model
+ * file itself is the caller's to remove. CLMR_EBUSY for the active model (activate another one
+ * first), CLMR_ENOT_FOUND when absent. Jobs and child models keep their rows (their references
+ * become NULL). */
+int clmr_store_model_delete(clmr_store_t *s, const char *id, char **errmsg);
+
 /* Sets status (CANDIDATE or RETIRED; use activate for ACTIVE) and/or replaces the metadata
  * (metadata_json NULL = unchanged). */
 int clmr_store_model_update(clmr_store_t *s, const char *id, clmr_model_status_t status,
@@ -289,6 +299,9 @@ int clmr_store_job_progress(clmr_store_t *s, int64_t id, int64_t step, const cha
 int clmr_store_job_set_state(clmr_store_t *s, int64_t id, clmr_job_state_t state,
                              const char *error, const char *result_model_id, char **errmsg);
 
+/* Deletes a finished job's record. CLMR_EBUSY while it is unfinished, CLMR_ENOT_FOUND when absent. */
+int clmr_store_job_delete(clmr_store_t *s, int64_t id, char **errmsg);
+
 /* Start-up recovery: every queued/running/evaluating job becomes FAILED with reason (e.g.
  * "interrupted by a restart"). *n (optional) = number of jobs changed. */
 int clmr_store_job_fail_unfinished(clmr_store_t *s, const char *reason, int *n, char **errmsg);
@@ -296,7 +309,9 @@ int clmr_store_job_fail_unfinished(clmr_store_t *s, const char *reason, int *n, 
 /* --- Pool maintenance ----------------------------------------------------------------------- */
 
 /* Start-up sweep of DATA_DIR/pool: removes temp leftovers of interrupted writes and FLAC files
- * that no track row references. *removed (optional) = files removed. See pool.h. */
+ * that no track row references. *removed (optional) = files removed. See pool.h. Call it BEFORE
+ * serving requests: an ingest in progress writes its pool file before committing its row, and
+ * the sweep would take that file for an orphan. */
 int clmr_store_pool_sweep(clmr_store_t *s, int *removed, char **errmsg);
 
 #endif

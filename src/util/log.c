@@ -37,9 +37,12 @@ int clmr_log_level_parse(const char *s, clmr_log_level_t *out)
 
 int clmr_log_format_parse(const char *s, clmr_log_format_t *out)
 {
-    if (s && strcasecmp(s, "text") == 0) *out = CLMR_LOG_TEXT;
-    else if (s && strcasecmp(s, "json") == 0) *out = CLMR_LOG_JSON;
-    else return CLMR_EINVAL;
+    if (s && strcasecmp(s, "text") == 0)
+        *out = CLMR_LOG_TEXT;
+    else if (s && strcasecmp(s, "json") == 0)
+        *out = CLMR_LOG_JSON;
+    else
+        return CLMR_EINVAL;
     return 0;
 }
 
@@ -97,9 +100,9 @@ void clmr_log_write(clmr_log_level_t level, const char *request_id, const char *
         line[n++] = '"';
         line[n++] = '}';
     } else {
-        n += (size_t)snprintf(line, cap, "%s %-5s %s%s%s%s%s", when, lv,
-                              request_id ? "[" : "", request_id ? request_id : "",
-                              request_id ? "] " : "", func ? func : "", func ? ": " : "");
+        n += (size_t)snprintf(line, cap, "%s %-5s %s%s%s%s%s", when, lv, request_id ? "[" : "",
+                              request_id ? request_id : "", request_id ? "] " : "",
+                              func ? func : "", func ? ": " : "");
         if (n > cap) n = cap;
         size_t ml = strlen(msg);
         if (ml > cap - n) ml = cap - n;

@@ -61,16 +61,17 @@ static void test_precedence(void)
     close(fd);
     setenv("CLMRD_QUEUE_DEPTH", "9", 1);
     setenv("CLMRD_CONNECTION_LIMIT", "11", 1);
-    char *argv[] = {"serve", "--config", path, "--connection-limit", "12", "--listen=0.0.0.0:1", NULL};
+    char *argv[] = {"serve", "--config",           path, "--connection-limit",
+                    "12",    "--listen=0.0.0.0:1", NULL};
     clmr_config_t c;
     int help = -1;
     char *msg = NULL;
     int rc = clmr_config_parse(&c, 6, argv, &help, &msg);
     CHECKF(rc == 0, "%s", msg ? msg : "");
     CHECK(help == 0);
-    CHECK(c.workers == 3);              /* file over default */
-    CHECK(c.queue_depth == 9);          /* env over file */
-    CHECK(c.connection_limit == 12);    /* flag over env */
+    CHECK(c.workers == 3);           /* file over default */
+    CHECK(c.queue_depth == 9);       /* env over file */
+    CHECK(c.connection_limit == 12); /* flag over env */
     CHECK(strcmp(c.log_level, "debug") == 0);
     CHECK(c.listen_port == 1);
     CHECK(strcmp(c.config_file, path) == 0);

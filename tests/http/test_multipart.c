@@ -47,7 +47,8 @@ static void test_binary_file_part(void)
 {
     /* File bytes containing CR, LF, NUL, "--" and a near-boundary must come back unchanged. */
     unsigned char file[4096];
-    for (size_t i = 0; i < sizeof file; i++) file[i] = (unsigned char)(i * 131u + 7u);
+    for (size_t i = 0; i < sizeof file; i++)
+        file[i] = (unsigned char)(i * 131u + 7u);
     memcpy(file + 100, "\r\n--XYZ", 7); /* prefix of the real boundary "XYZb0undary" */
     memset(file + 200, 0, 16);
     unsigned char body[8192];
@@ -117,7 +118,8 @@ static void test_preamble_and_empty_part(void)
 static void test_random_mutations(void)
 {
     unsigned char file[64];
-    for (size_t i = 0; i < sizeof file; i++) file[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof file; i++)
+        file[i] = (unsigned char)i;
     unsigned char base[1024];
     size_t n = build(base, "zz", file, sizeof file);
     uint32_t rng = 12345;

@@ -26,7 +26,8 @@ static void gated_job(void *arg, clmr_infer_t *ctx)
 {
     (void)ctx;
     pthread_mutex_lock(&gate_mu);
-    while (!gate_open) pthread_cond_wait(&gate_cv, &gate_mu);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cv, &gate_mu);
     pthread_mutex_unlock(&gate_mu);
     atomic_fetch_add((atomic_int *)arg, 1);
 }
@@ -45,7 +46,8 @@ static void test_all_jobs_run_once(void)
     CHECK(w == NULL);
     CHECK(atomic_load(&ran) == 500);
     int once = 1;
-    for (int i = 0; i < 500; i++) once &= atomic_load(&per[i]) == 1;
+    for (int i = 0; i < 500; i++)
+        once &= atomic_load(&per[i]) == 1;
     CHECK(once);
 }
 
@@ -58,7 +60,8 @@ static void test_full_queue_refused(void)
     atomic_init(&done, 0);
     CHECK(clmr_workers_submit(w, gated_job, &done) == 0);
     /* wait until the single worker holds the first job, so exactly 2 more fit in the queue */
-    for (int i = 0; i < 2000 && clmr_workers_running(w) != 1; i++) usleep(1000);
+    for (int i = 0; i < 2000 && clmr_workers_running(w) != 1; i++)
+        usleep(1000);
     CHECK(clmr_workers_running(w) == 1);
     CHECK(clmr_workers_submit(w, gated_job, &done) == 0);
     CHECK(clmr_workers_submit(w, gated_job, &done) == 0);

@@ -280,6 +280,11 @@ static void test_track(void)
             clmr_track_t z;
             CHECK(clmr_track_analyze(&z, ctx, x, 0) == CLMR_EINVAL);
             CHECK(z.emb == NULL);
+            if (T == 0) { /* encoder-only: a scores pointer is ignored, never written */
+                float sentinel[4] = {7, 7, 7, 7}, e1[64];
+                CHECK(clmr_infer_run(ctx, x, 1, e1, sentinel) == 0);
+                CHECK(sentinel[0] == 7 && sentinel[3] == 7);
+            }
         }
         clmr_infer_close(&ctx);
         clmr_model_close(&m);

@@ -112,10 +112,13 @@ def test_similarity(make_daemon, audio):
         embs[t] = e["embedding"]
     def cos(a, b):
         return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-    want = sorted((t for t in ids if t != q), key=lambda t: -cos(embs[q], embs[t]))[:3]
-    assert [x["id"] for x in res] == want
-    for x, t in zip(res, want):
-        assert abs(x["score"] - cos(embs[q], embs[t])) < 1e-4
+    # brute force: the returned scores are the 3 best, and each is that track's true cosine
+    # (near-ties between similar tones may legitimately swap ids, so compare scores)
+    brute = sorted(((cos(embs[q], embs[t]), t) for t in ids if t != q), reverse=True)
+    want = [t for _, t in brute[:3]]
+    for x, (best, _) in zip(res, brute):
+        assert abs(x["score"] - best) < 1e-4
+        assert abs(x["score"] - cos(embs[q], embs[x["id"]])) < 1e-4
     # k bounds
     assert requests.get(d.url("/v1/tracks/%s/similar" % q), params={"k": 0}).status_code == 400
     assert requests.get(d.url("/v1/tracks/%s/similar" % q), params={"k": 101}).status_code == 400
@@ -123,7 +126,8 @@ def test_similarity(make_daemon, audio):
     assert len(big) == 5
     # POST /v1/similar with an uploaded song that is in the catalogue: itself excluded
     r = requests.post(d.url("/v1/similar"), params={"k": 2}, data=open(audio["many0"], "rb").read())
-    assert r.status_code == 200 and [x["id"] for x in r.json()["results"]] == want[:2]
+    assert r.status_code == 200
+    assert [x["score"] for x in r.json()["results"]] == [x["score"] for x in res[:2]]
     # ... and one that is not: nothing gets stored
     r = requests.post(d.url("/v1/similar"), params={"k": 6}, data=open(audio["wav"], "rb").read())
     assert r.status_code == 200 and len(r.json()["results"]) == 6

@@ -546,6 +546,20 @@ static void test_models(void)
     CHECK(n == 2 && strcmp(items[0].id, "base") == 0 && items[1].metadata_json &&
           strstr(items[1].metadata_json, "gate"));
     clmr_store_model_list_free(items, n);
+    /* Delete: never the active one; cascades to the model's vectors and cached results. */
+    CHECK(clmr_store_model_delete(s, "base", NULL) == CLMR_EBUSY);
+    clmr_track_t tr = {0};
+    t_fake_id(tr.id, 77, 0);
+    float e2[2] = {1, 2};
+    CHECK(clmr_store_track_ingest(s, &tr, "ft-1", e2, 2, e2, 2, NULL, NULL) == 0);
+    CHECK(clmr_store_track_ingest(s, &tr, "base", e2, 2, NULL, 0, NULL, NULL) == 0);
+    CHECK(clmr_store_model_delete(s, "ft-1", NULL) == 0);
+    CHECK(clmr_store_model_delete(s, "ft-1", NULL) == CLMR_ENOT_FOUND);
+    CHECK(raw_count(s, "SELECT count(*) FROM embeddings") == 1);
+    CHECK(raw_count(s, "SELECT count(*) FROM tag_scores") == 0);
+    clmr_track_t tg;
+    CHECK(clmr_store_track_get(s, tr.id, &tg, NULL) == 0); /* the track itself stays */
+    clmr_track_clear(&tg);
     CHECK(clmr_model_status_parse("retired") == CLMR_MODEL_RETIRED);
     CHECK(clmr_model_status_parse("x") == -1);
     clmr_store_close(&s);
@@ -598,6 +612,13 @@ static void test_jobs(void)
     size_t ni;
     CHECK(clmr_store_job_list(s, 10, &items, &ni, NULL) == 0 && ni == 2 && items[0].id == id2);
     clmr_store_job_list_free(items, ni);
+    CHECK(clmr_store_job_delete(s, id, NULL) == 0);
+    CHECK(clmr_store_job_delete(s, id, NULL) == CLMR_ENOT_FOUND);
+    int64_t id3 = 0;
+    CHECK(clmr_store_job_create(s, "base", NULL, 5, &id3, NULL) == 0);
+    CHECK(clmr_store_job_delete(s, id3, NULL) == CLMR_EBUSY);
+    CHECK(clmr_store_job_set_state(s, id3, CLMR_JOB_CANCELLED, NULL, NULL, NULL) == 0);
+    CHECK(clmr_store_job_delete(s, id3, NULL) == 0);
     CHECK(clmr_job_state_parse("cancelled") == CLMR_JOB_CANCELLED);
     CHECK(strcmp(clmr_job_state_name(CLMR_JOB_EVALUATING), "evaluating") == 0);
     clmr_store_close(&s);

@@ -16,6 +16,8 @@ RUN apt-get update -q \
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev \
       libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev \
  && rm -rf /var/lib/apt/lists/*
+# Marks this project's images so tests can prune their own stale (dangling) ones and no others.
+LABEL io.clmrd.image=build
 WORKDIR /src
 COPY meson.build meson_options.txt ./
 COPY tools/embed_file.py tools/embed_migrations.py tools/
@@ -48,6 +50,7 @@ RUN set -e; m=$(ls /usr/share/clmrd/models/*.safetensors); [ "$(echo "$m" | wc -
     ln -s "$m" /usr/share/clmrd/model.safetensors
 LABEL org.opencontainers.image.title="clmrd" \
       org.opencontainers.image.description="music tagging service (CLMR SampleCNN)" \
+      io.clmrd.image=runtime \
       io.clmrd.model="${MODEL}"
 ENV CLMRD_LISTEN=0.0.0.0:8080 \
     CLMRD_DATA_DIR=/data \

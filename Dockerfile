@@ -45,6 +45,7 @@ RUN apt-get update -q \
 ARG MODEL=models/clmr-default.safetensors
 COPY --from=build /out/usr/bin/clmrd /usr/bin/clmrd
 COPY --from=build /out/usr/share/clmrd /usr/share/clmrd
+COPY deploy/container/clmrd-probe /usr/bin/clmrd-probe
 # The model path is derived from the build argument so the image names the model it really has.
 RUN set -e; m=$(ls /usr/share/clmrd/models/*.safetensors); [ "$(echo "$m" | wc -l)" -eq 1 ]; \
     ln -s "$m" /usr/share/clmrd/model.safetensors
@@ -62,7 +63,7 @@ EXPOSE 8080
 # clmrd collects SIGTERM with sigwait (blocked in every thread), so it works as PID 1 without an
 # init: it stops accepting, finishes accepted requests and exits 0.
 STOPSIGNAL SIGTERM
-# bash's /dev/tcp keeps curl out of the image.
+# clmrd-probe: bash's /dev/tcp, no curl in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["/usr/bin/clmrd-probe", "/healthz"]
 ENTRYPOINT ["/usr/bin/clmrd", "serve"]

@@ -1,7 +1,7 @@
 #!/bin/bash
 # setup-podman.sh - make rootful podman usable on a Debian 12 host without a registry, for the
 # container tests. Idempotent. Steps (see docs/deployment.md for why):
-#  1. install podman, runc, debootstrap;
+#  1. install podman, runc, debootstrap, podman-compose;
 #  2. configure runc + cgroupfs and ulimits the sandbox can grant;
 #  3. provide docker.io/library/debian:bookworm-slim built with debootstrap from the apt mirror,
 #     cached as an OCI archive in $CLMR_IMAGE_CACHE (default /var/cache/clmrd).
@@ -10,7 +10,7 @@ cache=${CLMR_IMAGE_CACHE:-/var/cache/clmrd}
 base=docker.io/library/debian:bookworm-slim
 
 need=""
-for p in podman runc debootstrap; do
+for p in podman runc debootstrap podman-compose; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 if [ -n "$need" ]; then

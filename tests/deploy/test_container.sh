@@ -38,6 +38,10 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 cleanup() {
   podman rm -f -t 0 "$ctr" "$ctr-2" >/dev/null 2>&1
   podman volume rm -f "$vol" >/dev/null 2>&1
+  if [ -n "${compose_up:-}" ]; then
+    (cd deploy && podman-compose -p "$project" -f compose.yaml down -v >/dev/null 2>&1)
+    podman network rm -f "${project}_default" >/dev/null 2>&1
+  fi
   # images of earlier builds left untagged by this one (each source change leaves ~1 GB); only
   # this project's (label io.clmrd.image), and never the layers the current image is built on
   podman image prune -f --filter label=io.clmrd.image >/dev/null 2>&1
@@ -215,4 +219,42 @@ if start_ctr "$ctr-2" && wait_ready 60; then
 else
   notok "a new container on the same volume starts" "$(podman logs "$ctr-2" 2>&1 | tail -20)"
 fi
+
+# --- 6. compose: clmrd behind the nginx image, started by podman-compose from deploy/compose.yaml
+# Only variables the compose file documents are set: project name, port, token file, model and
+# image names (the test images, never the default names).
+project=clmrd-ctest-$run_id
+head -c 32 /dev/urandom | base64 >"$work/admin-token"
+export CLMRD_HTTP_PORT=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export CLMRD_ADMIN_TOKEN=$work/admin-token CLMRD_MODEL_FILE=$model CLMRD_IMAGE=$image
+export CLMRD_NGINX_IMAGE=${image%:*}-nginx:latest
+t=$(now)
+compose_up=1
+# The clmrd image is the one built above (same name via CLMRD_IMAGE); only nginx's is (re)built
+# here: podman-compose 1.0.3 builds without --format docker, which misses the layer cache.
+if (cd deploy && podman-compose -p "$project" -f compose.yaml build nginx &&
+    podman-compose -p "$project" -f compose.yaml up -d) >"$work/compose.log" 2>&1; then
+  ok "podman-compose build nginx, up -d ($(elapsed "$t") s)"
+else
+  notok "podman-compose up -d" "$(tail -20 "$work/compose.log")"; finish
+fi
+port=$CLMRD_HTTP_PORT; base=http://127.0.0.1:$port
+if wait_ready 60; then ok "compose: /readyz through nginx answers 200 ($(elapsed "$t") s after up)"; else
+  notok "compose: /readyz through nginx" "$(podman logs "${project}_nginx_1" 2>&1 | tail -5)"
+fi
+curl -s -D "$work/headers" -o "$work/body" --data-binary @"$work/a.wav" "$base/v1/tag" >/dev/null
+check "compose: POST /v1/tag through nginx returns the image model's tags" \
+  test "$(jget 'd["model"]')" = "$want_id"
+check "compose: the answer came through nginx with one X-Request-Id" \
+  bash -c "grep -qi '^Server: nginx' '$work/headers' && [ \$(grep -ci '^X-Request-Id:' '$work/headers') = 1 ]"
+check "compose: healthcheck (CMD-SHELL clmrd-probe /readyz) passes" podman healthcheck run "${project}_clmrd_1"
+check "compose: clmrd is not published on the host, only nginx is" \
+  bash -c "[ -z \"\$(podman port '${project}_clmrd_1')\" ] && podman port '${project}_nginx_1' | grep -q ':$port\$'"
+check "compose: the admin token secret is mounted and reported as set" \
+  bash -c "curl -s '$base/v1/config' | grep -q '\"admin-token-file\":\"(set)\"'"
+check "compose: the root filesystem is read-only" bash -c "! podman exec '${project}_clmrd_1' touch /usr/x 2>/dev/null"
+t=$(now)
+(cd deploy && podman-compose -p "$project" -f compose.yaml stop) >>"$work/compose.log" 2>&1
+check "compose: stop ends clmrd with exit code 0 ($(elapsed "$t") s)" \
+  test "$(podman inspect --format '{{.State.ExitCode}}' "${project}_clmrd_1")" = 0
 finish

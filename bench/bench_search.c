@@ -3,7 +3,8 @@
  * the daemon does at start-up, then k=10 searches timed one by one (p50/p99), with the AVX-512
  * and scalar kernels measured side by side in the same run.
  *
- * Usage: bench_search [--queries Q] [--batch B] [--dir DIR] [N...]   (default N: 10000 100000)
+ * Usage: bench_search [--queries Q] [--batch B] [--dir DIR] [--default-only] [N...]
+ *        (default N: 10000 100000; with --dir, a database already holding N tracks is reused)
  * Prints one block per N. DIR defaults to a temp directory that is removed afterwards.
  */
 #include <ftw.h>
@@ -111,6 +112,8 @@ static void time_searches(clmr_index_t *x, const float *queries, int nq, const c
     clmr_index_set_prefilter(1);
 }
 
+static int default_only; /* --default-only: time just the kernel/prefilter the daemon uses */
+
 static int run(long n, int nq, int batch, const char *base)
 {
     char dir[4096];
@@ -192,19 +195,21 @@ static int run(long n, int nq, int batch, const char *base)
                (double)n / t_insert, batch);
     else
         printf("  insert: reused the existing database in %s\n", dir);
-    printf("  database: %.0f bytes/track; re-open with quick_check: %.2f s\n",
-           db_bytes / (double)n, t_open);
+    printf("  database: %.0f bytes/track; re-open with quick_check: %.2f s\n", db_bytes / (double)n,
+           t_open);
     printf("  index load from store: %.2f s (%.0f rows/s)\n", t_load, (double)n / t_load);
-    printf("  index memory: %.0f bytes/track (accounted, capacity %zu B), RSS +%.0f bytes/track\n",
-           (double)clmr_index_memory(x) / (double)n, clmr_index_memory(x),
-           (double)(rss1 - rss0) * 1024.0 / (double)n);
+    printf("  index memory: RSS +%.0f bytes/track (allocated incl. 25%% headroom: %.0f "
+           "bytes/track)\n",
+           (double)(rss1 - rss0) * 1024.0 / (double)n, (double)clmr_index_memory(x) / (double)n);
     /* Every kernel this CPU runs, with and without the int8 prefilter, side by side. */
     const char *kernels[3] = {"avx512", "avx2", "scalar"};
+    const char *auto_name = clmr_index_kernel_name();
     double base_cpu = 0;
     for (int kk = 0; kk < 3; kk++) {
         if (clmr_index_set_kernel(kernels[kk]) != 0) continue;
         for (int pf = 1; pf >= 0; pf--) {
             if (kk == 2 && pf) continue; /* scalar has no prefilter */
+            if (default_only && (!pf || strcmp(kernels[kk], auto_name) != 0)) continue;
             double p50, p99, mean, cpu;
             time_searches(x, q, nq, kernels[kk], pf, &p50, &p99, &mean, &cpu);
             if (base_cpu == 0) base_cpu = cpu;
@@ -234,12 +239,16 @@ int main(int argc, char **argv)
             nq = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--default-only"))
+            default_only = 1;
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
         else if (ns < 16 && atol(argv[i]) > 0)
             sizes[ns++] = atol(argv[i]);
         else {
-            fprintf(stderr, "usage: %s [--queries Q] [--batch B] [--dir DIR] [N...]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--queries Q] [--batch B] [--dir DIR] [--default-only] [N...]\n",
+                    argv[0]);
             return 2;
         }
     }

@@ -2,7 +2,8 @@
 # run_all.sh [BUILD] - every test of the project, ending with "N passed, N failed".
 #  1. the C unit and API tests of the normal build (meson test, TAP subtests counted),
 #  2. the same C tests in an address+undefined sanitizer build (skipped with CLMR_SKIP_SANITIZE=1),
-#  3. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API).
+#  3. a short libFuzzer run of every fuzz target (skipped with CLMR_SKIP_FUZZ=1),
+#  4. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API).
 set -uo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +37,14 @@ if [ "${CLMR_SKIP_SANITIZE:-0}" != 1 ]; then
   else
     tail -n 40 $logs/asan-build.log; failed=$((failed + 1))
   fi
+fi
+
+if [ "${CLMR_SKIP_FUZZ:-0}" != 1 ] && [ "${CLMR_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== libFuzzer smoke run (${CLMR_FUZZ_SECONDS:-10} s per target)"
+  tests/fuzz_smoke.sh "${CLMR_FUZZ_SECONDS:-10}" >$logs/fuzz.log 2>&1
+  tail -n 8 $logs/fuzz.log
+  read -r p f < <(sed -n 's/^fuzz_smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' $logs/fuzz.log)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 fi
 
 echo "== Python tests"

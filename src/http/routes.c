@@ -938,12 +938,6 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
     int removed = 0;
     if (clmr_store_pool_sweep(s->store, &removed, NULL) == 0 && removed)
         CLMR_LOG_INFO("removed %d orphan files from the audio pool", removed);
-    /* The int8 prefilter of the index (store branch 5576747) can drop true neighbours: with six
-     * 16-d embeddings whose cosines to the query are 0.99992, 0.99988, 0.99970, 0.99852, 0.99731
-     * it answers k=3 without the 0.99970 one, while the full fp32 scan is right (repro in the
-     * http branch report; tests/python/test_api_tracks.py::test_similarity fails with it on).
-     * The API promises exact neighbours, so the service uses the full scan until that is fixed. */
-    clmr_index_set_prefilter(0);
     if ((rc = clmr_index_create(&s->index, s->info.dim, 0)))
         return clmr_set_err(errmsg, rc, "cannot create the similarity index");
     size_t loaded = 0;

@@ -80,8 +80,7 @@ __attribute__((target("avx512f"))) static void dot4_avx512(const float *q, const
 }
 
 /* Approximate scores against the int8 codes: out[j] = sum_i q[i] * codes_j[i] (unscaled). */
-typedef void (*qdot4_fn)(const float *q, const int8_t *r0, size_t stride, size_t len,
-                         float out[4]);
+typedef void (*qdot4_fn)(const float *q, const int8_t *r0, size_t stride, size_t len, float out[4]);
 
 __attribute__((target("avx512f"))) static inline __m512 load_i8_ps(const int8_t *p)
 {
@@ -89,8 +88,7 @@ __attribute__((target("avx512f"))) static inline __m512 load_i8_ps(const int8_t 
 }
 
 __attribute__((target("avx512f"))) static void qdot4_avx512(const float *q, const int8_t *r,
-                                                            size_t stride, size_t len,
-                                                            float out[4])
+                                                            size_t stride, size_t len, float out[4])
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
            a3 = _mm512_setzero_ps();
@@ -143,8 +141,7 @@ __attribute__((target("avx2,fma"))) static inline __m256 load_i8_ps256(const int
 }
 
 __attribute__((target("avx2,fma"))) static void qdot4_avx2(const float *q, const int8_t *r,
-                                                           size_t stride, size_t len,
-                                                           float out[4])
+                                                           size_t stride, size_t len, float out[4])
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
            a3 = _mm256_setzero_ps();
@@ -185,7 +182,7 @@ static int cpu_best(void)
     int c = atomic_load_explicit(&best_kernel, memory_order_relaxed);
     if (c < 0) {
         __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx512f")                                      ? 2
+        c = __builtin_cpu_supports("avx512f")                                   ? 2
             : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1
                                                                                 : 0;
         atomic_store_explicit(&best_kernel, c, memory_order_relaxed);
@@ -434,7 +431,7 @@ static void quantise(const float *v, size_t stride, int8_t *codes, float *scale,
         err += d * d;
     }
     *scale = (float)sc;
-    /* float(sc) differs from sc by <= 2^-24 relative: |q.(dsc codes)| <= 2^-24 sc |codes| ~ 2^-24 */
+    /* float(sc) is within 2^-24 relative of sc: adds <= ~2^-24 to |q.(scale codes)|. */
     *bound = (float)(sqrt(err) * 1.001 + 2.0 / 16777216.0) + rounding_allowance(stride);
 }
 
@@ -619,11 +616,13 @@ static int search_prefiltered(const clmr_index_t *x, const float *q, int k, size
     float a[4], d[4];
     for (size_t r = 0; r < n; r += 4) {
         size_t m = n - r < 4 ? n - r : 4;
-        /* Tail: stride 0 re-reads row r (the 4-row kernel must not read past the matrix). */
-        qdot4(q, x->codes + r * st, m == 4 ? st : 0, st, a);
+        if (m == 4) qdot4(q, x->codes + r * st, st, st, a);
         for (size_t j = 0; j < m; j++) {
             size_t row = r + j;
             if (row == exclude_row) continue;
+            /* Tail rows one at a time: stride 0 makes the 4-row kernel re-read the same row
+             * instead of reading past the matrix. */
+            if (m < 4) qdot4(q, x->codes + row * st, 0, st, a);
             float ap = a[m == 4 ? j : 0] * x->qscale[row], b = x->qbound[row];
             if (ln == k && ap + b < lb[0]) continue;
             fheap_offer(lb, &ln, k, ap - b);
@@ -762,10 +761,14 @@ int clmr_index_load(clmr_index_t *x, clmr_store_t *store, const char *model_id, 
     int rc = clmr_store_embedding_count(store, model_id, &count, errmsg);
     if (rc) return rc;
     pthread_rwlock_wrlock(&x->lock);
-    rc = grow(x, x->n + (size_t)count); /* one allocation instead of log(n) copies */
+    /* One allocation instead of log(n) copies, with 25% headroom: otherwise the first ingest
+     * after start-up would copy the whole matrix (seconds at 1M tracks) under the write lock.
+     * Untouched headroom pages cost address space, not resident memory. */
+    size_t want = x->n + (size_t)count;
+    rc = grow(x, want + want / 4 + 64);
     pthread_rwlock_unlock(&x->lock);
-    if (rc) return clmr_set_err(errmsg, rc, "cannot reserve the index for %lld rows",
-                                (long long)count);
+    if (rc)
+        return clmr_set_err(errmsg, rc, "cannot reserve the index for %lld rows", (long long)count);
     load_ctx_t c = {x, 0, errmsg};
     rc = clmr_store_embedding_foreach(store, model_id, load_cb, &c, errmsg);
     if (loaded) *loaded = c.loaded;

@@ -50,7 +50,8 @@ int clmr_index_remove(clmr_index_t *idx, const char *id);
 size_t clmr_index_size(clmr_index_t *idx);
 int clmr_index_dim(const clmr_index_t *idx);
 
-/* Bytes of memory held (matrix + ids + hash table), for the memory-per-track figure. */
+/* Bytes allocated (capacity, not size: matrices + ids + hash table). Headroom pages that were
+ * never written are not resident, so RSS can be lower. */
 size_t clmr_index_memory(clmr_index_t *idx);
 
 /* The k (1..10000) rows most similar to q (dim floats, need not be normalised), best first, ties

@@ -43,7 +43,7 @@
 #include <xmmintrin.h>
 
 #define NET_MAX_STEPS (3 * CLMR_MAX_LAYERS + 2)
-#define NET_MAX_MEMS (8 * CLMR_MAX_LAYERS + 4)
+#define NET_MAX_MEMS (9 * CLMR_MAX_LAYERS + 4)
 #define STEP_MAX_ARGS 6
 
 /* Which context buffer a memory object points into; re-pointed when that buffer grows. */
@@ -228,8 +228,9 @@ static int get_weights(clmr_infer_t *ctx, int layer, const dnnl_memory_desc_t *m
         }
         DNNL_TRY(dnnl_memory_create(&src, &plain, ctx->engine, ctx->model->fold_w[layer]));
         DNNL_TRY(dnnl_memory_create(&dst, md, ctx->engine, w->data));
-        DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &plain, ctx->engine, md, ctx->engine,
-                                                    ctx->attr_plain));
+        /* Runs once: default attributes, so oneDNN manages its scratchpad itself. */
+        DNNL_TRY(
+            dnnl_reorder_primitive_desc_create(&rpd, &plain, ctx->engine, md, ctx->engine, NULL));
         DNNL_TRY(dnnl_primitive_create(&r, rpd));
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
         DNNL_TRY(dnnl_primitive_execute(r, ctx->stream, 2, args));
@@ -262,7 +263,11 @@ static int add_reorder(clmr_infer_t *ctx, net_t *net, int layer, dnnl_memory_t m
                                                 ctx->attr_plain));
     need_max(&need[buf], dnnl_memory_desc_get_size(md_to));
     need_max(&need[BUF_SCRATCH], pd_scratch(pd));
-    if ((err = net_add_mem(net, mem_to, md_to, ctx->engine, DNNL_MEMORY_NONE, buf)) < 0) goto fail;
+    dnnl_memory_t sm;
+    const dnnl_memory_desc_t *q_sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if ((err = net_add_mem(net, mem_to, md_to, ctx->engine, DNNL_MEMORY_NONE, buf)) < 0 ||
+        (err = net_add_mem(net, &sm, q_sp, ctx->engine, DNNL_MEMORY_NONE, BUF_SCRATCH)) < 0)
+        goto fail;
     net_step_t *s = net_add_step(net, layer);
     if (!s) {
         err = CLMR_EDNNL;
@@ -271,6 +276,7 @@ static int add_reorder(clmr_infer_t *ctx, net_t *net, int layer, dnnl_memory_t m
     DNNL_TRY(dnnl_primitive_create(&s->prim, pd));
     step_arg(s, DNNL_ARG_FROM, mem_from);
     step_arg(s, DNNL_ARG_TO, *mem_to);
+    step_arg(s, DNNL_ARG_SCRATCHPAD, sm);
 fail:
     dnnl_primitive_desc_destroy(pd);
     if (err) return clmr_set_err(errmsg, err, "%s: cannot build a reorder", __func__);

@@ -279,7 +279,8 @@ static int migrate(sqlite3 *db, char **errmsg)
     if (rc) return rc;
     /* Compare what the database recorded with what this binary carries. */
     sqlite3_stmt *st;
-    rc = clmr__prep(db, "SELECT version, name FROM schema_migrations ORDER BY version", &st, errmsg);
+    rc =
+        clmr__prep(db, "SELECT version, name FROM schema_migrations ORDER BY version", &st, errmsg);
     if (rc) return rc;
     int have = 0, src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {

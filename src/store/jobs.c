@@ -48,7 +48,7 @@ void clmr_store_job_list_free(clmr_store_job_t *items, size_t n)
 }
 
 #define JOB_COLS                                                                                   \
-    "id, state, base_model_id, params, step, steps, losses, result_model_id, error, created_at, " \
+    "id, state, base_model_id, params, step, steps, losses, result_model_id, error, created_at, "  \
     "coalesce(started_at, 0), coalesce(finished_at, 0), updated_at"
 #define UNFINISHED "('queued', 'running', 'evaluating')"
 
@@ -151,8 +151,8 @@ int clmr_store_job_get(clmr_store_t *s, int64_t id, clmr_store_job_t *out, char 
 int clmr_store_job_get_active(clmr_store_t *s, clmr_store_job_t *out, char **errmsg)
 {
     if (!out) return CLMR_EINVAL;
-    return get_one(s, "SELECT " JOB_COLS " FROM jobs WHERE state IN " UNFINISHED " LIMIT 1", 0,
-                   out, errmsg);
+    return get_one(s, "SELECT " JOB_COLS " FROM jobs WHERE state IN " UNFINISHED " LIMIT 1", 0, out,
+                   errmsg);
 }
 
 int clmr_store_job_list(clmr_store_t *s, int limit, clmr_store_job_t **items, size_t *n,
@@ -203,8 +203,8 @@ static int update_unfinished(clmr_store_t *s, sqlite3_stmt *st, int64_t id, char
     sqlite3_bind_int64(q, 1, id);
     src = sqlite3_step(q);
     sqlite3_finalize(q);
-    if (src == SQLITE_ROW) return clmr_set_err(errmsg, CLMR_EINVAL, "job %lld is finished",
-                                               (long long)id);
+    if (src == SQLITE_ROW)
+        return clmr_set_err(errmsg, CLMR_EINVAL, "job %lld is finished", (long long)id);
     return clmr_set_err(errmsg, CLMR_ENOT_FOUND, "no such job %lld", (long long)id);
 }
 
@@ -229,8 +229,8 @@ int clmr_store_job_progress(clmr_store_t *s, int64_t id, int64_t step, const cha
     return clmr__store_wend(s, rc, errmsg);
 }
 
-int clmr_store_job_set_state(clmr_store_t *s, int64_t id, clmr_job_state_t state,
-                             const char *error, const char *result_model_id, char **errmsg)
+int clmr_store_job_set_state(clmr_store_t *s, int64_t id, clmr_job_state_t state, const char *error,
+                             const char *result_model_id, char **errmsg)
 {
     if ((unsigned)state > CLMR_JOB_CANCELLED)
         return clmr_set_err(errmsg, CLMR_EINVAL, "invalid job state");
@@ -286,8 +286,8 @@ int clmr_store_job_delete(clmr_store_t *s, int64_t id, char **errmsg)
     int rc = clmr__store_wbegin(s, errmsg);
     if (rc) return rc;
     sqlite3_stmt *st;
-    rc = clmr__prep(s->writer, "SELECT state IN " UNFINISHED " FROM jobs WHERE id = ?", &st,
-                    errmsg);
+    rc =
+        clmr__prep(s->writer, "SELECT state IN " UNFINISHED " FROM jobs WHERE id = ?", &st, errmsg);
     if (!rc) {
         sqlite3_bind_int64(st, 1, id);
         int src = sqlite3_step(st);

@@ -208,8 +208,8 @@ int clmr_store_model_list(clmr_store_t *s, clmr_store_model_t **items, size_t *n
     sqlite3_stmt *st;
     clmr_store_model_t *arr = NULL;
     size_t got = 0, cap = 0;
-    int rc = clmr__prep(db, "SELECT " MODEL_COLS " FROM models ORDER BY created_at, rowid", &st,
-                        errmsg);
+    int rc =
+        clmr__prep(db, "SELECT " MODEL_COLS " FROM models ORDER BY created_at, rowid", &st, errmsg);
     if (!rc) {
         int src;
         while ((src = sqlite3_step(st)) == SQLITE_ROW) {
@@ -255,8 +255,9 @@ int clmr_store_model_update(clmr_store_t *s, const char *id, clmr_model_status_t
                             const char *metadata_json, char **errmsg)
 {
     if (!id || (status != CLMR_MODEL_CANDIDATE && status != CLMR_MODEL_RETIRED))
-        return clmr_set_err(errmsg, CLMR_EINVAL, "status must be candidate or retired "
-                                                 "(use activate for active)");
+        return clmr_set_err(errmsg, CLMR_EINVAL,
+                            "status must be candidate or retired "
+                            "(use activate for active)");
     int rc = clmr__store_wbegin(s, errmsg);
     if (rc) return rc;
     sqlite3_stmt *st;
@@ -294,8 +295,7 @@ int clmr_store_model_delete(clmr_store_t *s, const char *id, char **errmsg)
         else if (src != SQLITE_ROW)
             rc = clmr__db_err(s->writer, src, "find model", errmsg);
         else if (strcmp((const char *)sqlite3_column_text(st, 0), "active") == 0)
-            rc = clmr_set_err(errmsg, CLMR_EBUSY, "model %s is active; activate another first",
-                              id);
+            rc = clmr_set_err(errmsg, CLMR_EBUSY, "model %s is active; activate another first", id);
         sqlite3_finalize(st);
     }
     if (!rc) rc = exec_w(s, "DELETE FROM models WHERE id = ?", id, errmsg);

@@ -78,9 +78,8 @@ int clmr_pool_write(const char *pool_dir, const char *sha256, const float *x, si
     if (fd < 0) return io_err(errno, errmsg, "create", tmp);
 
     int rc = 0;
-    SF_INFO info = {.samplerate = CLMR_POOL_RATE,
-                    .channels = 1,
-                    .format = SF_FORMAT_FLAC | SF_FORMAT_PCM_24};
+    SF_INFO info = {
+        .samplerate = CLMR_POOL_RATE, .channels = 1, .format = SF_FORMAT_FLAC | SF_FORMAT_PCM_24};
     SNDFILE *sf = sf_open_fd(fd, SFM_WRITE, &info, 0 /* we close fd ourselves */);
     if (!sf) {
         rc = clmr_set_err(errmsg, CLMR_EIO, "libsndfile cannot write %s: %s", tmp,

@@ -34,8 +34,7 @@ int clmr_pool_write(const char *pool_dir, const char *sha256, const float *x, si
 
 /* Reads the track back: *x malloc'd (free()) with *n samples. CLMR_ENOT_FOUND when no file,
  * CLMR_EIO when unreadable or not 22,050 Hz mono. */
-int clmr_pool_read(const char *pool_dir, const char *sha256, float **x, size_t *n,
-                   char **errmsg);
+int clmr_pool_read(const char *pool_dir, const char *sha256, float **x, size_t *n, char **errmsg);
 
 /* 1 when the file exists, 0 otherwise. */
 int clmr_pool_exists(const char *pool_dir, const char *sha256);

@@ -11,7 +11,7 @@
  * Conventions for every function below:
  *  - return 0 or a negative clmr_error_t; CLMR_ENOT_FOUND for an unknown id, CLMR_EINVAL for bad
  *    arguments (including a malformed cursor), CLMR_EDB_FULL when the disk / database is full
- *    (SQLITE_FULL: HTTP answers 507), CLMR_EDB for any other SQLite error (errmsg gets SQLite's text),
+ *    (SQLITE_FULL: HTTP answers 507), CLMR_EDB for any other SQLite error (errmsg says why),
  *    CLMR_EBUSY where documented;
  *  - `char **errmsg` is optional (may be NULL); on error it receives a malloc'd message (free());
  *  - every function is thread-safe on one clmr_store_t shared by all threads;
@@ -35,7 +35,7 @@ typedef struct {
     const char *db_path;        /* optional override of DATA_DIR/clmrd.sqlite */
     int readers;                /* reader connections (default 4, 1..64) */
     int busy_timeout_ms;        /* SQLite busy_timeout on every connection (default 10000) */
-    int64_t journal_size_limit; /* bytes the WAL is truncated to after checkpoints (default 64 MiB) */
+    int64_t journal_size_limit; /* WAL size kept after checkpoints (default 64 MiB) */
     int64_t max_page_count;     /* >0: PRAGMA max_page_count on the writer (tests of SQLITE_FULL) */
     int quick_check;            /* run PRAGMA quick_check at open (default 1) */
 } clmr_store_params_t;
@@ -47,7 +47,7 @@ clmr_store_params_t clmr_store_default_params(void);
  * applies pending migrations and opens the reader connections. On success *out owns everything and
  * must be closed with clmr_store_close(). Returns CLMR_EDB on a corrupt database (quick_check
  * failure, message in errmsg), CLMR_EIO when the data directory cannot be created. Not thread-safe
- * with respect to the same *out (call once at start-up). Never call fork() while a store is open. */
+ * with respect to the same *out (call once at start-up). Never fork() while a store is open. */
 int clmr_store_open(clmr_store_t **out, const clmr_store_params_t *params, char **errmsg);
 
 /* Closes every connection (a final passive checkpoint first); accepts NULL / *s == NULL and sets
@@ -149,8 +149,8 @@ int clmr_store_scores_put(clmr_store_t *s, const char *track_id, const char *mod
                           const float *v, int n, char **errmsg);
 
 /* Reads into a malloc'd array *v (free()) of *n floats. CLMR_ENOT_FOUND when absent. */
-int clmr_store_embedding_get(clmr_store_t *s, const char *track_id, const char *model_id,
-                             float **v, int *dim, char **errmsg);
+int clmr_store_embedding_get(clmr_store_t *s, const char *track_id, const char *model_id, float **v,
+                             int *dim, char **errmsg);
 int clmr_store_scores_get(clmr_store_t *s, const char *track_id, const char *model_id, float **v,
                           int *n, char **errmsg);
 
@@ -203,7 +203,7 @@ int clmr_model_status_parse(const char *name);
 typedef struct {
     char id[CLMR_STORE_ID_MAX + 1]; /* caller-chosen, e.g. "base-<sha256 prefix>" or "ft-0003" */
     char *name;
-    char *path; /* safetensors file (absolute, or relative to DATA_DIR) */
+    char *path;      /* safetensors file (absolute, or relative to DATA_DIR) */
     char *parent_id; /* NULL for a root model */
     clmr_model_status_t status;
     char *metadata_json; /* a JSON object (provenance, metrics); NULL on input means "{}" */
@@ -263,8 +263,8 @@ int clmr_job_state_parse(const char *name);
 typedef struct {
     int64_t id;
     clmr_job_state_t state;
-    char *base_model_id;   /* model being fine-tuned */
-    char *params_json;     /* request parameters, a JSON object */
+    char *base_model_id; /* model being fine-tuned */
+    char *params_json;   /* request parameters, a JSON object */
     int64_t step, steps;
     char *losses_json;     /* JSON array of recent loss records ("[]" initially) */
     char *result_model_id; /* NULL until a model is produced */
@@ -296,10 +296,11 @@ int clmr_store_job_progress(clmr_store_t *s, int64_t id, int64_t step, const cha
 /* Moves the job to state; error (for FAILED) and result_model_id may be NULL (= unchanged).
  * Sets started_at on RUNNING and finished_at on SUCCEEDED/FAILED/CANCELLED. CLMR_EINVAL when the
  * job is already finished (finished jobs never change state). */
-int clmr_store_job_set_state(clmr_store_t *s, int64_t id, clmr_job_state_t state,
-                             const char *error, const char *result_model_id, char **errmsg);
+int clmr_store_job_set_state(clmr_store_t *s, int64_t id, clmr_job_state_t state, const char *error,
+                             const char *result_model_id, char **errmsg);
 
-/* Deletes a finished job's record. CLMR_EBUSY while it is unfinished, CLMR_ENOT_FOUND when absent. */
+/* Deletes a finished job's record. CLMR_EBUSY while it is unfinished, CLMR_ENOT_FOUND when absent.
+ */
 int clmr_store_job_delete(clmr_store_t *s, int64_t id, char **errmsg);
 
 /* Start-up recovery: every queued/running/evaluating job becomes FAILED with reason (e.g.

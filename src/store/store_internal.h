@@ -65,7 +65,7 @@ void clmr__store_rrelease(clmr_store_t *s, sqlite3 *db);
 int clmr__prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char **errmsg);
 
 int64_t clmr__now_ms(void);
-char *clmr__dup(const char *s); /* strdup accepting NULL; NULL on NULL */
+char *clmr__dup(const char *s);                 /* strdup accepting NULL; NULL on NULL */
 char *clmr__col_dup(sqlite3_stmt *st, int col); /* malloc'd copy of a TEXT column or NULL */
 int clmr__is_sha256_hex(const char *s);
 

@@ -150,8 +150,7 @@ static const char *const SCORES_PUT_SQL =
 static int check_vec(const char *model_id, const float *v, int n, const char *what, char **errmsg)
 {
     if (!valid_model_id(model_id))
-        return clmr_set_err(errmsg, CLMR_EINVAL, "model id must be 1..%d bytes",
-                            CLMR_STORE_ID_MAX);
+        return clmr_set_err(errmsg, CLMR_EINVAL, "model id must be 1..%d bytes", CLMR_STORE_ID_MAX);
     if (!v || n < 1 || n > (1 << 24))
         return clmr_set_err(errmsg, CLMR_EINVAL, "%s: bad vector size %d", what, n);
     if (!finite_vec(v, n))
@@ -174,8 +173,8 @@ int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_t *t, const char *
         /* Re-ingest of a track stored without audio: remember the audio now kept. */
         sqlite3_stmt *st;
         rc = clmr__prep(s->writer,
-                        "UPDATE tracks SET audio_path = ? WHERE id = ? AND audio_path IS NULL",
-                        &st, errmsg);
+                        "UPDATE tracks SET audio_path = ? WHERE id = ? AND audio_path IS NULL", &st,
+                        errmsg);
         if (!rc) {
             sqlite3_bind_text(st, 1, t->audio_path, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, t->id, -1, SQLITE_STATIC);
@@ -249,9 +248,9 @@ int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_t
     int64_t last = 0;
     int more = 0;
     /* Fetch one extra row to know whether another page exists. */
-    int rc = clmr__prep(db,
-                        "SELECT " TRACK_COLS ", seq FROM tracks WHERE seq > ? ORDER BY seq LIMIT ?",
-                        &st, errmsg);
+    int rc =
+        clmr__prep(db, "SELECT " TRACK_COLS ", seq FROM tracks WHERE seq > ? ORDER BY seq LIMIT ?",
+                   &st, errmsg);
     if (!rc) {
         sqlite3_bind_int64(st, 1, after);
         sqlite3_bind_int(st, 2, limit + 1);
@@ -286,9 +285,8 @@ int clmr_store_track_foreach(clmr_store_t *s, int64_t created_after, clmr_store_
 {
     sqlite3 *db = clmr__store_racquire(s);
     sqlite3_stmt *st;
-    int rc = clmr__prep(db,
-                        "SELECT " TRACK_COLS " FROM tracks WHERE created_at > ? ORDER BY seq", &st,
-                        errmsg);
+    int rc = clmr__prep(db, "SELECT " TRACK_COLS " FROM tracks WHERE created_at > ? ORDER BY seq",
+                        &st, errmsg);
     if (!rc) {
         sqlite3_bind_int64(st, 1, created_after);
         int src;
@@ -413,8 +411,8 @@ static int get_vec(clmr_store_t *s, const char *sql, const char *track_id, const
     return rc;
 }
 
-int clmr_store_embedding_get(clmr_store_t *s, const char *track_id, const char *model_id,
-                             float **v, int *dim, char **errmsg)
+int clmr_store_embedding_get(clmr_store_t *s, const char *track_id, const char *model_id, float **v,
+                             int *dim, char **errmsg)
 {
     return get_vec(s, "SELECT dim, vec FROM embeddings WHERE track_id = ? AND model_id = ?",
                    track_id, model_id, v, dim, errmsg);
@@ -434,8 +432,8 @@ int clmr_store_embedding_foreach(clmr_store_t *s, const char *model_id, clmr_sto
     sqlite3_stmt *st;
     float *buf = NULL;
     int cap = 0;
-    int rc = clmr__prep(db, "SELECT track_id, dim, vec FROM embeddings WHERE model_id = ?", &st,
-                        errmsg);
+    int rc =
+        clmr__prep(db, "SELECT track_id, dim, vec FROM embeddings WHERE model_id = ?", &st, errmsg);
     if (!rc) {
         sqlite3_bind_text(st, 1, model_id, -1, SQLITE_STATIC);
         int src;
@@ -469,8 +467,7 @@ int clmr_store_embedding_foreach(clmr_store_t *s, const char *model_id, clmr_sto
     return rc;
 }
 
-int clmr_store_embedding_count(clmr_store_t *s, const char *model_id, int64_t *count,
-                               char **errmsg)
+int clmr_store_embedding_count(clmr_store_t *s, const char *model_id, int64_t *count, char **errmsg)
 {
     return count_query(s, "SELECT count(*) FROM embeddings WHERE model_id = ?", model_id, count,
                        errmsg);

@@ -73,7 +73,8 @@ static int check_against_oracle(const data_t *d, const float *q, int k, int excl
     bf_t *all = malloc(sizeof *all * (size_t)d->n);
     int m = 0, ok = 1;
     for (int i = 0; i < d->n; i++)
-        if (d->alive[i] && i != exclude) all[m++] = (bf_t){cosine(q, d->v + (size_t)i * d->dim, d->dim), i};
+        if (d->alive[i] && i != exclude)
+            all[m++] = (bf_t){cosine(q, d->v + (size_t)i * d->dim, d->dim), i};
     qsort(all, (size_t)m, sizeof *all, bf_cmp);
     int want = k < m ? k : m;
     if (nh != want) {
@@ -111,7 +112,7 @@ static void run_exact(const char *kernel, int dim)
 {
     CHECK(clmr_index_set_kernel(kernel) == 0);
     data_t d = make_data(1503, dim, 77 + (uint64_t)dim); /* odd n: exercises the tail rows */
-    clmr_index_t *x = build(&d, 1); /* capacity 1: exercises growth */
+    clmr_index_t *x = build(&d, 1);                      /* capacity 1: exercises growth */
     CHECK(clmr_index_size(x) == 1503);
     uint64_t seed = 5;
     clmr_index_hit_t hits[50];
@@ -224,6 +225,31 @@ static void test_prefilter_equals_full_scan(void)
             d.v[(size_t)i * 512 + j] = d.v[(size_t)(i % 20) * 512 + j] + 0.01f * t_rand(&seed);
     prefilter_vs_full(&d, d.v, 10, 100);
     free_data(&d);
+}
+
+/* Regression: when n is not a multiple of 4, the last rows are scored one at a time; each must
+ * get its own approximate score (a tail row must never borrow its neighbour's). */
+static void test_tail_rows_found(void)
+{
+    for (int n = 401; n <= 404; n++) {
+        data_t d = make_data(n, 512, 60 + (uint64_t)n);
+        clmr_index_t *x = build(&d, 0);
+        for (int last = n - 3; last < n; last++) {
+            clmr_index_hit_t h[5];
+            int nh = 0;
+            for (int kn = 0; kn < 3; kn++) {
+                if (clmr_index_set_kernel(KERNEL_NAMES[kn]) != 0) continue;
+                CHECK(clmr_index_search(x, d.v + (size_t)last * 512, 5, NULL, h, &nh) == 0);
+                CHECKF(nh == 5 && strcmp(h[0].id, d.ids[last]) == 0,
+                       "n %d row %d kernel %s: top hit %.8s", n, last, KERNEL_NAMES[kn],
+                       nh ? h[0].id : "-");
+                CHECK(check_against_oracle(&d, d.v + (size_t)last * 512, 5, -1, h, nh));
+            }
+            clmr_index_set_kernel("auto");
+        }
+        clmr_index_destroy(&x);
+        free_data(&d);
+    }
 }
 
 static void test_search_id_remove_update(void)
@@ -347,8 +373,8 @@ static void test_load_from_store(void)
     for (int i = 0; i < d.n; i++) {
         clmr_track_t t = {0};
         memcpy(t.id, d.ids[i], 65);
-        CHECK(clmr_store_track_ingest(s, &t, "m1", d.v + (size_t)i * 32, 32, NULL, 0, NULL,
-                                      NULL) == 0);
+        CHECK(clmr_store_track_ingest(s, &t, "m1", d.v + (size_t)i * 32, 32, NULL, 0, NULL, NULL) ==
+              0);
         if (i < 40) CHECK(clmr_store_embedding_put(s, t.id, "m2", d.v, 16, NULL) == 0);
     }
     CHECK(clmr_store_write_end(s, 1, NULL) == 0);
@@ -433,6 +459,7 @@ int main(void)
     RUN_TEST(test_exact_topk_odd_dim);
     RUN_TEST(test_kernels_agree);
     RUN_TEST(test_prefilter_equals_full_scan);
+    RUN_TEST(test_tail_rows_found);
     RUN_TEST(test_search_id_remove_update);
     RUN_TEST(test_edge_cases);
     RUN_TEST(test_load_from_store);

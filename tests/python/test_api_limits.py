@@ -3,6 +3,7 @@ when the queue is full, concurrent uploads, SIGTERM draining in-flight work, slo
 the request deadline, oversized headers."""
 import concurrent.futures as cf
 import socket
+import subprocess
 import time
 
 import pytest
@@ -139,15 +140,26 @@ def test_idle_connection_timeout(make_daemon):
     assert data == b"" and time.time() - t0 < 8
 
 
-def test_deadline_while_queued_or_decoding(make_daemon, slow_song):
+def test_deadline_while_queued_or_decoding(make_daemon, slow_song, tmp_path):
+    # four DIFFERENT songs (a tag differs, the audio is the same): no cache hit can shortcut the
+    # queue, so the last starts after at least three full analyses, far past its 0.5 s deadline
+    src = tmp_path / "src.flac"
+    src.write_bytes(slow_song)
+    bodies = []
+    for i in range(4):
+        out = tmp_path / ("v%d.flac" % i)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c", "copy", "-metadata",
+                        "title=v%d" % i, str(out)], check=True)
+        bodies.append(out.read_bytes())
+    assert len({hash(b) for b in bodies}) == 4
     d = make_daemon("--workers", "1", "--queue-depth", "4", "--request-timeout-s", "0.5")
     t0 = time.time()
-    with cf.ThreadPoolExecutor(3) as ex:
-        rs = list(ex.map(lambda _: requests.post(d.url("/v1/tag"), data=slow_song, timeout=60), range(3)))
+    with cf.ThreadPoolExecutor(4) as ex:
+        rs = list(ex.map(lambda b: requests.post(d.url("/v1/tag"), data=b, timeout=60), bodies))
     codes = [r.status_code for r in rs]
     assert set(codes) <= {200, 503}, [r.text for r in rs]
     late = [r for r in rs if r.status_code == 503]
-    assert late, codes  # one worker cannot finish three 10-minute songs within 0.5 s each
+    assert late, codes
     for r in late:
         assert error_of(r) == "deadline_exceeded" and "Retry-After" in r.headers
     assert time.time() - t0 < 20

@@ -3,6 +3,8 @@
  * cascading deletes, the tag cache, models, jobs, bulk transactions, SQLITE_FULL mapping and
  * 8 concurrent writers + readers without SQLITE_BUSY. */
 #include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
@@ -149,7 +151,8 @@ static void test_migrations_upgrade_v1_fixture(void)
     int64_t n = 0;
     CHECK(clmr_store_track_count(s, &n, NULL) == 0 && n == 3);
     clmr_track_t t;
-    CHECK(clmr_store_track_get(s, "1111111111111111111111111111111111111111111111111111111111111111",
+    CHECK(clmr_store_track_get(s,
+                               "1111111111111111111111111111111111111111111111111111111111111111",
                                &t, NULL) == 0);
     CHECK(t.title && strcmp(t.title, "First") == 0 && t.artist && strcmp(t.artist, "Ann") == 0);
     CHECK(t.external_id && strcmp(t.external_id, "ext-1") == 0);
@@ -158,13 +161,14 @@ static void test_migrations_upgrade_v1_fixture(void)
     clmr_track_clear(&t);
     float *e = NULL;
     int dim = 0;
-    CHECK(clmr_store_embedding_get(s,
-                                   "2222222222222222222222222222222222222222222222222222222222222222",
-                                   "base-v1", &e, &dim, NULL) == 0);
+    CHECK(clmr_store_embedding_get(
+              s, "2222222222222222222222222222222222222222222222222222222222222222", "base-v1", &e,
+              &dim, NULL) == 0);
     CHECK(dim == 4 && e && e[0] == 4.0f && e[1] == 3.0f && e[2] == 2.0f && e[3] == -1.0f);
     free(e);
     clmr_tag_result_t r;
-    CHECK(clmr_store_cache_get(s, "abababababababababababababababababababababababababababababababab",
+    CHECK(clmr_store_cache_get(s,
+                               "abababababababababababababababababababababababababababababababab",
                                "base-v1", &r, NULL) == 0);
     CHECK(r.n_scores == 2 && r.scores && r.scores[0] == 0.5f && r.scores[1] == 0.25f);
     CHECK(r.chunks == 1 && r.embedding == NULL);
@@ -209,13 +213,13 @@ static void test_migrations_refuse_newer_or_foreign(void)
     err = NULL;
     /* A renamed migration means two diverging schemas: refuse too. */
     CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
-    sqlite3_exec(raw, "DELETE FROM schema_migrations WHERE version = 99;"
-                      "UPDATE schema_migrations SET name = 'other' WHERE version = 2",
+    sqlite3_exec(raw,
+                 "DELETE FROM schema_migrations WHERE version = 99;"
+                 "UPDATE schema_migrations SET name = 'other' WHERE version = 2",
                  NULL, NULL, NULL);
     sqlite3_close(raw);
     rc = clmr_store_open(&s, &p, &err);
-    CHECKF(rc == CLMR_EDB && err && strstr(err, "does not match"), "rc %d %s", rc,
-           err ? err : "");
+    CHECKF(rc == CLMR_EDB && err && strstr(err, "does not match"), "rc %d %s", rc, err ? err : "");
     free(err);
     t_rmdir(dir);
 }
@@ -424,8 +428,7 @@ static void test_foreach(void)
         t_fake_id(t.id, i, 0);
         t.created_at = 1000 + (int64_t)i;
         float e[4] = {64, 1, 2, (float)i};
-        CHECK(clmr_store_track_ingest(s, &t, i < 6 ? MODEL : "m2", e, 4, NULL, 0, NULL, NULL) ==
-              0);
+        CHECK(clmr_store_track_ingest(s, &t, i < 6 ? MODEL : "m2", e, 4, NULL, 0, NULL, NULL) == 0);
     }
     int c[2] = {0, 0};
     CHECK(clmr_store_embedding_foreach(s, MODEL, count_cb, c, NULL) == 0);
@@ -535,8 +538,8 @@ static void test_models(void)
     CHECK(clmr_store_model_activate(s, "nope", NULL) == CLMR_ENOT_FOUND);
     CHECK(clmr_store_model_get_active(s, &got, NULL) == 0 && strcmp(got.id, "base") == 0);
     clmr_store_model_clear(&got);
-    CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_CANDIDATE, "{\"gate\":\"failed\"}",
-                                  NULL) == 0);
+    CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_CANDIDATE, "{\"gate\":\"failed\"}", NULL) ==
+          0);
     CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_CANDIDATE, "[", NULL) == CLMR_EINVAL);
     CHECK(clmr_store_model_update(s, "ft-1", CLMR_MODEL_ACTIVE, NULL, NULL) == CLMR_EINVAL);
     CHECK(clmr_store_model_update(s, "zz", CLMR_MODEL_RETIRED, NULL, NULL) == CLMR_ENOT_FOUND);
@@ -642,8 +645,9 @@ static void test_bulk_transactions(void)
         CHECK(put_track(s, i, "bulk") == 1);
     /* A failing call inside the transaction rolls back only itself (savepoint). */
     float e[2] = {1, 2};
-    CHECK(clmr_store_embedding_put(s, "0000000000000000000000000000000000000000000000000000000000000000",
-                                   "none", e, 2, NULL) == CLMR_ENOT_FOUND);
+    CHECK(clmr_store_embedding_put(
+              s, "0000000000000000000000000000000000000000000000000000000000000000", "none", e, 2,
+              NULL) == CLMR_ENOT_FOUND);
     CHECK(clmr_store_write_end(s, 1, NULL) == 0);
     CHECK(clmr_store_track_count(s, &n, NULL) == 0 && n == 50);
     CHECK(clmr_store_write_end(s, 1, NULL) == CLMR_EINVAL); /* not held */
@@ -720,12 +724,11 @@ static void *writer_main(void *arg)
             w->errors++;
         }
         free(err);
-        if (i % 10 == 0 && clmr_store_cache_put(w->s,
-                                                &(clmr_tag_result_t){.sha256 = {0},
-                                                                     .model_id = MODEL,
-                                                                     .scores = emb,
-                                                                     .n_scores = 50},
-                                                NULL) != CLMR_EINVAL)
+        if (i % 10 == 0 && clmr_store_cache_put(
+                               w->s,
+                               &(clmr_tag_result_t){
+                                   .sha256 = {0}, .model_id = MODEL, .scores = emb, .n_scores = 50},
+                               NULL) != CLMR_EINVAL)
             w->errors++; /* empty sha: must be refused, not reach SQLite */
     }
     return NULL;
@@ -818,6 +821,141 @@ static void test_concurrent_writers_and_readers(void)
     t_rmdir(dir);
 }
 
+/* ---- crash safety ---- */
+
+/* Child: ingest tracks (pool file first, then the row) forever, acknowledging each committed one
+ * on the pipe - the equivalent of the daemon answering 2xx. */
+static void crash_child(const char *dir, int ack_fd)
+{
+    clmr_store_params_t p = clmr_store_default_params();
+    p.data_dir = dir;
+    clmr_store_t *s = NULL;
+    if (clmr_store_open(&s, &p, NULL)) _exit(3);
+    float x[4410], emb[512];
+    for (int i = 0; i < 4410; i++)
+        x[i] = 0.3f * sinf((float)i * 0.01f);
+    for (uint32_t i = 0; i < 100000; i++) {
+        clmr_track_t t = {0};
+        char rel[100], path[4200];
+        t_fake_id(t.id, i, 77);
+        clmr_pool_path(clmr_store_pool_dir(s), t.id, path, sizeof path, rel, sizeof rel);
+        t.audio_path = rel;
+        for (int j = 0; j < 512; j++)
+            emb[j] = (float)(j + i);
+        if (clmr_pool_write(clmr_store_pool_dir(s), t.id, x, 4410, NULL)) _exit(4);
+        if (clmr_store_track_ingest(s, &t, MODEL, emb, 512, emb, 50, NULL, NULL)) _exit(5);
+        if (write(ack_fd, &i, sizeof i) != sizeof i) _exit(6);
+    }
+    _exit(0);
+}
+
+static int count_tmp_files(const char *pool)
+{
+    int n = 0;
+    DIR *top = opendir(pool);
+    struct dirent *e;
+    while (top && (e = readdir(top))) {
+        if (e->d_name[0] == '.') continue;
+        char sub[4200];
+        snprintf(sub, sizeof sub, "%s/%s", pool, e->d_name);
+        DIR *d = opendir(sub);
+        struct dirent *f;
+        while (d && (f = readdir(d)))
+            if (strstr(f->d_name, ".tmp.")) n++;
+        if (d) closedir(d);
+    }
+    if (top) closedir(top);
+    return n;
+}
+
+static void test_kill9_during_ingest(void)
+{
+    char *dir = t_mkdtemp("crash");
+    clmr_store_t *s = open_store(dir, 0);
+    add_model(s, MODEL, CLMR_MODEL_ACTIVE);
+    clmr_store_close(&s); /* never fork with an open connection */
+    uint64_t seed = (uint64_t)getpid() * 2654435761u + 1;
+    uint32_t acked_total = 0;
+    for (int round = 0; round < 3; round++) {
+        int fds[2];
+        CHECK(pipe(fds) == 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            crash_child(dir, fds[1]);
+        }
+        close(fds[1]);
+        /* Kill at a random moment after 5..40 acknowledgements, plus 0..3 ms. */
+        int target = 5 + (int)((t_rand(&seed) + 1.0f) * 17.5f);
+        uint32_t *acked = malloc(sizeof *acked * 200000), nack = 0, v;
+        while (nack < (uint32_t)target && read(fds[0], &v, sizeof v) == sizeof v)
+            acked[nack++] = v;
+        usleep((useconds_t)((t_rand(&seed) + 1.0f) * 1500.0f));
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CHECKF(WIFSIGNALED(status), "child exited with %d instead of being killed",
+               WEXITSTATUS(status));
+        while (read(fds[0], &v, sizeof v) == sizeof v) /* acks sent before the kill */
+            acked[nack++] = v;
+        close(fds[0]);
+        acked_total += nack;
+
+        s = open_store(dir, 0); /* quick_check runs here */
+        if (!s) {
+            free(acked);
+            break;
+        }
+        CHECK(clmr_store_check(s, NULL) == 0);
+        int removed = -1;
+        CHECK(clmr_store_pool_sweep(s, &removed, NULL) == 0 && removed >= 0);
+        CHECK(count_tmp_files(clmr_store_pool_dir(s)) == 0);
+        int missing = 0;
+        for (uint32_t i = 0; i < nack; i++) {
+            char id[65];
+            t_fake_id(id, acked[i], 77);
+            float *e = NULL;
+            int dim = 0;
+            if (clmr_store_embedding_get(s, id, MODEL, &e, &dim, NULL) || dim != 512 ||
+                e[1] != (float)(1 + acked[i]) || !clmr_pool_exists(clmr_store_pool_dir(s), id))
+                missing++;
+            free(e);
+        }
+        CHECKF(missing == 0, "round %d: %d of %u acknowledged tracks missing", round, missing,
+               nack);
+        /* Every committed row has its audio: the pool file is written first. */
+        CHECK(raw_count(s, "SELECT count(*) FROM tracks WHERE audio_path IS NULL") == 0);
+        int64_t n = 0;
+        clmr_store_track_count(s, &n, NULL);
+        int orphan_rows = 0;
+        clmr_track_t *items = NULL;
+        size_t ni = 0;
+        char *next = NULL, *cur = NULL;
+        do {
+            if (clmr_store_track_list(s, cur, 1000, &items, &ni, &next, NULL)) break;
+            for (size_t i = 0; i < ni; i++)
+                if (!clmr_pool_exists(clmr_store_pool_dir(s), items[i].id)) orphan_rows++;
+            clmr_track_list_free(items, ni);
+            free(cur);
+            cur = next;
+        } while (cur);
+        CHECK(orphan_rows == 0);
+        CHECK(n >= (int64_t)nack);
+        /* The next round continues where this one stopped: reset by deleting everything. */
+        clmr_store_close(&s);
+        free(acked);
+        char db[4200];
+        snprintf(db, sizeof db, "%s/clmrd.sqlite", dir);
+        sqlite3 *raw;
+        if (sqlite3_open(db, &raw) == SQLITE_OK) {
+            sqlite3_exec(raw, "PRAGMA foreign_keys=ON; DELETE FROM tracks", NULL, NULL, NULL);
+            sqlite3_close(raw);
+        }
+    }
+    CHECK(acked_total >= 15);
+    t_rmdir(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_migrations_fresh);
@@ -835,5 +973,6 @@ int main(void)
     RUN_TEST(test_bulk_transactions);
     RUN_TEST(test_disk_full_maps_and_recovers);
     RUN_TEST(test_concurrent_writers_and_readers);
+    RUN_TEST(test_kill9_during_ingest);
     return TEST_END();
 }

@@ -3,7 +3,8 @@
 #  1. the C unit and API tests of the normal build (meson test, TAP subtests counted),
 #  2. the same C tests in an address+undefined sanitizer build (skipped with CLMR_SKIP_SANITIZE=1),
 #  3. a short libFuzzer run of every fuzz target (skipped with CLMR_SKIP_FUZZ=1),
-#  4. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API).
+#  4. the container tests with podman (skipped with CLMR_SKIP_DEPLOY=1),
+#  5. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API).
 set -uo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,6 +45,14 @@ if [ "${CLMR_SKIP_FUZZ:-0}" != 1 ] && [ "${CLMR_SKIP_SANITIZE:-0}" != 1 ]; then
   tests/fuzz_smoke.sh "${CLMR_FUZZ_SECONDS:-10}" >$logs/fuzz.log 2>&1
   tail -n 8 $logs/fuzz.log
   read -r p f < <(sed -n 's/^fuzz_smoke: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' $logs/fuzz.log)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+fi
+
+if [ "${CLMR_SKIP_DEPLOY:-0}" != 1 ]; then
+  echo "== Container tests (podman; tests/deploy/run.sh)"
+  tests/deploy/run.sh "$build" >$logs/deploy.log 2>&1
+  tail -n 12 $logs/deploy.log
+  read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' $logs/deploy.log | tail -n 1)
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 fi
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # setup-podman.sh - make rootful podman usable on a Debian 12 host without a registry, for the
 # container tests. Idempotent. Steps (see docs/deployment.md for why):
-#  1. install podman, runc, debootstrap;
+#  1. install podman, runc, debootstrap, podman-compose;
 #  2. configure runc + cgroupfs and ulimits the sandbox can grant;
 #  3. provide docker.io/library/debian:bookworm-slim built with debootstrap from the apt mirror,
 #     cached as an OCI archive in $CLMR_IMAGE_CACHE (default /var/cache/clmrd).
@@ -10,7 +10,7 @@ cache=${CLMR_IMAGE_CACHE:-/var/cache/clmrd}
 base=docker.io/library/debian:bookworm-slim
 
 need=""
-for p in podman runc debootstrap; do
+for p in podman runc debootstrap podman-compose; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need="$need $p"
 done
 if [ -n "$need" ]; then
@@ -41,17 +41,19 @@ if ! podman image exists "$base"; then
     mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
     [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
     root=$(mktemp -d)
+    log="$cache/debootstrap.log"
     echo "setup-podman: debootstrap bookworm from $mirror (2-4 minutes)"
-    debootstrap --variant=minbase bookworm "$root" "$mirror" >/tmp/clmr-debootstrap.log 2>&1 ||
-      { tail -20 /tmp/clmr-debootstrap.log; exit 1; }
+    debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1 ||
+      { tail -20 "$log"; rm -rf "$root"; exit 1; }
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
       "$root"/usr/share/man/* "$root"/usr/share/locale/*
     tar -C "$root" -c . | podman import - "$base" >/dev/null
     rm -rf "$root"
     podman save --format oci-archive -o "$cache/bookworm-slim.oci.tar" "$base" >/dev/null
   else
-    podman load -i "$cache/bookworm-slim.oci.tar" >/dev/null
-    podman tag "$(podman images -q | head -n 1)" "$base" 2>/dev/null || true
+    # The archive carries its name; tag what was loaded (never "the newest image") just in case.
+    loaded=$(podman load -q -i "$cache/bookworm-slim.oci.tar" | sed -n 's/^Loaded image[^:]*: *//p' | head -n 1)
+    podman image exists "$base" || podman tag "$loaded" "$base"
   fi
 fi
 podman image exists "$base" && echo "setup-podman: $base ready"

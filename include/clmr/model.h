@@ -13,8 +13,10 @@
 typedef struct clmr_model clmr_model_t;
 typedef struct clmr_infer clmr_infer_t;
 
-/* Loads and validates a safetensors model (see src/nn/model_load.c for the rules). Returns 0 or a
- * CLMR_EMODEL_* code with *errmsg naming the tensor or key at fault. */
+/* Loads and validates a safetensors model (see src/nn/model_load.c and docs/model-format.md for
+ * the rules). Returns 0 or a CLMR_EMODEL_* code (CLMR_ENOMEM) with *errmsg (malloc'd, caller
+ * frees; may be NULL) naming the file, the tensor or key at fault and the problem; *out is NULL
+ * on failure. On success the caller owns *out (clmr_model_close). Thread-safe: no shared state. */
 int clmr_model_load(clmr_model_t **out, const char *path, char **errmsg);
 
 /* Same from memory; data remains owned by the caller and is not referenced after return. */

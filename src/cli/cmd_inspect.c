@@ -25,6 +25,17 @@ static void inspect_usage(FILE *f)
                "  --json   print one JSON object instead of text\n");
 }
 
+/* Floats in BatchNorm running statistics (2 per channel): buffers, not trainable parameters.
+ * Reported apart so param_count matches PyTorch's sum(p.numel() for p in model.parameters())
+ * (2,394,162 for the official model). */
+static size_t bn_stat_count(const clmr_model_t *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < clmr_model_n_layers(m); i++)
+        n += 2 * (size_t)clmr_model_width(m, i);
+    return n;
+}
+
 static int print_json(const clmr_model_t *m, const char *path)
 {
     json_t *o = json_object(), *widths = json_array(), *tags = json_array(), *meta = json_object();
@@ -45,7 +56,9 @@ static int print_json(const clmr_model_t *m, const char *path)
     json_object_set_new(o, "n_layers", json_integer(n));
     json_object_set_new(o, "widths", widths);
     json_object_set_new(o, "embed_dim", json_integer(clmr_model_embed_dim(m)));
-    json_object_set_new(o, "param_count", json_integer((json_int_t)clmr_model_param_count(m)));
+    json_object_set_new(o, "param_count",
+                        json_integer((json_int_t)(clmr_model_param_count(m) - bn_stat_count(m))));
+    json_object_set_new(o, "bn_stat_count", json_integer((json_int_t)bn_stat_count(m)));
     json_object_set_new(o, "n_tags", json_integer(clmr_model_n_tags(m)));
     json_object_set_new(o, "tags", tags);
     json_object_set_new(o, "metadata", meta);
@@ -73,7 +86,8 @@ static void print_text(const clmr_model_t *m, const char *path)
         printf(" -> %d", clmr_model_width(m, i));
     printf("\n");
     printf("embedding:   %d\n", clmr_model_embed_dim(m));
-    printf("parameters:  %zu\n", clmr_model_param_count(m));
+    printf("parameters:  %zu (+ %zu BatchNorm running statistics)\n",
+           clmr_model_param_count(m) - bn_stat_count(m), bn_stat_count(m));
     if (clmr_model_n_tags(m) == 0) {
         printf("tags:        none (encoder only: embeddings, no tag scores)\n");
     } else {

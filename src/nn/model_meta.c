@@ -56,8 +56,14 @@ int clmr__model_meta_put(clmr_model_t *m, const char *key, const char *val)
 int clmr_model_set_meta(clmr_model_t *m, const char *key, const char *val)
 {
     if (!key || !*key) return CLMR_EINVAL;
-    for (size_t i = 0; i < sizeof(reserved_keys) / sizeof(reserved_keys[0]); i++)
+    int derived_missing = 0; /* entries clmr_model_save will add: keep the file loadable */
+    for (size_t i = 0; i < sizeof(reserved_keys) / sizeof(reserved_keys[0]); i++) {
         if (strcmp(key, reserved_keys[i]) == 0) return CLMR_EINVAL;
+        int needed = strcmp(reserved_keys[i], "tags") != 0 || m->cfg.n_tags > 0;
+        derived_missing += needed && !clmr_model_meta(m, reserved_keys[i]);
+    }
+    if (val && !clmr_model_meta(m, key) && m->n_meta + derived_missing >= CLMR_MODEL_MAX_META)
+        return CLMR_EINVAL;
     return clmr__model_meta_put(m, key, val);
 }
 

@@ -197,6 +197,39 @@ static void test_sensitivity(void)
     free(emb);
 }
 
+/* The committed tiny model other modules test with gives usable numbers on music: finite,
+ * embeddings not dead (ReLU all zero), scores spread out rather than saturated or constant. */
+static void test_tiny_model_is_usable(void)
+{
+    clmr_model_t *tiny = NULL;
+    char *err = NULL;
+    CHECK(clmr_model_load(&tiny, CLMRD_SOURCE_ROOT "/tests/fixtures/models/tiny.safetensors",
+                          &err) == 0);
+    if (!tiny) return;
+    const clmr_samplecnn_config_t *c = &tiny->cfg;
+    float emb[4 * 16], logits[4 * 50], scores[4 * 50];
+    CHECK(clmr_ref_samplecnn_forward(c, &tiny->w, input, 4, emb, logits) == 0);
+    clmr_ref_sigmoid(scores, logits, 4 * 50);
+    int nonzero = 0, mid = 0;
+    double spread = 0;
+    for (int i = 0; i < 4 * 16; i++)
+        nonzero += emb[i] > 0;
+    for (int i = 0; i < 4 * 50; i++) {
+        CHECK(isfinite(scores[i]));
+        mid += scores[i] > 0.05f && scores[i] < 0.95f;
+    }
+    for (int t = 0; t < 50; t++)
+        spread += fabs(scores[t] - scores[50 + t]);
+    printf("# tiny: %d/64 embedding values > 0, %d/200 scores in (0.05, 0.95), chunk 0 vs 1 "
+           "score distance %.2f\n",
+           nonzero, mid, spread);
+    CHECK(nonzero >= 16);
+    CHECK(mid >= 50);
+    CHECK(spread > 0.1);
+    clmr_model_close(&tiny);
+    free(err);
+}
+
 int main(void)
 {
     char *err = NULL;
@@ -218,6 +251,7 @@ int main(void)
     RUN_TEST(test_layers_folded);
     RUN_TEST(test_end_to_end);
     RUN_TEST(test_sensitivity);
+    RUN_TEST(test_tiny_model_is_usable);
     free(input);
     clmr__st_free(&data);
     free(data_buf);

@@ -475,6 +475,45 @@ static void test_encoder_only(void)
     free(err);
 }
 
+/* Random corruption of the header and data (a poor man's fuzzer, meaningful under ASan/UBSan):
+ * every load either succeeds or fails with a model_* code and a message, never crashes. */
+static void test_random_corruption(void)
+{
+    unsigned char *buf = malloc(tiny_n);
+    unsigned s = 2024;
+    int ok = 0, failed = 0, bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        memcpy(buf, tiny, tiny_n);
+        int flips = 1 + it % 4;
+        for (int k = 0; k < flips; k++) {
+            s = s * 1103515245u + 12345u;
+            /* mostly the header (the interesting part), sometimes anywhere */
+            size_t pos = (it % 5 == 0) ? (s >> 4) % tiny_n : (s >> 4) % data_off;
+            s = s * 1103515245u + 12345u;
+            buf[pos] = (it % 3 == 0) ? (unsigned char)(s >> 16)
+                                     : (unsigned char)(buf[pos] ^ (1u << (s >> 29)));
+        }
+        s = s * 1103515245u + 12345u;
+        size_t n = (it % 7 == 0) ? (s >> 4) % tiny_n : tiny_n;
+        clmr_model_t *m = NULL;
+        char *err = NULL;
+        int rc = clmr_model_load_memory(&m, buf, n, &err);
+        if (rc == 0) {
+            ok++;
+            if (!m) bad++;
+        } else {
+            failed++;
+            if (m || !err || rc > CLMR_EMODEL_IO || rc < CLMR_EMODEL_NO_HEAD) bad++;
+        }
+        clmr_model_close(&m);
+        free(err);
+    }
+    printf("# random corruption: %d loaded, %d refused\n", ok, failed);
+    CHECK(bad == 0);
+    CHECK(failed > 1000);
+    free(buf);
+}
+
 int main(void)
 {
     read_tiny();
@@ -488,6 +527,7 @@ int main(void)
     RUN_TEST(test_value_errors);
     RUN_TEST(test_metadata_errors);
     RUN_TEST(test_encoder_only);
+    RUN_TEST(test_random_corruption);
     json_decref(tiny_hdr);
     free(tiny);
     return TEST_END();

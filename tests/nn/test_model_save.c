@@ -155,6 +155,21 @@ static void test_build_small_model(void)
     CHECK(clmr_model_set_meta(m, "temp", NULL) == 0);
     CHECK(clmr_model_meta(m, "temp") == NULL);
     CHECK(strcmp(clmr_model_meta(m, "epochs"), "13") == 0);
+    /* free-form entries stop where the saved file would exceed the loader's 64-entry limit:
+     * m holds name, tags, epochs; save adds format, sample_rate, chunk_samples */
+    char key[16];
+    int added = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        if (clmr_model_set_meta(m, key, "v") != 0) break;
+        added++;
+    }
+    CHECK(added == CLMR_MODEL_MAX_META - 6);
+    CHECK(clmr_model_set_meta(m, "k0", "replaced") == 0); /* replacing still works */
+    for (int i = 0; i < added; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        CHECK(clmr_model_set_meta(m, key, NULL) == 0);
+    }
     int rc = clmr_model_save(m, path, &err);
     CHECKF(rc == 0, "%s", err ? err : "");
     rc = clmr_model_load(&r, path, &err);

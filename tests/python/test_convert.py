@@ -120,8 +120,16 @@ def test_plain_state_dict_with_fc(tmp_path):
     run_convert(tmp_path, "--encoder", str(tmp_path / "sup.pt"), "--out", out)
     info = check_model(out, m)
     assert info["tags"][0] == "guitar" and info["tags"][-1] == "choral"
-    assert info["param_count"] == sum(v.numel() for k, v in m.state_dict().items()
-                                      if not k.endswith("num_batches_tracked"))
+    # official names: the file loads back into the PyTorch network with strict=True
+    tensors, _ = safetensors_io.read(out)
+    back = ref.SampleCNN(WIDTHS, 50)
+    back.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=True)
+    x = torch.from_numpy(ref.music_like(1, back.chunk, seed=1))
+    with torch.no_grad():
+        assert torch.equal(back.eval()(x), m(x))
+    assert info["param_count"] == sum(p.numel() for p in m.parameters())
+    assert info["bn_stat_count"] == sum(v.numel() for k, v in m.state_dict().items()
+                                        if k.endswith(("running_mean", "running_var")))
 
 
 def test_plain_state_dict_without_fc(tmp_path):
@@ -293,5 +301,5 @@ def test_inspect_text_output():
     p = subprocess.run([CLMRD, "inspect", os.path.join(ROOT, "tests/fixtures/models/tiny.safetensors")],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert "tiny-random" in p.stdout and "parameters:  5690" in p.stdout
+    assert "tiny-random" in p.stdout and "parameters:  5434 (+ 256 BatchNorm" in p.stdout
     assert "1 -> 8 -> 8 -> 8 -> 12" in p.stdout and "choral" in p.stdout

@@ -2,8 +2,9 @@
 # run.sh [BUILD] - the inference benchmark: clmrd's oneDNN forward against PyTorch, side by side.
 #
 # Writes one official-width random model (bench/make_model.py, fixed seed) that both sides load, then
-# runs ROUNDS rounds; in each round bench_infer (clmrd, default = split lanes), bench_infer with
-# CLMR_DNNL_SPLIT=0 (one intra-op net) and bench_torch.py (eager + mkldnn Conv2d) each measure every
+# runs ROUNDS rounds; in each round bench_infer (clmrd defaults: split lanes, nCw16c), bench_infer
+# with CLMR_DNNL_SPLIT=0 (one intra-op net), with CLMR_DNNL_BLOCKED_FROM=16 (oneDNN's own brgconv/nwc
+# choice) and bench_torch.py (eager + mkldnn Conv2d) each measure every
 # (threads, batch) configuration for SECONDS seconds, in alternating order. Machines here are shared,
 # so the summary reports, per configuration, the best and the median over rounds, GFLOP/s at 3.4572
 # GFLOP per chunk, the fraction of the 428 GFLOP/s fp32 peak, and ratios ours / best PyTorch variant
@@ -31,6 +32,8 @@ for r in $(seq 1 "$rounds"); do
     "$bin" "$model" --threads "$threads" --batch "$batches" --seconds "$secs" | tee -a "$results" | grep RESULT
     CLMR_DNNL_SPLIT=0 "$bin" "$model" --threads "$threads" --batch "$batches" --seconds "$secs" \
       --label clmr-nosplit | tee -a "$results" | grep RESULT
+    CLMR_DNNL_BLOCKED_FROM=16 "$bin" "$model" --threads "$threads" --batch "$batches" \
+      --seconds "$secs" --label clmr-brgconv | tee -a "$results" | grep RESULT
   }
   t_run() {
     $py bench/bench_torch.py "$model" --threads "$threads" --batch "$batches" --seconds "$secs" \
@@ -57,7 +60,7 @@ print("ratios, ours / best PyTorch variant (best-of-rounds; median-of-rounds):")
 for th, b in sorted({(k[1], k[2]) for k in rates}):
     tb = max((max(rates[(t, th, b)]) for t in ("torch-eager", "torch-mkldnn") if (t, th, b) in rates), default=0)
     tm = max((statistics.median(rates[(t, th, b)]) for t in ("torch-eager", "torch-mkldnn") if (t, th, b) in rates), default=0)
-    for ours in ("clmr", "clmr-nosplit"):
+    for ours in ("clmr", "clmr-nosplit", "clmr-brgconv"):
         if (ours, th, b) in rates and tb > 0:
             v = rates[(ours, th, b)]
             print(f"  {ours:14s} threads {th} batch {b:2d}: {max(v) / tb:5.2f}x ; {statistics.median(v) / tm:5.2f}x")

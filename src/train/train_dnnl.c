@@ -1,0 +1,534 @@
+/* train_dnnl.c - SampleCNN encoder training on oneDNN (see train_dnnl.h).
+ *
+ * DESIGN: open() describes every primitive once: activations channels-last (nwc; BN on the same
+ * bytes viewed as 4-D nhwc, where oneDNN has jit kernels), convolution weights in the format the
+ * kernel picks (format_tag_any) with reorders from/to the caller's (OC, IC, K) blocks, workspaces
+ * allocated by oneDNN. It creates the memory objects (activations in one malloc'd block,
+ * parameters and gradients wrapping the caller's blocks) and records two nets, arrays of
+ * {primitive, args}; forward() and backward() only execute them. Gradient buffers ping-pong
+ * between two mallocs, each sized for the largest gradient it holds, decided at open: pool
+ * backward writes the other buffer, BN backward works in place, conv backward-data writes the
+ * other buffer again.
+ */
+#include "train/train_dnnl.h"
+
+#include "clmr/error.h"
+#include "train/train_head.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ARGS 12
+#define MAX_OPS (6 * CLMR_MAX_LAYERS)
+#define MAX_MEMS (24 * CLMR_MAX_LAYERS)
+
+typedef struct {
+    dnnl_primitive_t prim;
+    int nargs;
+    dnnl_exec_arg_t args[MAX_ARGS];
+} net_op_t;
+
+struct clmr_train_dnnl {
+    clmr_samplecnn_config_t cfg;
+    clmr_train_config_t tcfg;
+    clmr_train_blocks_t blocks;
+    clmr_train_params_t params, grads;
+    size_t n_params;
+    float *head_scratch, *dh; /* train_head.h scratch and the embedding gradient */
+    int batch;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    net_op_t fwd[MAX_OPS], bwd[MAX_OPS];
+    int n_fwd, n_bwd;
+    dnnl_memory_t mems[MAX_MEMS];
+    int n_mems;
+    dnnl_memory_t x_mem;           /* layer 0 input, handle set per forward */
+    float *acts, *grad_buf[2], *h; /* activations block; gradient buffers (own mallocs) */
+    float *mean[CLMR_MAX_LAYERS], *var[CLMR_MAX_LAYERS]; /* batch statistics (biased var) */
+    float *run_mean[CLMR_MAX_LAYERS], *run_var[CLMR_MAX_LAYERS];
+};
+
+/* Wraps ptr (or lets oneDNN allocate when ptr == DNNL_MEMORY_ALLOCATE) and remembers it for close.
+ */
+static dnnl_memory_t mem_new(clmr_train_dnnl_t *t, const dnnl_memory_desc_t *md, void *ptr)
+{
+    dnnl_memory_t m = NULL;
+    if (t->n_mems >= MAX_MEMS) return NULL;
+    if (dnnl_memory_create(&m, md, t->engine, ptr) != dnnl_success) return NULL;
+    t->mems[t->n_mems++] = m;
+    return m;
+}
+
+static void op_arg(net_op_t *op, int arg, dnnl_memory_t m)
+{
+    op->args[op->nargs].arg = arg;
+    op->args[op->nargs].memory = m;
+    op->nargs++;
+}
+
+static dnnl_memory_desc_t md3(int a, int b, int c, dnnl_format_tag_t tag)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {a, b, c};
+    dnnl_memory_desc_init_by_tag(&md, 3, d, dnnl_f32, tag);
+    return md;
+}
+
+static dnnl_memory_desc_t md1(int a)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {a};
+    dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_f32, dnnl_a);
+    return md;
+}
+
+static dnnl_memory_desc_t md4_nhwc(int n, int c, int w)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t d = {n, c, 1, w};
+    dnnl_memory_desc_init_by_tag(&md, 4, d, dnnl_f32, dnnl_nhwc);
+    return md;
+}
+
+/* Records in op a reorder from `from` (layout from_md) to `to` (layout to_md). */
+static int add_reorder(clmr_train_dnnl_t *t, net_op_t *op, dnnl_memory_t from,
+                       const dnnl_memory_desc_t *from_md, dnnl_memory_t to,
+                       const dnnl_memory_desc_t *to_md)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_reorder_primitive_desc_create(&pd, from_md, t->engine, to_md, t->engine, NULL) !=
+        dnnl_success)
+        return CLMR_EDNNL;
+    dnnl_status_t st = dnnl_primitive_create(&op->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    op_arg(op, DNNL_ARG_FROM, from);
+    op_arg(op, DNNL_ARG_TO, to);
+    return st == dnnl_success ? 0 : CLMR_EDNNL;
+}
+
+void clmr_train_dnnl_close(clmr_train_dnnl_t **tp)
+{
+    if (!tp || !*tp) return;
+    clmr_train_dnnl_t *t = *tp;
+    for (int i = 0; i < t->n_fwd; i++)
+        dnnl_primitive_destroy(t->fwd[i].prim);
+    for (int i = 0; i < t->n_bwd; i++)
+        dnnl_primitive_destroy(t->bwd[i].prim);
+    for (int i = 0; i < t->n_mems; i++)
+        dnnl_memory_destroy(t->mems[i]);
+    if (t->stream) dnnl_stream_destroy(t->stream);
+    if (t->engine) dnnl_engine_destroy(t->engine);
+    free(t->acts);
+    free(t->grad_buf[0]);
+    free(t->grad_buf[1]);
+    free(t);
+    *tp = NULL;
+}
+
+/* Creates a primitive from an op descriptor; *pd_out keeps the descriptor when not NULL (needed as
+ * the hint of the backward primitives), else it is destroyed. */
+static int make_prim(clmr_train_dnnl_t *t, dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out,
+                     const void *op_desc, const_dnnl_primitive_desc_t hint)
+{
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, op_desc, NULL, t->engine, hint) != dnnl_success)
+        return CLMR_EDNNL;
+    dnnl_status_t st = dnnl_primitive_create(prim, pd);
+    if (pd_out && st == dnnl_success)
+        *pd_out = pd;
+    else
+        dnnl_primitive_desc_destroy(pd);
+    return st == dnnl_success ? 0 : CLMR_EDNNL;
+}
+
+int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcfg, int batch,
+                         const clmr_train_blocks_t *blocks, char **errmsg)
+{
+    *out = NULL;
+    if (batch < 2) return clmr_set_err(errmsg, CLMR_EINVAL, "batch %d < 2", batch);
+    if (!blocks->params || !blocks->grads)
+        return clmr_set_err(errmsg, CLMR_EINVAL, "parameter and gradient blocks are required");
+    clmr_train_dnnl_t *t = calloc(1, sizeof(*t));
+    if (!t) return CLMR_ENOMEM;
+    const clmr_samplecnn_config_t *cfg = &tcfg->enc;
+    t->cfg = *cfg;
+    t->tcfg = *tcfg;
+    t->blocks = *blocks;
+    t->n_params = clmr_train_param_count(tcfg);
+    clmr_train_params_bind(&t->params, tcfg, blocks->params);
+    clmr_train_params_bind(&t->grads, tcfg, blocks->grads);
+    const clmr_train_params_t *params = &t->params, *grads = &t->grads;
+    float *const *run_mean = blocks->run_mean, *const *run_var = blocks->run_var;
+    t->batch = batch;
+    int B = batch, err = CLMR_EDNNL;
+    const char *what = "engine";
+    dnnl_primitive_desc_t conv_pd = NULL, bn_pd = NULL, pool_pd = NULL;
+
+    /* The gradient buffer holding each layer's output gradient, walking down from the top
+     * (whose gradient backward() copies into grad_buf[0]); each buffer is sized for what it
+     * holds, so the second one is only as large as layer 1's activations (a third of the first
+     * at the official shapes). */
+    int parity[CLMR_MAX_LAYERS], cur = 0;
+    size_t gsize[2] = {0, 0};
+    for (int i = cfg->n_layers - 1; i >= 0; i--) {
+        const clmr_layer_shape_t *l = &cfg->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len, in = (size_t)B * l->in_ch * l->in_len;
+        size_t outn = (size_t)B * l->out_ch * l->out_len;
+        parity[i] = cur;
+        if (outn > gsize[cur]) gsize[cur] = outn;
+        if (l->pool) cur = !cur; /* pool backward writes the conv-output gradient there */
+        if (conv > gsize[cur]) gsize[cur] = conv;
+        cur = !cur; /* conv backward data writes the other buffer */
+        if (i > 0 && in > gsize[cur]) gsize[cur] = in;
+    }
+    for (int k = 0; k < 2; k++) {
+        t->grad_buf[k] = malloc(sizeof(float) * gsize[k]);
+        if (!t->grad_buf[k]) {
+            err = CLMR_ENOMEM;
+            goto fail;
+        }
+    }
+
+    /* one block: per layer conv out, act, pool out, mean, var; then dh and the head scratch */
+    size_t total = 0;
+    for (int i = 0; i < cfg->n_layers; i++) {
+        const clmr_layer_shape_t *l = &cfg->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len;
+        total += 2 * conv + (l->pool ? (size_t)B * l->out_ch * l->out_len : 0) + 2 * l->out_ch;
+    }
+    size_t n_head = clmr_train_head_scratch_floats(tcfg, batch);
+    total += (size_t)B * cfg->embed_dim + n_head;
+    t->acts = malloc(sizeof(float) * total);
+    if (!t->acts) {
+        err = CLMR_ENOMEM;
+        goto fail;
+    }
+    float *p = t->acts;
+    t->dh = p + total - (size_t)B * cfg->embed_dim - n_head;
+    t->head_scratch = t->dh + (size_t)B * cfg->embed_dim;
+
+    if (dnnl_engine_create(&t->engine, dnnl_cpu, 0) != dnnl_success) goto fail;
+    if (dnnl_stream_create(&t->stream, t->engine, dnnl_stream_default_flags) != dnnl_success)
+        goto fail;
+
+    dnnl_memory_t in_mem = NULL;
+
+    for (int i = 0; i < cfg->n_layers; i++) {
+        const clmr_layer_shape_t *l = &cfg->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len;
+        dnnl_memory_desc_t md_in = md3(B, l->in_ch, l->in_len, dnnl_nwc);
+        dnnl_memory_desc_t md_conv = md3(B, l->out_ch, l->conv_len, dnnl_nwc);
+        dnnl_memory_desc_t md_pool = md3(B, l->out_ch, l->out_len, dnnl_nwc);
+        dnnl_memory_desc_t md_w = md3(l->out_ch, l->in_ch, l->kernel, dnnl_oiw);
+        dnnl_memory_desc_t md_c = md1(l->out_ch);
+        float *conv_out = p, *act = p + conv;
+        p += 2 * conv;
+        float *pool = NULL;
+        if (l->pool) pool = p, p += (size_t)B * l->out_ch * l->out_len;
+        t->mean[i] = p, p += l->out_ch;
+        t->var[i] = p, p += l->out_ch;
+        t->run_mean[i] = run_mean[i];
+        t->run_var[i] = run_var[i];
+
+        if (i == 0) {
+            in_mem = t->x_mem = mem_new(t, &md_in, DNNL_MEMORY_NONE);
+            if (!in_mem) goto fail;
+        }
+        what = "memory";
+        /* BN sees the same bytes as (B, C, 1, L) nhwc: oneDNN's jit BN kernels take 2-D spatial
+         * tensors only (with 1-D ones it falls back to a slow reference kernel). */
+        dnnl_memory_desc_t md_conv4 = md4_nhwc(B, l->out_ch, l->conv_len);
+        dnnl_memory_t m_conv = mem_new(t, &md_conv, conv_out), m_act = mem_new(t, &md_conv, act);
+        dnnl_memory_t m_conv4 = mem_new(t, &md_conv4, conv_out),
+                      m_act4 = mem_new(t, &md_conv4, act);
+        dnnl_memory_t m_w = mem_new(t, &md_w, params->conv_w[i]);
+        dnnl_memory_t m_b = mem_new(t, &md_c, params->conv_b[i]);
+        dnnl_memory_t m_gamma = mem_new(t, &md_c, params->bn_gamma[i]);
+        dnnl_memory_t m_beta = mem_new(t, &md_c, params->bn_beta[i]);
+        dnnl_memory_t m_mean = mem_new(t, &md_c, t->mean[i]), m_var = mem_new(t, &md_c, t->var[i]);
+        dnnl_memory_t m_dw = mem_new(t, &md_w, grads->conv_w[i]);
+        dnnl_memory_t m_db = mem_new(t, &md_c, grads->conv_b[i]);
+        dnnl_memory_t m_dgamma = mem_new(t, &md_c, grads->bn_gamma[i]);
+        dnnl_memory_t m_dbeta = mem_new(t, &md_c, grads->bn_beta[i]);
+        int pc = parity[i];
+        /* gradient of this layer's output lives in grad_buf[pc]; of the conv output in dconv */
+        float *dconv_buf = l->pool ? t->grad_buf[!pc] : t->grad_buf[pc];
+        dnnl_memory_t m_dconv = mem_new(t, &md_conv, dconv_buf);
+        dnnl_memory_t m_dconv4 = mem_new(t, &md_conv4, dconv_buf);
+        if (!m_conv || !m_act || !m_conv4 || !m_act4 || !m_w || !m_b || !m_gamma || !m_beta ||
+            !m_mean || !m_var || !m_dw || !m_db || !m_dgamma || !m_dbeta || !m_dconv || !m_dconv4)
+            goto fail;
+
+        /* convolution forward; the weights format is the kernel's choice (format_tag_any), so
+         * the caller's (OC, IC, K) weights are reordered into it before each forward */
+        what = "convolution";
+        dnnl_dims_t strides = {l->stride}, pad = {l->pad};
+        dnnl_memory_desc_t md_w_any = md3(l->out_ch, l->in_ch, l->kernel, dnnl_format_tag_any);
+        dnnl_convolution_desc_t cd;
+        if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+                                               &md_in, &md_w_any, &md_c, &md_conv, strides, pad,
+                                               pad) != dnnl_success ||
+            dnnl_primitive_desc_create(&conv_pd, &cd, NULL, t->engine, NULL) != dnnl_success)
+            goto fail;
+        dnnl_memory_t m_wf = m_w;
+        const dnnl_memory_desc_t *wf =
+            dnnl_primitive_desc_query_md(conv_pd, dnnl_query_weights_md, 0);
+        if (!dnnl_memory_desc_equal(wf, &md_w)) {
+            what = "weights reorder";
+            m_wf = mem_new(t, wf, DNNL_MEMORY_ALLOCATE);
+            if (!m_wf || add_reorder(t, &t->fwd[t->n_fwd++], m_w, &md_w, m_wf, wf)) goto fail;
+        }
+        what = "convolution";
+        net_op_t *op = &t->fwd[t->n_fwd++];
+        if (dnnl_primitive_create(&op->prim, conv_pd) != dnnl_success) goto fail;
+        op_arg(op, DNNL_ARG_SRC, in_mem);
+        op_arg(op, DNNL_ARG_WEIGHTS, m_wf);
+        op_arg(op, DNNL_ARG_BIAS, m_b);
+        op_arg(op, DNNL_ARG_DST, m_conv);
+
+        /* batch normalisation (training) with the ReLU fused; the workspace keeps its mask */
+        what = "batch normalization";
+        unsigned flags = dnnl_use_scale | dnnl_use_shift | dnnl_fuse_norm_relu;
+        dnnl_batch_normalization_desc_t bd;
+        if (dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &md_conv4,
+                                                       CLMR_BN_EPS, flags) != dnnl_success)
+            goto fail;
+        op = &t->fwd[t->n_fwd++];
+        if (make_prim(t, &op->prim, &bn_pd, &bd, NULL)) goto fail;
+        dnnl_memory_t m_bn_ws =
+            mem_new(t, dnnl_primitive_desc_query_md(bn_pd, dnnl_query_workspace_md, 0),
+                    DNNL_MEMORY_ALLOCATE);
+        if (!m_bn_ws) goto fail;
+        op_arg(op, DNNL_ARG_SRC, m_conv4);
+        op_arg(op, DNNL_ARG_DST, m_act4);
+        op_arg(op, DNNL_ARG_MEAN, m_mean);
+        op_arg(op, DNNL_ARG_VARIANCE, m_var);
+        op_arg(op, DNNL_ARG_SCALE, m_gamma);
+        op_arg(op, DNNL_ARG_SHIFT, m_beta);
+        op_arg(op, DNNL_ARG_WORKSPACE, m_bn_ws);
+
+        dnnl_memory_t out_mem = m_act, m_pool_ws = NULL;
+        if (l->pool) {
+            what = "pooling";
+            dnnl_memory_t m_pool = mem_new(t, &md_pool, pool);
+            if (!m_pool) goto fail;
+            dnnl_dims_t ks = {l->pool}, zero = {0};
+            dnnl_pooling_desc_t pdsc;
+            if (dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_training, dnnl_pooling_max,
+                                               &md_conv, &md_pool, ks, ks, zero,
+                                               zero) != dnnl_success)
+                goto fail;
+            op = &t->fwd[t->n_fwd++];
+            if (make_prim(t, &op->prim, &pool_pd, &pdsc, NULL)) goto fail;
+            m_pool_ws =
+                mem_new(t, dnnl_primitive_desc_query_md(pool_pd, dnnl_query_workspace_md, 0),
+                        DNNL_MEMORY_ALLOCATE);
+            if (!m_pool_ws) goto fail;
+            op_arg(op, DNNL_ARG_SRC, m_act);
+            op_arg(op, DNNL_ARG_DST, m_pool);
+            op_arg(op, DNNL_ARG_WORKSPACE, m_pool_ws);
+            out_mem = m_pool;
+        }
+
+        /* Backward ops of this layer are appended in REVERSE execution order (conv backward
+         * data and its weights reorder, the weight-gradient reorder and conv backward weights,
+         * BN, pooling); reversing the whole list at the end then gives the execution order from
+         * the last layer down, and every primitive is owned by t->bwd as soon as it exists
+         * (close() frees it on any failure). */
+        if (i > 0) { /* layer 0's input is audio: no gradient */
+            what = "convolution backward data";
+            /* the previous layer's output gradient: the buffer the dconv is not in */
+            float *din = dconv_buf == t->grad_buf[0] ? t->grad_buf[1] : t->grad_buf[0];
+            dnnl_memory_t m_din = mem_new(t, &md_in, din);
+            if (!m_din) goto fail;
+            dnnl_primitive_desc_t bd_pd = NULL;
+            if (dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &md_in,
+                                                         &md_w_any, &md_conv, strides, pad,
+                                                         pad) != dnnl_success ||
+                dnnl_primitive_desc_create(&bd_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
+                goto fail;
+            op = &t->bwd[t->n_bwd++];
+            dnnl_status_t st = dnnl_primitive_create(&op->prim, bd_pd);
+            const dnnl_memory_desc_t *wb =
+                dnnl_primitive_desc_query_md(bd_pd, dnnl_query_weights_md, 0);
+            /* the forward's reordered weights are still current during the backward */
+            dnnl_memory_t m_wb = dnnl_memory_desc_equal(wb, wf)      ? m_wf
+                                 : dnnl_memory_desc_equal(wb, &md_w) ? m_w
+                                                                     : NULL;
+            int need_reorder = m_wb == NULL;
+            dnnl_memory_desc_t wb_md = *wb; /* wb dies with bd_pd */
+            if (need_reorder) m_wb = mem_new(t, &wb_md, DNNL_MEMORY_ALLOCATE);
+            dnnl_primitive_desc_destroy(bd_pd);
+            if (st != dnnl_success || !m_wb) goto fail;
+            op_arg(op, DNNL_ARG_DIFF_DST, m_dconv);
+            op_arg(op, DNNL_ARG_WEIGHTS, m_wb);
+            op_arg(op, DNNL_ARG_DIFF_SRC, m_din);
+            if (need_reorder && add_reorder(t, &t->bwd[t->n_bwd++], m_w, &md_w, m_wb, &wb_md))
+                goto fail;
+        }
+        what = "convolution backward weights";
+        dnnl_primitive_desc_t bw_pd = NULL;
+        if (dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &md_in,
+                                                        &md_w_any, &md_c, &md_conv, strides, pad,
+                                                        pad) != dnnl_success ||
+            dnnl_primitive_desc_create(&bw_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
+            goto fail;
+        const dnnl_memory_desc_t *dwf =
+            dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_weights_md, 0);
+        dnnl_memory_t m_dwf = m_dw;
+        if (!dnnl_memory_desc_equal(dwf, &md_w)) { /* runs after the primitive: appended first */
+            m_dwf = mem_new(t, dwf, DNNL_MEMORY_ALLOCATE);
+            if (!m_dwf || add_reorder(t, &t->bwd[t->n_bwd++], m_dwf, dwf, m_dw, &md_w)) {
+                dnnl_primitive_desc_destroy(bw_pd);
+                goto fail;
+            }
+        }
+        op = &t->bwd[t->n_bwd++];
+        dnnl_status_t bw_st = dnnl_primitive_create(&op->prim, bw_pd);
+        dnnl_primitive_desc_destroy(bw_pd);
+        if (bw_st != dnnl_success) goto fail;
+        op_arg(op, DNNL_ARG_SRC, in_mem);
+        op_arg(op, DNNL_ARG_DIFF_DST, m_dconv);
+        op_arg(op, DNNL_ARG_DIFF_WEIGHTS, m_dwf);
+        op_arg(op, DNNL_ARG_DIFF_BIAS, m_db);
+
+        what = "batch normalization backward";
+        if (dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &md_conv4, &md_conv4,
+                                                        CLMR_BN_EPS, flags) != dnnl_success)
+            goto fail;
+        op = &t->bwd[t->n_bwd++];
+        if (make_prim(t, &op->prim, NULL, &bd, bn_pd)) goto fail;
+        op_arg(op, DNNL_ARG_SRC, m_conv4);
+        op_arg(op, DNNL_ARG_MEAN, m_mean);
+        op_arg(op, DNNL_ARG_VARIANCE, m_var);
+        op_arg(op, DNNL_ARG_SCALE, m_gamma);
+        op_arg(op, DNNL_ARG_SHIFT, m_beta);
+        op_arg(op, DNNL_ARG_WORKSPACE, m_bn_ws);
+        op_arg(op, DNNL_ARG_DIFF_DST, m_dconv4); /* in place */
+        op_arg(op, DNNL_ARG_DIFF_SRC, m_dconv4);
+        op_arg(op, DNNL_ARG_DIFF_SCALE, m_dgamma);
+        op_arg(op, DNNL_ARG_DIFF_SHIFT, m_dbeta);
+
+        if (l->pool) {
+            what = "pooling backward";
+            dnnl_memory_t m_dpool = mem_new(t, &md_pool, t->grad_buf[pc]);
+            if (!m_dpool) goto fail;
+            dnnl_dims_t ks = {l->pool}, zero = {0};
+            dnnl_pooling_desc_t pdsc;
+            if (dnnl_pooling_backward_desc_init(&pdsc, dnnl_pooling_max, &md_conv, &md_pool, ks, ks,
+                                                zero, zero) != dnnl_success)
+                goto fail;
+            op = &t->bwd[t->n_bwd++];
+            if (make_prim(t, &op->prim, NULL, &pdsc, pool_pd)) goto fail;
+            op_arg(op, DNNL_ARG_DIFF_DST, m_dpool);
+            op_arg(op, DNNL_ARG_DIFF_SRC, m_dconv);
+            op_arg(op, DNNL_ARG_WORKSPACE, m_pool_ws);
+        }
+        dnnl_primitive_desc_destroy(conv_pd), conv_pd = NULL;
+        dnnl_primitive_desc_destroy(bn_pd), bn_pd = NULL;
+        if (pool_pd) dnnl_primitive_desc_destroy(pool_pd), pool_pd = NULL;
+        in_mem = out_mem;
+        if (i == cfg->n_layers - 1) t->h = act;
+    }
+    for (int a = 0, b = t->n_bwd - 1; a < b; a++, b--) {
+        net_op_t tmp = t->bwd[a];
+        t->bwd[a] = t->bwd[b];
+        t->bwd[b] = tmp;
+    }
+    *out = t;
+    return 0;
+
+fail:
+    if (conv_pd) dnnl_primitive_desc_destroy(conv_pd);
+    if (bn_pd) dnnl_primitive_desc_destroy(bn_pd);
+    if (pool_pd) dnnl_primitive_desc_destroy(pool_pd);
+    clmr_train_dnnl_close(&t);
+    return err == CLMR_ENOMEM
+               ? err
+               : clmr_set_err(errmsg, err, "oneDNN: cannot create the %s primitive", what);
+}
+
+static int run_net(clmr_train_dnnl_t *t, net_op_t *ops, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (dnnl_primitive_execute(ops[i].prim, t->stream, ops[i].nargs, ops[i].args) !=
+            dnnl_success)
+            return CLMR_EDNNL;
+    return dnnl_stream_wait(t->stream) == dnnl_success ? 0 : CLMR_EDNNL;
+}
+
+int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum, const float **h)
+{
+    if (dnnl_memory_set_data_handle(t->x_mem, (void *)(uintptr_t)x) != dnnl_success)
+        return CLMR_EDNNL;
+    int err = run_net(t, t->fwd, t->n_fwd);
+    if (err) return err;
+    for (int i = 0; i < t->cfg.n_layers; i++) {
+        const clmr_layer_shape_t *l = &t->cfg.layer[i];
+        double n = (double)t->batch * l->conv_len, unbias = n / (n - 1);
+        for (int c = 0; c < l->out_ch; c++) {
+            t->run_mean[i][c] =
+                (float)((1.0 - momentum) * t->run_mean[i][c] + (double)momentum * t->mean[i][c]);
+            t->run_var[i][c] = (float)((1.0 - momentum) * t->run_var[i][c] +
+                                       (double)momentum * t->var[i][c] * unbias);
+        }
+    }
+    *h = t->h;
+    return 0;
+}
+
+int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh)
+{
+    memcpy(t->grad_buf[0], dh, sizeof(float) * (size_t)t->batch * t->cfg.embed_dim);
+    return run_net(t, t->bwd, t->n_bwd);
+}
+
+/* Clip + Adam over params [first, n_params). */
+static double adam_update(clmr_train_dnnl_t *t, size_t first, const clmr_adam_params_t *adam,
+                          long step)
+{
+    size_t n = t->n_params - first;
+    double norm = clmr_adam_clip_grad_norm(t->blocks.grads + first, n, adam->clip_norm);
+    clmr_adam_update(t->blocks.params + first, t->blocks.grads + first, t->blocks.m + first,
+                     t->blocks.v + first, n, step, adam);
+    return norm;
+}
+
+int clmr_train_dnnl_step_contrastive(clmr_train_dnnl_t *t, const float *x, float tau,
+                                     const clmr_adam_params_t *adam, long step, float *loss,
+                                     double *grad_norm)
+{
+    if (t->tcfg.proj_hidden <= 0 || t->batch % 2 || !t->blocks.m || !t->blocks.v || step < 1)
+        return CLMR_EINVAL;
+    memset(t->blocks.grads, 0, sizeof(float) * t->n_params);
+    const float *h = NULL;
+    int err = clmr_train_dnnl_forward(t, x, 0.1f, &h);
+    if (!err)
+        err = clmr_train_head_contrastive(loss, t->dh, h, &t->params, &t->grads, &t->tcfg, t->batch,
+                                          tau, t->head_scratch);
+    if (!err) err = clmr_train_dnnl_backward(t, t->dh);
+    if (err) return err;
+    double norm = adam_update(t, 0, adam, step);
+    if (grad_norm) *grad_norm = norm;
+    return 0;
+}
+
+int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const float *y,
+                                    int freeze_encoder, const clmr_adam_params_t *adam, long step,
+                                    float *loss, double *grad_norm)
+{
+    if (t->cfg.n_tags <= 0 || !t->blocks.m || !t->blocks.v || step < 1) return CLMR_EINVAL;
+    memset(t->blocks.grads, 0, sizeof(float) * t->n_params);
+    const float *h = NULL;
+    int err = clmr_train_dnnl_forward(t, x, 0.1f, &h);
+    if (!err)
+        err = clmr_train_head_supervised(loss, freeze_encoder ? NULL : t->dh, h, y, &t->params,
+                                         &t->grads, &t->tcfg, t->batch, t->head_scratch);
+    if (!err && !freeze_encoder) err = clmr_train_dnnl_backward(t, t->dh);
+    if (err) return err;
+    double norm = adam_update(t, freeze_encoder ? clmr_train_head_offset(&t->tcfg) : 0, adam, step);
+    if (grad_norm) *grad_norm = norm;
+    return 0;
+}

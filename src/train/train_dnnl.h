@@ -1,0 +1,70 @@
+/* train_dnnl.h - SampleCNN encoder training-mode forward and backward on oneDNN primitives.
+ *
+ * DESIGN: the fast twin of the encoder part of samplecnn_train_ref (which is its test oracle).
+ * Per layer: convolution forward (training), batch normalisation forward-training with the ReLU
+ * fused (its workspace keeps the ReLU mask), max pooling forward-training (its workspace keeps the
+ * argmax); backward: pooling backward, batch-normalisation backward (diff scale/shift = dgamma,
+ * dbeta), convolution backward-weights (with bias) and backward-data. Every primitive, memory
+ * object and buffer is built once at open for one batch size and only executed per step (two
+ * arrays of {primitive, args}, like oneDNN's cpu_cnn_training_f32 example); backward primitives are
+ * created with the forward ones as hints. Activations use the channels-last (nwc) layout, which
+ * oneDNN's jit kernels prefer; the caller's blocks keep the (OC, IC, K) clmr_train_params_t
+ * layout shared with the naive trainer and Adam, and are reordered to/from the kernels' weight
+ * formats inside the nets (BN parameters and gradients are used in place). The network input (B, 1,
+ * L) and the embedding (B, D, 1) have the same bytes in nwc and ncw, so callers see plain (B,
+ * chunk) in and (B, D) out.
+ */
+#ifndef CLMR_TRAIN_TRAIN_DNNL_H
+#define CLMR_TRAIN_TRAIN_DNNL_H
+
+#include "nn/samplecnn.h"
+#include "train/adam.h"
+#include "train/samplecnn_train_ref.h"
+
+typedef struct clmr_train_dnnl clmr_train_dnnl_t;
+
+/* The caller-owned state a trainer works on: four blocks of clmr_train_param_count floats with
+ * the clmr_train_params_bind layout, and each layer's BN running statistics (OC floats each). */
+typedef struct {
+    float *params, *grads, *m, *v;
+    float *run_mean[CLMR_MAX_LAYERS], *run_var[CLMR_MAX_LAYERS];
+} clmr_train_blocks_t;
+
+/* Builds the nets for cfg (encoder, plus its projector and/or head for the step functions) and
+ * `batch` chunks per step. Everything in blocks remains owned by the caller and must stay at the
+ * same addresses while the trainer is open (oneDNN memory objects wrap them); m and v may be NULL
+ * when only forward/backward are used. Returns 0, CLMR_EINVAL, CLMR_ENOMEM or CLMR_EDNNL (with a
+ * message in *errmsg when errmsg is not NULL). */
+int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *cfg, int batch,
+                         const clmr_train_blocks_t *blocks, char **errmsg);
+
+/* Training-mode forward of x (batch, chunk_samples; read only, must stay valid until the next
+ * backward, which reads it for layer 0's weight gradient). Updates the running statistics with
+ * `momentum` (unbiased variance, as PyTorch). *h receives the embedding (batch, embed_dim), owned
+ * by the trainer and valid until the next forward. Returns 0 or CLMR_EDNNL. Not thread-safe per
+ * trainer (oneDNN parallelises inside each primitive). */
+int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum, const float **h);
+
+/* Backward from dh (batch, embed_dim) through the encoder of the last forward: WRITES (does not
+ * accumulate) every encoder gradient in the caller's gradient block. Returns 0 or CLMR_EDNNL. */
+int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh);
+
+/* One whole contrastive step: zeroes the gradient block, forward (running statistics with momentum
+ * 0.1), projector + NT-Xent with temperature tau (views i and i + batch/2 are pairs), backward,
+ * optional clipping (adam->clip_norm) and an Adam update of the whole parameter block; `step` is
+ * the 1-based index of this update. *loss gets the loss, *grad_norm (may be NULL) the gradient
+ * norm before clipping. Returns 0, CLMR_EINVAL (no projector, odd batch, no m/v) or CLMR_EDNNL. */
+int clmr_train_dnnl_step_contrastive(clmr_train_dnnl_t *t, const float *x, float tau,
+                                     const clmr_adam_params_t *adam, long step, float *loss,
+                                     double *grad_norm);
+
+/* One whole supervised step: as above with the linear head and BCE-with-logits against y
+ * (batch, n_tags). freeze_encoder != 0 skips the encoder backward and updates the head only. */
+int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const float *y,
+                                    int freeze_encoder, const clmr_adam_params_t *adam, long step,
+                                    float *loss, double *grad_norm);
+
+/* Frees everything; accepts NULL or *t == NULL and sets *t to NULL. */
+void clmr_train_dnnl_close(clmr_train_dnnl_t **t);
+
+#endif

@@ -53,12 +53,28 @@ static int forward_ref(const clmr_model_t *m, const float *x, int B, float *emb,
     return rc;
 }
 
+/* The oneDNN path (src/nn/infer_dnnl.c): folded BN, chosen layouts. max_batch 3 with 2 threads, so
+ * a 4-chunk input runs one split-lane batch of 3 and one intra-op batch of 1. */
+static int forward_dnnl(const clmr_model_t *m, const float *x, int B, float *emb, float *scores,
+                        char **errmsg)
+{
+    clmr_infer_params_t p = clmr_infer_default_params();
+    p.max_batch = 3;
+    p.threads = 2;
+    clmr_infer_t *ctx = NULL;
+    int rc = clmr_infer_open(&ctx, m, &p, errmsg);
+    if (rc == 0) rc = clmr_infer_run(ctx, x, B, emb, m->cfg.n_tags ? scores : NULL);
+    if (rc && errmsg && !*errmsg) clmr_set_err(errmsg, rc, "oneDNN forward failed");
+    clmr_infer_close(&ctx);
+    return rc;
+}
+
 static const struct {
     const char *name;
     golden_forward_fn fn;
 } paths[] = {
     {"ref", forward_ref},
-    /* {"dnnl", forward_dnnl}, -- the oneDNN path goes here */
+    {"dnnl", forward_dnnl},
 };
 #define N_PATHS (int)(sizeof(paths) / sizeof(paths[0]))
 

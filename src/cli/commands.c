@@ -6,9 +6,11 @@
 int clmr_cli_inspect(int argc, char **argv);
 int clmr_cli_fit_head(int argc, char **argv);
 int clmr_cli_eval(int argc, char **argv);
+int clmr_cli_pretrain(int argc, char **argv);
 
 const clmr_cli_command_t clmr_cli_commands[] = {
     {"inspect", clmr_cli_inspect, "validate a model file and print its shapes, tags and metadata"},
+    {"pretrain", clmr_cli_pretrain, "self-supervised CLMR pretraining of the encoder on unlabelled audio"},
     {"fit-head", clmr_cli_fit_head, "train a new tag head on a frozen encoder from labelled audio"},
     {"eval", clmr_cli_eval, "macro ROC-AUC / PR-AUC of a model's tags on labelled audio"},
     {NULL, NULL, NULL},

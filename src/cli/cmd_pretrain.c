@@ -56,7 +56,8 @@ static void usage(FILE *f)
         "to the manifest's folder) or one path per line.\n\n"
         "Options:\n"
         "  --init MODEL            start from this model's encoder (default: random init)\n"
-        "  --steps N               total steps, counting resumed ones (default 1000)\n"
+        "  --steps N               total steps, counting resumed ones (default 1000); 0 writes\n"
+        "                          the initialised model (the random-init baseline)\n"
         "  --batch B               pairs (tracks) per step; 2B chunks (default 48)\n"
         "  --lr X                  Adam learning rate (default 3e-4)\n"
         "  --weight-decay X        Adam (L2) weight decay (default 0)\n"
@@ -232,7 +233,7 @@ int clmr_cli_pretrain(int argc, char **argv)
             init_path = optarg;
             break;
         case O_STEPS:
-            bad = clmr_cli_parse_int(&steps, optarg, 1, 1000000000, cmd, "--steps");
+            bad = clmr_cli_parse_int(&steps, optarg, 0, 1000000000, cmd, "--steps");
             break;
         case O_BATCH:
             bad = clmr_cli_parse_int(&batch, optarg, 1, 4096, cmd, "--batch");
@@ -361,7 +362,7 @@ int clmr_cli_pretrain(int argc, char **argv)
     }
     if (init) snprintf(init_id, sizeof(init_id), "%s", clmr_model_id(init));
     const clmr_pretrain_params_t *pp = clmr_pretrain_params(pt);
-    if (clmr_pretrain_steps_done(pt) >= steps) {
+    if (resume && clmr_pretrain_steps_done(pt) >= steps) {
         fprintf(stderr, "clmrd pretrain: the checkpoint has already done %ld steps (--steps %d)\n",
                 clmr_pretrain_steps_done(pt), steps);
         st = 2;

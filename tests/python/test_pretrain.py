@@ -215,3 +215,18 @@ def test_corrupt_checkpoint_is_refused(pool, tmp_path):
     r = run("--data", pool, "--out", tmp_path / "m2.st", "--resume", tmp_path / "short.ckpt",
             "--steps", 2, ok=False)
     assert r.returncode == 1 and ("truncated" in r.stderr or "corrupt" in r.stderr)
+
+
+def test_steps_zero_writes_the_initial_model(pool, tmp_path):
+    """--steps 0: the PyTorch-initialised encoder, untouched (the paper's random-init baseline)."""
+    run("--data", pool, "--out", tmp_path / "r.st", "--widths", SMALL, "--steps", 0, "-q")
+    t, meta = safetensors_io.read(str(tmp_path / "r.st"))
+    assert json.loads(meta["pretrain"])["steps"] == 0
+    w = t["sequential.1.0.weight"]  # (16, 8, 3): kaiming_uniform bound sqrt(6 / 24) = 0.5
+    assert np.abs(w).max() <= 0.5 and np.abs(w).max() > 0.4
+    assert np.all(t["sequential.1.1.running_var"] == 1) and np.all(t["sequential.1.1.running_mean"] == 0)
+    run("--data", pool, "--out", tmp_path / "i.st", "--init", TINY, "--widths", TINY_WIDTHS,
+        "--steps", 0, "-q")
+    t0, _ = safetensors_io.read(TINY)
+    t1, _ = safetensors_io.read(str(tmp_path / "i.st"))
+    assert all(np.array_equal(t0[k], t1[k]) for k in t0 if "num_batches" not in k)

@@ -19,6 +19,7 @@
 
 #include "clmr/model.h"
 #include "train/adam.h"
+#include "train/train_dnnl.h"
 #include "train/samplecnn_train_ref.h"
 
 #include <stdint.h>
@@ -66,6 +67,11 @@ int clmr_pretrain_open_checkpoint(clmr_pretrain_t **out, const char *path, char 
  * *grad_norm (may be NULL) the gradient norm. Returns 0 or CLMR_EDNNL / CLMR_EINVAL. Not
  * thread-safe. */
 int clmr_pretrain_step(clmr_pretrain_t *pt, const float *x, float *loss, double *grad_norm);
+
+/* As clmr_pretrain_step with an extra loss term on the embedding (train_dnnl.h's aux hook; NULL =
+ * none): *loss = contrastive term, *aux_loss (may be NULL) = the extra term. */
+int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux,
+                           void *aux_ud, float *loss, float *aux_loss, double *grad_norm);
 
 /* Steps done so far (the index of the next data batch). */
 long clmr_pretrain_steps_done(const clmr_pretrain_t *pt);

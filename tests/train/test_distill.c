@@ -1,6 +1,6 @@
 /* test_distill.c - the fine-tuning distillation term against finite differences of its own loss
  * (double-precision central differences) and against a zero-gradient fixed point.
- * Tolerances: gradient max relative difference 1e-3 (float32 forward, step 1e-3). */
+ * Tolerances: gradient max relative difference 1e-3 (float32 forward, step 1e-2, relative to |num| + 1e-3). */
 #include "harness.h"
 #include "train/distill.h"
 
@@ -38,11 +38,11 @@ static void test_gradient(void)
         float hp[B * D], hm[B * D];
         memcpy(hp, h, sizeof h);
         memcpy(hm, h, sizeof h);
-        hp[i] += 1e-3f;
-        hm[i] -= 1e-3f;
-        double num = (loss_at(hp, W, b, y, 0.5f) - loss_at(hm, W, b, y, 0.5f)) / 2e-3;
+        hp[i] += 1e-2f;
+        hm[i] -= 1e-2f;
+        double num = (loss_at(hp, W, b, y, 0.5f) - loss_at(hm, W, b, y, 0.5f)) / 2e-2;
         double got = dh[i] - 1.0;
-        double rel = fabs(got - num) / (fabs(num) + 1e-4);
+        double rel = fabs(got - num) / (fabs(num) + 1e-3);
         if (rel > worst) worst = rel;
     }
     CHECKF(worst < 1e-2, "max relative gradient error %g", worst);

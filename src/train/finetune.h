@@ -13,7 +13,8 @@
 #ifndef CLMR_TRAIN_FINETUNE_H
 #define CLMR_TRAIN_FINETUNE_H
 
-#include "clmr/model.h"
+/* Not clmr/model.h: its clmr_track_t clashes with store.h, and the daemon includes both. */
+typedef struct clmr_model clmr_model_t;
 
 #include <stddef.h>
 #include <stdint.h>

@@ -104,8 +104,6 @@ int clmr__admin_open(clmr_server_t *s, char **errmsg)
         a->token_len = strlen(s->cfg.admin_token);
         memcpy(a->token, s->cfg.admin_token, a->token_len + 1);
     }
-    /* The copy in the configuration is no longer needed: keep the secret in one place. */
-    memset(s->cfg.admin_token, 0, sizeof s->cfg.admin_token);
     CLMR_LOG_INFO("admin API %s", a->token_len ? "enabled" : "disabled (no token configured)");
     return 0;
 }
@@ -550,7 +548,7 @@ static void h_finetune(clmr_http_req_t *req)
         json_decref(body);
         return;
     }
-    const char *tracks = "new";
+    char tracks[4] = "new"; /* copied: the body is freed below */
     json_t *tv = json_object_get(body, "tracks");
     if (tv) {
         if (!json_is_string(tv) ||
@@ -559,7 +557,7 @@ static void h_finetune(clmr_http_req_t *req)
             json_decref(body);
             return;
         }
-        tracks = json_string_value(tv);
+        snprintf(tracks, sizeof tracks, "%s", json_string_value(tv));
     }
     json_t *params = json_pack("{s:I,s:I,s:f,s:s,s:I,s:f,s:I}", "steps", (json_int_t)steps,
                                "batch_size", (json_int_t)batch, "learning_rate", lr, "tracks",
@@ -609,8 +607,6 @@ static void h_finetune(clmr_http_req_t *req)
                          need - (long)c->n_paths, c->n_paths, tracks, need);
         goto out;
     }
-    /* A finished previous job's thread may still be unwinding: join it first. */
-    join_job(a);
     c->params_json = json_dumps(params, JSON_COMPACT);
     int64_t id = 0;
     rc = clmr_store_job_create(s->store, pm.id, c->params_json, steps, &id, &msg);
@@ -623,6 +619,8 @@ static void h_finetune(clmr_http_req_t *req)
         goto out;
     }
     c->id = id;
+    /* The store says no job is unfinished, so a previous thread is at most unwinding: join it. */
+    join_job(a);
     pthread_mutex_lock(&a->mu);
     atomic_store(&a->cancel, 0);
     a->job_id = id;

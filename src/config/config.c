@@ -76,6 +76,13 @@ const clmr_config_key_t clmr_config_keys[] = {
     {"gate-min-retrieval-ratio", "CLMRD_GATE_MIN_RETRIEVAL_RATIO", CLMR_CFG_DOUBLE, "0.9", 0, 10,
      NULL, OFF(gate_min_retrieval_ratio), 0, 0,
      "gate: smallest ratio of the new model's view-retrieval top-1 accuracy to the parent's"},
+    {"finetune-eval-labels", "CLMRD_FINETUNE_EVAL_LABELS", CLMR_CFG_PATH, "", 0, 0, NULL,
+     OFF(finetune_eval_labels), SZ(finetune_eval_labels), 0,
+     "labelled evaluation set (JSON lines {\"path\",\"tags\"}, see docs/evaluation.md) for the "
+     "fine-tuning gate's ROC-AUC / PR-AUC; empty = none"},
+    {"gate-max-auc-drop", "CLMRD_GATE_MAX_AUC_DROP", CLMR_CFG_DOUBLE, "0.01", 0, 1, NULL,
+     OFF(gate_max_auc_drop), 0, 0,
+     "gate (with finetune-eval-labels): largest drop of macro ROC-AUC below the parent's"},
     {"log-format", "CLMRD_LOG_FORMAT", CLMR_CFG_ENUM, "text", 0, 0, "text|json", OFF(log_format),
      SZ(log_format), 0, "log line format"},
     {"log-level", "CLMRD_LOG_LEVEL", CLMR_CFG_ENUM, "info", 0, 0, "debug|info|warn|error",

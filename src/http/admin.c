@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -154,7 +155,9 @@ int clmr__admin_match(clmr_http_req_t *req, const char *method, const char *url,
     struct clmr_admin *a = req->srv->admin;
     req->route = R_ADMIN;
     if (!a || !a->token_len) {
-        clmr__http_error(req, 404, "not_found", "no route %s %s", method, url);
+        clmr__http_error(req, 404, "not_found",
+                         "the admin API is disabled: no admin token is configured "
+                         "(admin-token-file or CLMRD_ADMIN_TOKEN)");
         return -1;
     }
     static const char *const query_keys[] = {"token", "access_token", "admin_token",
@@ -377,6 +380,7 @@ static void *job_main(void *arg)
         .checkpoint_path = ckpt,
         .out_path = out,
         .name = name,
+        .labels_path = s->cfg.finetune_eval_labels,
         .provenance_json = prov_s,
         .progress = job_progress,
         .ud = c,
@@ -392,7 +396,9 @@ static void *job_main(void *arg)
     int pass_drift = res.tag_drift <= cfg->gate_max_tag_drift;
     int pass_top5 = res.top5_overlap >= cfg->gate_min_top5_overlap;
     int pass_ret = res.retrieval_new >= cfg->gate_min_retrieval_ratio * res.retrieval_parent;
-    int pass = pass_drift && pass_top5 && pass_ret;
+    int labelled = isfinite(res.roc_auc_new) && isfinite(res.roc_auc_parent);
+    int pass_auc = !labelled || res.roc_auc_new >= res.roc_auc_parent - cfg->gate_max_auc_drop;
+    int pass = pass_drift && pass_top5 && pass_ret && pass_auc;
     json_t *meta = json_pack(
         "{s:s,s:I,s:I,s:s,s:{s:I,s:I},s:{s:f,s:f},s:{s:f,s:f,s:f,s:f,s:i,s:f},"
         "s:{s:b,s:b,s:b,s:b,s:f,s:f,s:f}}",
@@ -406,6 +412,14 @@ static void *job_main(void *arg)
         pass_ret, "max_tag_drift", cfg->gate_max_tag_drift, "min_top5_overlap",
         cfg->gate_min_top5_overlap, "min_retrieval_ratio", cfg->gate_min_retrieval_ratio);
     json_object_set_new(meta, "params", json_loads(c->params_json, 0, NULL));
+    if (labelled) {
+        json_t *mm = json_object_get(meta, "metrics");
+        json_object_set_new(mm, "roc_auc", json_real(res.roc_auc_new));
+        json_object_set_new(mm, "pr_auc", json_real(res.pr_auc_new));
+        json_object_set_new(mm, "parent_roc_auc", json_real(res.roc_auc_parent));
+        json_object_set_new(mm, "parent_pr_auc", json_real(res.pr_auc_parent));
+        json_object_set_new(json_object_get(meta, "gate"), "roc_auc_ok", json_boolean(pass_auc));
+    }
     char *meta_s = json_dumps(meta, JSON_COMPACT);
     json_decref(meta);
     clmr_store_model_t m;

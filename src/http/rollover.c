@@ -114,6 +114,26 @@ int clmr__rollover_open(clmr_server_t *s, char **errmsg)
     return 0;
 }
 
+int clmr__rollover_boot_replace(clmr_server_t *s, const char *path, const char *id)
+{
+    struct clmr_rollover *ro = s->ro;
+    char *msg = NULL;
+    clmr_served_t *m = served_load(path, &msg);
+    if (!m || strcmp(m->info.id, id)) {
+        CLMR_LOG_WARN("the active model %s cannot be served (%s); serving the --model file",
+                      id, m ? "its file changed" : (msg ? msg : "load failed"));
+        clmr__served_release(m);
+        free(msg);
+        return -1;
+    }
+    clmr__served_release(ro->active);
+    clmr__served_release(ro->search);
+    ro->active = m;
+    ro->search = ref(m);
+    CLMR_LOG_INFO("serving the fine-tuned model %s activated earlier (%s)", id, path);
+    return 0;
+}
+
 int clmr__rollover_open_index(clmr_server_t *s, char **errmsg)
 {
     clmr_served_t *m = s->ro->active;

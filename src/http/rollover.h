@@ -32,6 +32,9 @@ typedef struct clmr_served {
  * clmr__rollover_open_index once the store is open. */
 int clmr__rollover_open(clmr_server_t *s, char **errmsg);
 int clmr__rollover_open_index(clmr_server_t *s, char **errmsg);
+/* Start-up only (no request is served yet): serve the model at path (whose content id must be
+ * id) instead of the --model file. Returns 0, or -1 (logged) leaving the --model file served. */
+int clmr__rollover_boot_replace(clmr_server_t *s, const char *path, const char *id);
 /* Stops the re-embedding thread and drops the server's references. */
 void clmr__rollover_close(clmr_server_t *s);
 

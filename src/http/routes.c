@@ -961,6 +961,23 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
                                        NULL) == 0 &&
         failed)
         CLMR_LOG_WARN("marked %d unfinished fine-tuning job(s) failed", failed);
+    /* A fine-tuned model activated through the admin API stays active across restarts (it has a
+     * parent); any other active model gives way to the --model file, as before. */
+    clmr_store_model_t act;
+    memset(&act, 0, sizeof act);
+    int keep = 0;
+    if (clmr_store_model_get_active(s->store, &act, NULL) == 0 && act.parent_id && act.path) {
+        clmr_served_t *b = clmr__served_active(s);
+        int differs = strcmp(b->info.id, act.id) != 0;
+        clmr__served_release(b);
+        char path[CLMR_CONFIG_PATH_MAX + 160];
+        if (act.path[0] == '/')
+            snprintf(path, sizeof path, "%s", act.path);
+        else
+            snprintf(path, sizeof path, "%s/%s", s->cfg.data_dir, act.path);
+        keep = differs && clmr__rollover_boot_replace(s, path, act.id) == 0;
+    }
+    clmr_store_model_clear(&act);
     clmr_served_t *boot = clmr__served_active(s);
     const clmr_http_model_info_t *info = &boot->info;
     clmr_store_model_t m;
@@ -970,8 +987,12 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
     m.path = (char *)info->path;
     m.status = CLMR_MODEL_ACTIVE;
     int created = 0;
-    rc = clmr_store_model_ensure(s->store, &m, &created, errmsg);
-    if (!rc && !created) rc = clmr_store_model_activate(s->store, info->id, errmsg);
+    if (keep) { /* the served model is already the active row */
+        rc = 0;
+    } else {
+        rc = clmr_store_model_ensure(s->store, &m, &created, errmsg);
+        if (!rc && !created) rc = clmr_store_model_activate(s->store, info->id, errmsg);
+    }
     clmr__served_release(boot);
     if (rc) return rc;
     int removed = 0;

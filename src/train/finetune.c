@@ -12,7 +12,10 @@
 #include "clmr/error.h"
 #include "nn/model_internal.h"
 #include "train/distill.h"
+#include "train/embed_set.h"
+#include "train/labels.h"
 #include "train/loader.h"
+#include "train/metrics.h"
 #include "train/pretrain.h"
 
 #include <math.h>
@@ -91,6 +94,33 @@ static void top5(const float *s, int T, int out[5])
         }
         out[k] = best;
     }
+}
+
+/* Macro ROC-AUC / PR-AUC of m's tags on the labelled set. */
+static int labelled_auc(const clmr_model_t *m, const clmr_labels_t *l, int threads, double *roc,
+                        double *pr, char **errmsg)
+{
+    clmr_embed_set_t es;
+    memset(&es, 0, sizeof es);
+    clmr_metrics_t mt;
+    memset(&mt, 0, sizeof mt);
+    const int T = clmr_model_n_tags(m);
+    double *scores = malloc(sizeof(double) * (size_t)l->n_items * (size_t)T);
+    int rc = scores ? clmr_embed_set_build(&es, m, l, NULL, threads, NULL, NULL, NULL, errmsg)
+                    : CLMR_ENOMEM;
+    if (!rc) {
+        for (int i = 0; i < l->n_items; i++)
+            clmr_embed_track_scores(scores + (size_t)i * T, m, es.emb[i], es.n_chunks[i]);
+        rc = clmr_metrics_compute(&mt, scores, l->y, (size_t)l->n_items, T);
+    }
+    if (!rc) {
+        *roc = mt.roc_auc;
+        *pr = mt.pr_auc;
+    }
+    clmr_metrics_free(&mt);
+    clmr_embed_set_free(&es);
+    free(scores);
+    return rc;
 }
 
 /* Tag agreement and retrieval on the held-out files. */
@@ -174,6 +204,26 @@ static int evaluate(const clmr_model_t *parent, const clmr_model_t *student,
     }
     res->retrieval_parent = rp / EVAL_BATCHES;
     res->retrieval_new = rs / EVAL_BATCHES;
+    res->roc_auc_new = res->pr_auc_new = res->roc_auc_parent = res->pr_auc_parent = NAN;
+    if (p->labels_path && *p->labels_path && T > 0) {
+        clmr_labels_t l;
+        memset(&l, 0, sizeof l);
+        const char **vocab = malloc(sizeof *vocab * (size_t)T);
+        if (!vocab) {
+            rc = CLMR_ENOMEM;
+            goto out;
+        }
+        for (int t = 0; t < T; t++)
+            vocab[t] = clmr_model_tag(parent, t);
+        rc = clmr_labels_load(&l, p->labels_path, vocab, T, errmsg);
+        free(vocab);
+        if (!rc)
+            rc = labelled_auc(parent, &l, p->threads, &res->roc_auc_parent, &res->pr_auc_parent,
+                              errmsg);
+        if (!rc)
+            rc = labelled_auc(student, &l, p->threads, &res->roc_auc_new, &res->pr_auc_new, errmsg);
+        clmr_labels_free(&l);
+    }
 out:
     free(ep);
     free(es);

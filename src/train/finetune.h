@@ -38,6 +38,7 @@ typedef struct {
     const char *checkpoint_path; /* required: written atomically (pretrain.h format) */
     const char *out_path;        /* required: the new model (.safetensors) */
     const char *name;            /* model name */
+    const char *labels_path;     /* labelled evaluation set (labels.h JSON lines) or NULL */
     const char *provenance_json; /* JSON object text stored as metadata "finetune" (may be NULL) */
     /* Called after every step; a non-zero return cancels the run (a checkpoint is written and
      * CLMR_ECANCELLED returned). May be NULL. */
@@ -54,6 +55,9 @@ typedef struct {
     double tag_drift;    /* mean |p_new - p_parent| over held-out tracks and tags (0 w/o head) */
     double top5_overlap; /* mean |top5_new & top5_parent| / 5 (1 w/o head) */
     double retrieval_new, retrieval_parent; /* top-1 accuracy of finding a view's pair */
+    /* with labels_path and a tag head: macro ROC-AUC / PR-AUC (metrics.h) of both models; NaN
+     * otherwise */
+    double roc_auc_new, pr_auc_new, roc_auc_parent, pr_auc_parent;
     char model_id[17];   /* id of the saved model file */
 } clmr_finetune_result_t;
 

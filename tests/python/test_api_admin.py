@@ -113,8 +113,11 @@ def test_validation_and_too_little_audio(make_daemon, songs):
     assert "2 more tracks needed" in r.json()["error"]["message"]
 
 
-def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs):
-    d = admin_daemon(make_daemon)
+def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs, tmp_path):
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join('{"path": "%s", "tags": ["%s"]}\n' % (p, "guitar" if i < 3 else "rock")
+                              for i, p in enumerate(songs)))
+    d = admin_daemon(make_daemon, "--finetune-eval-labels", str(labels))
     ingest(d, songs)
     base = requests.get(d.url("/v1/models"), timeout=10).json()["active"]
     # one job at a time: 409 while a (long) job runs
@@ -156,6 +159,10 @@ def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs):
         assert math.isfinite(meta["metrics"][k])
     assert 0 <= meta["metrics"]["tag_drift"] <= 1
     assert isinstance(meta["gate"]["pass"], bool)
+    # the labelled evaluation set: ROC-AUC / PR-AUC of both models, in [0, 1]
+    for k in ("roc_auc", "pr_auc", "parent_roc_auc", "parent_pr_auc"):
+        assert 0 <= meta["metrics"][k] <= 1, meta
+    assert isinstance(meta["gate"]["roc_auc_ok"], bool)
     assert os.path.exists(os.path.join(d.data_dir, "models", "job-%d.safetensors" % job["id"]))
 
     # activation while tag requests run: none fails
@@ -167,7 +174,8 @@ def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs):
         n = 0
         while not done.is_set() or n < 3:
             # a fresh upload each time (distinct bytes) so the cache does not answer
-            r = requests.post(d.url("/v1/tag"), data=data, timeout=60)
+            # per_chunk answers are never cached: every request runs inference
+            r = requests.post(d.url("/v1/tag?per_chunk=true"), data=data, timeout=60)
             if r.status_code != 200:
                 errors.append((r.status_code, r.text))
             n += 1
@@ -195,6 +203,14 @@ def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs):
     r = requests.get(d.url("/v1/tracks/%s/similar?k=3" % tid), timeout=10)
     assert r.status_code == 200 and r.json()["model"] == new_id, r.text
     assert len(r.json()["results"]) == 3
+
+    # the activation survives a restart
+    assert d.stop() == 0
+    d = admin_daemon(make_daemon, data_dir=d.data_dir)
+    m = requests.get(d.url("/v1/models"), timeout=10).json()
+    assert m["active"] == new_id and m["search"] == new_id, m
+    r = requests.get(d.url("/v1/tracks/%s/similar?k=3" % tid), timeout=10)
+    assert r.status_code == 200 and r.json()["model"] == new_id
 
     # rollback to the base model
     r = requests.post(d.url("/v1/admin/models/%s/rollback-to" % new_id), headers=AUTH, timeout=30)

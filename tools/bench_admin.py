@@ -64,9 +64,16 @@ def main():
         r = requests.post(d.url("/v1/admin/finetune"), headers=AUTH, timeout=30,
                           json={"steps": 1000000, "batch_size": a.batch, "tracks": "all"})
         jid = r.json()["job"]["id"]
-        while requests.get(d.url("/v1/admin/jobs/%d" % jid), headers=AUTH,
-                           timeout=10).json()["job"]["step"] < 2:
+        def step():
+            return requests.get(d.url("/v1/admin/jobs/%d" % jid), headers=AUTH,
+                                timeout=10).json()["job"]["step"]
+        while step() < 2:
             time.sleep(0.2)
+        # the job alone (no requests): rate from the step counter over a window
+        s0, t0 = step(), time.perf_counter()
+        time.sleep(6)
+        s1, t1 = step(), time.perf_counter()
+        alone = (s1 - s0) * 2 * a.batch / (t1 - t0)
         busy = tag_latencies(d, data, a.requests)
         job = requests.get(d.url("/v1/admin/jobs/%d" % jid), headers=AUTH, timeout=10).json()["job"]
         requests.delete(d.url("/v1/admin/jobs/%d" % jid), headers=AUTH, timeout=10)
@@ -77,7 +84,10 @@ def main():
     finally:
         d.stop()
     # Offline: the same pool, batch and thread count (1, the service default).
-    p = subprocess.run([CLMRD, "pretrain", "--data", pool, "--init", a.model, "--out",
+    info = subprocess.run([CLMRD, "inspect", a.model], capture_output=True, text=True).stdout
+    widths = re.search(r"widths 1 -> ([0-9 ->]+)", info).group(1).replace(" -> ", ",").strip()
+    p = subprocess.run([CLMRD, "pretrain", "--data", pool, "--init", a.model, "--widths", widths,
+                        "--out",
                         os.path.join(tmp, "off.safetensors"), "--steps", str(a.offline_steps),
                         "--batch", str(a.batch), "--threads", "1", "--checkpoint-every", "0"],
                        capture_output=True, text=True)
@@ -86,7 +96,8 @@ def main():
         "model": os.path.basename(a.model), "requests": a.requests,
         "tag_idle_ms": {"p50": round(pct(idle, 50), 1), "p99": round(pct(idle, 99), 1)},
         "tag_during_job_ms": {"p50": round(pct(busy, 50), 1), "p99": round(pct(busy, 99), 1)},
-        "job_chunks_per_s": job["chunks_per_s"], "job_steps_done": job["step"],
+        "job_chunks_per_s_alone": round(alone, 1),
+        "job_chunks_per_s_cumulative_incl_requests": job["chunks_per_s"], "job_steps_done": job["step"],
         "offline_pretrain_chunks_per_s": float(rates[-1]) if rates else None,
         "offline_rc": p.returncode,
     }, indent=1))

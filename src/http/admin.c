@@ -56,6 +56,7 @@ typedef struct {
     uint64_t seed;
     /* losses ring */
     json_t *losses;
+    double last_write; /* monotonic seconds of the last progress row written */
 } job_ctx_t;
 
 int clmr__admin_token_equal(const char *a, size_t na, const char *b, size_t nb)
@@ -299,17 +300,24 @@ static int job_progress(void *ud, const clmr_finetune_progress_t *p)
                                     (double)p->distillation, "chunks_per_s", p->chunks_per_s));
     while (json_array_size(c->losses) > LOSS_RING)
         json_array_remove(c->losses, 0);
-    char *lj = json_dumps(c->losses, JSON_COMPACT);
-    char *msg = NULL;
-    if (clmr_store_job_progress(c->s->store, c->id, p->step, lj, &msg))
-        CLMR_LOG_WARN("job %lld: progress not recorded: %s", (long long)c->id, msg ? msg : "");
-    free(msg);
-    free(lj);
+    int cancel = atomic_load(&a->cancel);
+    /* Each progress row is an fsync'd transaction: at most one per second (plus the first and the
+     * last step, and at a cancel), so small models do not spend their steps waiting on the disk. */
+    double now = clmr__http_now();
+    if (p->step == 1 || p->step == p->steps || cancel || now - c->last_write >= 1.0) {
+        c->last_write = now;
+        char *lj = json_dumps(c->losses, JSON_COMPACT);
+        char *msg = NULL;
+        if (clmr_store_job_progress(c->s->store, c->id, p->step, lj, &msg))
+            CLMR_LOG_WARN("job %lld: progress not recorded: %s", (long long)c->id,
+                          msg ? msg : "");
+        free(msg);
+        free(lj);
+    }
     pthread_mutex_lock(&a->mu);
     a->chunks_per_s = p->chunks_per_s;
     a->eta_s = p->eta_s;
     pthread_mutex_unlock(&a->mu);
-    int cancel = atomic_load(&a->cancel);
     if (!cancel && p->step == p->steps)
         clmr_store_job_set_state(c->s->store, c->id, CLMR_JOB_EVALUATING, NULL, NULL, NULL);
     return cancel;

@@ -72,8 +72,9 @@ static int read_token_file(const char *path, char *out, size_t cap, size_t *len,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return clmr_set_err(errmsg, CLMR_EIO, "configuration key 'admin-token-file': cannot open '%s': %s",
-                            path, strerror(errno));
+        return clmr_set_err(errmsg, CLMR_EIO,
+                            "configuration key 'admin-token-file': cannot open '%s': %s", path,
+                            strerror(errno));
     char buf[TOKEN_MAX + 2];
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -99,8 +100,8 @@ int clmr__admin_open(clmr_server_t *s, char **errmsg)
     pthread_mutex_init(&a->mu, NULL);
     s->admin = a;
     if (s->cfg.admin_token_file[0]) {
-        int rc = read_token_file(s->cfg.admin_token_file, a->token, sizeof a->token,
-                                 &a->token_len, errmsg);
+        int rc = read_token_file(s->cfg.admin_token_file, a->token, sizeof a->token, &a->token_len,
+                                 errmsg);
         if (rc) return rc;
     } else if (s->cfg.admin_token[0]) {
         a->token_len = strlen(s->cfg.admin_token);
@@ -150,8 +151,7 @@ static int parse_job_id(const char *p, int64_t *id)
     return *id >= 1 ? 0 : -1;
 }
 
-int clmr__admin_match(clmr_http_req_t *req, const char *method, const char *url,
-                      size_t *body_limit)
+int clmr__admin_match(clmr_http_req_t *req, const char *method, const char *url, size_t *body_limit)
 {
     struct clmr_admin *a = req->srv->admin;
     req->route = R_ADMIN;
@@ -161,8 +161,8 @@ int clmr__admin_match(clmr_http_req_t *req, const char *method, const char *url,
                          "(admin-token-file or CLMRD_ADMIN_TOKEN)");
         return -1;
     }
-    static const char *const query_keys[] = {"token", "access_token", "admin_token",
-                                             "authorization", "auth", "bearer"};
+    static const char *const query_keys[] = {"token",         "access_token", "admin_token",
+                                             "authorization", "auth",         "bearer"};
     for (size_t i = 0; i < sizeof query_keys / sizeof query_keys[0]; i++)
         if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, query_keys[i]))
             return unauthorized(req, "admin tokens are never accepted in the query string; send "
@@ -249,8 +249,7 @@ static json_t *job_json(clmr_server_t *s, const clmr_store_job_t *j)
     json_object_set_new(o, "result_model_id",
                         j->result_model_id ? json_string(j->result_model_id) : json_null());
     json_object_set_new(o, "error", j->error ? json_string(j->error) : json_null());
-    json_object_set_new(o, "started_at",
-                        j->started_at ? json_integer(j->started_at) : json_null());
+    json_object_set_new(o, "started_at", j->started_at ? json_integer(j->started_at) : json_null());
     json_object_set_new(o, "finished_at",
                         j->finished_at ? json_integer(j->finished_at) : json_null());
     double cps = 0, eta = -1;
@@ -269,7 +268,8 @@ static json_t *job_json(clmr_server_t *s, const clmr_store_job_t *j)
         json_t *last = losses ? json_array_get(losses, json_array_size(losses) - 1) : NULL;
         json_t *c = last ? json_object_get(last, "chunks_per_s") : NULL;
         json_object_set_new(o, "chunks_per_s", c ? json_incref(c) : json_null());
-        json_object_set_new(o, "eta_s", j->state == CLMR_JOB_SUCCEEDED ? json_real(0) : json_null());
+        json_object_set_new(o, "eta_s",
+                            j->state == CLMR_JOB_SUCCEEDED ? json_real(0) : json_null());
     }
     json_object_set_new(o, "checkpoint",
                         json_sprintf("jobs/%lld/checkpoint.ckpt", (long long)j->id));
@@ -296,8 +296,8 @@ static int job_progress(void *ud, const clmr_finetune_progress_t *p)
     json_array_append_new(c->losses,
                           json_pack("{s:I,s:f,s:f,s:f,s:f}", "step", (json_int_t)p->step, "loss",
                                     (double)(p->contrastive + p->distillation), "contrastive",
-                                    (double)p->contrastive, "distillation",
-                                    (double)p->distillation, "chunks_per_s", p->chunks_per_s));
+                                    (double)p->contrastive, "distillation", (double)p->distillation,
+                                    "chunks_per_s", p->chunks_per_s));
     while (json_array_size(c->losses) > LOSS_RING)
         json_array_remove(c->losses, 0);
     int cancel = atomic_load(&a->cancel);
@@ -309,8 +309,7 @@ static int job_progress(void *ud, const clmr_finetune_progress_t *p)
         char *lj = json_dumps(c->losses, JSON_COMPACT);
         char *msg = NULL;
         if (clmr_store_job_progress(c->s->store, c->id, p->step, lj, &msg))
-            CLMR_LOG_WARN("job %lld: progress not recorded: %s", (long long)c->id,
-                          msg ? msg : "");
+            CLMR_LOG_WARN("job %lld: progress not recorded: %s", (long long)c->id, msg ? msg : "");
         free(msg);
         free(lj);
     }
@@ -339,7 +338,8 @@ static void *job_main(void *arg)
     clmr_http_model_info_t pinfo;
     memset(&pinfo, 0, sizeof pinfo);
     char dir[CLMR_CONFIG_PATH_MAX + 64], ckpt[CLMR_CONFIG_PATH_MAX + 96],
-        mdir[CLMR_CONFIG_PATH_MAX + 64], out[CLMR_CONFIG_PATH_MAX + 128], jdir[CLMR_CONFIG_PATH_MAX + 32];
+        mdir[CLMR_CONFIG_PATH_MAX + 64], out[CLMR_CONFIG_PATH_MAX + 128],
+        jdir[CLMR_CONFIG_PATH_MAX + 32];
     snprintf(jdir, sizeof jdir, "%s/jobs", s->cfg.data_dir);
     snprintf(dir, sizeof dir, "%s/%lld", jdir, (long long)c->id);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", dir);
@@ -366,10 +366,10 @@ static void *job_main(void *arg)
     size_t n_held = c->n_paths / 4 ? c->n_paths / 4 : 1;
     size_t n_train = c->n_paths - n_held;
 
-    json_t *prov = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "parent", c->parent_id, "job",
-                             (json_int_t)c->id, "tracks", c->tracks_all ? "all" : "new", "n_train",
-                             (json_int_t)n_train, "n_heldout", (json_int_t)n_held, "steps",
-                             (json_int_t)c->steps);
+    json_t *prov =
+        json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "parent", c->parent_id, "job", (json_int_t)c->id,
+                  "tracks", c->tracks_all ? "all" : "new", "n_train", (json_int_t)n_train,
+                  "n_heldout", (json_int_t)n_held, "steps", (json_int_t)c->steps);
     json_object_set_new(prov, "params", json_loads(c->params_json, 0, NULL));
     char *prov_s = json_dumps(prov, JSON_COMPACT);
     json_decref(prov);
@@ -497,8 +497,8 @@ static int collect_track(void *ud, const clmr_track_t *t)
     return 0;
 }
 
-static int get_int(clmr_http_req_t *req, json_t *body, const char *key, long long def,
-                   long long lo, long long hi, long long *out)
+static int get_int(clmr_http_req_t *req, json_t *body, const char *key, long long def, long long lo,
+                   long long hi, long long *out)
 {
     json_t *v = json_object_get(body, key);
     *out = def;
@@ -543,8 +543,8 @@ static void h_finetune(clmr_http_req_t *req)
     } else {
         body = json_object();
     }
-    static const char *const known[] = {"steps", "batch_size", "learning_rate", "tracks", "seed",
-                                        "distill_weight", "checkpoint_every"};
+    static const char *const known[] = {"steps", "batch_size",     "learning_rate",   "tracks",
+                                        "seed",  "distill_weight", "checkpoint_every"};
     const char *key;
     json_t *val;
     json_object_foreach(body, key, val)
@@ -703,6 +703,11 @@ static void h_job(clmr_http_req_t *req, int del)
         clmr__http_error_clmr(req, rc, msg);
     } else if (!del) {
         clmr__http_json(req, 200, json_pack("{s:o}", "job", job_json(s, &j)));
+    } else if (j.state == CLMR_JOB_EVALUATING) {
+        clmr__http_error(req, 409, "job_evaluating",
+                         "job %lld has finished training and is being evaluated; it cannot be "
+                         "cancelled any more",
+                         (long long)id);
     } else if (j.state >= CLMR_JOB_SUCCEEDED) {
         clmr__http_error(req, 409, "job_finished", "job %lld is already %s", (long long)id,
                          clmr_job_state_name(j.state));

@@ -120,8 +120,8 @@ int clmr__rollover_boot_replace(clmr_server_t *s, const char *path, const char *
     char *msg = NULL;
     clmr_served_t *m = served_load(path, &msg);
     if (!m || strcmp(m->info.id, id)) {
-        CLMR_LOG_WARN("the active model %s cannot be served (%s); serving the --model file",
-                      id, m ? "its file changed" : (msg ? msg : "load failed"));
+        CLMR_LOG_WARN("the active model %s cannot be served (%s); serving the --model file", id,
+                      m ? "its file changed" : (msg ? msg : "load failed"));
         clmr__served_release(m);
         free(msg);
         return -1;
@@ -202,8 +202,8 @@ static int list_track(void *ud, const clmr_track_t *t)
     return 0;
 }
 
-static void set_status(struct clmr_rollover *ro, const char *state, long long done,
-                       long long total, const char *err)
+static void set_status(struct clmr_rollover *ro, const char *state, long long done, long long total,
+                       const char *err)
 {
     pthread_mutex_lock(&ro->mu);
     snprintf(ro->state, sizeof ro->state, "%s", state);
@@ -281,7 +281,8 @@ static void *reembed_main(void *p)
                         : CLMR_EIO;
         free(bytes);
         if (arc == 0) {
-            int prc = clmr_store_embedding_put(s->store, l.ids[i], m->info.id, an.emb, an.dim, NULL);
+            int prc =
+                clmr_store_embedding_put(s->store, l.ids[i], m->info.id, an.emb, an.dim, NULL);
             if (!prc && an.n_tags > 0)
                 prc = clmr_store_scores_put(s->store, l.ids[i], m->info.id, an.scores, an.n_tags,
                                             NULL);
@@ -315,7 +316,8 @@ out:
         char e[256];
         snprintf(e, sizeof e, "%s", msg ? msg : clmr_strerror(rc));
         set_status(ro, rc == CLMR_ECANCELLED ? "cancelled" : "failed", -1, -1, e);
-        if (rc != CLMR_ECANCELLED) CLMR_LOG_WARN("re-embedding for model %s failed: %s", m->info.id, e);
+        if (rc != CLMR_ECANCELLED)
+            CLMR_LOG_WARN("re-embedding for model %s failed: %s", m->info.id, e);
     } else {
         set_status(ro, "complete", done, -1, NULL);
     }
@@ -405,10 +407,10 @@ json_t *clmr__rollover_state(clmr_server_t *s)
 {
     struct clmr_rollover *ro = s->ro;
     pthread_mutex_lock(&ro->mu);
-    json_t *j = json_pack("{s:s,s:s,s:{s:s?,s:s,s:I,s:I}}", "active", ro->active->info.id,
-                          "search", ro->search->info.id, "reembedding", "model",
-                          ro->model[0] ? ro->model : NULL, "state", ro->state, "done",
-                          (json_int_t)ro->done, "total", (json_int_t)ro->total);
+    json_t *j =
+        json_pack("{s:s,s:s,s:{s:s?,s:s,s:I,s:I}}", "active", ro->active->info.id, "search",
+                  ro->search->info.id, "reembedding", "model", ro->model[0] ? ro->model : NULL,
+                  "state", ro->state, "done", (json_int_t)ro->done, "total", (json_int_t)ro->total);
     if (ro->error[0])
         json_object_set_new(json_object_get(j, "reembedding"), "error", json_string(ro->error));
     pthread_mutex_unlock(&ro->mu);

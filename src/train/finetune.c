@@ -300,14 +300,18 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
         }
         long k = clmr_pretrain_steps_done(pt);
         if (!isfinite(lc) || !isfinite(ldist)) {
-            rc = clmr_set_err(errmsg, CLMR_EINVAL, "fine-tuning: the loss is not finite at step %ld",
-                              k);
+            rc = clmr_set_err(errmsg, CLMR_EINVAL,
+                              "fine-tuning: the loss is not finite at step %ld", k);
             goto out;
         }
         if (k == 1) res->first_loss = lc + ldist;
         res->last_loss = lc + ldist;
         double el = now_s() - t0;
-        clmr_finetune_progress_t pr = {k, p->steps, lc, ldist, el > 0 ? (double)k * V / el : 0,
+        clmr_finetune_progress_t pr = {k,
+                                       p->steps,
+                                       lc,
+                                       ldist,
+                                       el > 0 ? (double)k * V / el : 0,
                                        el / k * (double)(p->steps - k)};
         res->steps_done = k;
         res->chunks_per_s = pr.chunks_per_s;

@@ -20,21 +20,21 @@ typedef struct clmr_model clmr_model_t;
 #include <stdint.h>
 
 typedef struct {
-    long step, steps;       /* steps done / planned */
-    float contrastive;      /* this step's NT-Xent loss */
-    float distillation;     /* this step's distillation term (already weighted) */
-    double chunks_per_s;    /* training views per second so far (2N per step) */
-    double eta_s;           /* estimated seconds to the last step */
+    long step, steps;    /* steps done / planned */
+    float contrastive;   /* this step's NT-Xent loss */
+    float distillation;  /* this step's distillation term (already weighted) */
+    double chunks_per_s; /* training views per second so far (2N per step) */
+    double eta_s;        /* estimated seconds to the last step */
 } clmr_finetune_progress_t;
 
 typedef struct {
-    long steps;            /* >= 1 */
-    int batch_pairs;       /* N (2N views per step), >= 1 */
-    float learning_rate;   /* Adam lr */
+    long steps;          /* >= 1 */
+    int batch_pairs;     /* N (2N views per step), >= 1 */
+    float learning_rate; /* Adam lr */
     uint64_t seed;
-    int threads;           /* OpenMP threads of the calling thread (>= 1) */
-    float distill_weight;  /* 0 = no distillation; ignored for encoder-only parents */
-    long checkpoint_every; /* steps between checkpoints (>= 1) */
+    int threads;                 /* OpenMP threads of the calling thread (>= 1) */
+    float distill_weight;        /* 0 = no distillation; ignored for encoder-only parents */
+    long checkpoint_every;       /* steps between checkpoints (>= 1) */
     const char *checkpoint_path; /* required: written atomically (pretrain.h format) */
     const char *out_path;        /* required: the new model (.safetensors) */
     const char *name;            /* model name */
@@ -58,7 +58,7 @@ typedef struct {
     /* with labels_path and a tag head: macro ROC-AUC / PR-AUC (metrics.h) of both models; NaN
      * otherwise */
     double roc_auc_new, pr_auc_new, roc_auc_parent, pr_auc_parent;
-    char model_id[17];   /* id of the saved model file */
+    char model_id[17]; /* id of the saved model file */
 } clmr_finetune_result_t;
 
 /* Runs the fine-tuning of parent (read only; must outlive the call) on the train files and

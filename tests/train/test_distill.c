@@ -1,6 +1,7 @@
 /* test_distill.c - the fine-tuning distillation term against finite differences of its own loss
  * (double-precision central differences) and against a zero-gradient fixed point.
- * Tolerances: gradient max relative difference 1e-3 (float32 forward, step 1e-2, relative to |num| + 1e-3). */
+ * Tolerances: gradient max relative difference 1e-3 (float32 forward, step 1e-2, relative to |num|
+ * + 1e-3). */
 #include "harness.h"
 #include "train/distill.h"
 

@@ -99,11 +99,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--breakdown-pairs", type=int, help="pairs of the verbose run (default: largest)")
+    ap.add_argument("--breakdown-only", action="store_true")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     bench = os.path.join(a.build, "bench", "bench_train")
     results = []
-    for pairs in map(int, a.pairs.split(",")):
+    for pairs in ([] if a.breakdown_only else map(int, a.pairs.split(","))):
         c = json.loads(run([bench, str(pairs), str(a.steps)], env).strip().splitlines()[-1])
         results.append(c)
         t = None
@@ -117,10 +119,11 @@ def main():
               f"{c['peak_rss_mb']:.0f} MB)" +
               (f" | PyTorch {t['chunks_per_s']:.2f} chunks/s ({t['ms_per_step']:.0f} ms/step, "
                f"peak RSS {t['peak_rss_mb']:.0f} MB) | ratio {ratio}" if t else ""), flush=True)
-    print(f"augmentation chain: {c['aug_ms_per_view']:.1f} ms per view on one thread "
-          f"({c['aug_views_per_s_per_thread']:.1f} views/s per loader thread)")
+    if results:
+        print(f"augmentation chain: {c['aug_ms_per_view']:.1f} ms per view on one thread "
+              f"({c['aug_views_per_s_per_thread']:.1f} views/s per loader thread)")
 
-    pairs = max(map(int, a.pairs.split(",")))
+    pairs = a.breakdown_pairs or max(map(int, a.pairs.split(",")))
     venv = dict(env, ONEDNN_VERBOSE="1", DNNL_VERBOSE="1")
     out = run([bench, str(pairs), "1", "0"], venv).splitlines()
     step = json.loads(out[-1])

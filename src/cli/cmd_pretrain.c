@@ -165,6 +165,19 @@ static void on_skip(void *ud, const char *path, const char *reason)
     if (!*(int *)ud) fprintf(stderr, "pretrain: skipping %s: %s\n", path, reason);
 }
 
+/* Fingerprint of the data pool (FNV-1a 64 over the usable tracks' paths in loader order), kept in
+ * the checkpoint so a resume can say when its pool differs (the data trajectory then differs). */
+static void pool_fingerprint(char out[17], const clmr_loader_t *ld)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < clmr_loader_n_tracks(ld); i++) {
+        for (const unsigned char *c = (const unsigned char *)clmr_loader_track_path(ld, i); *c; c++)
+            h = (h ^ *c) * 0x100000001b3ULL;
+        h = (h ^ 0xff) * 0x100000001b3ULL;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 static long peak_rss_mb(void)
 {
     struct rusage ru;
@@ -394,6 +407,20 @@ int clmr_cli_pretrain(int argc, char **argv)
         goto out;
     }
 
+    char pool_fp[17];
+    pool_fingerprint(pool_fp, ld);
+    const json_int_t pool_n = (json_int_t)clmr_loader_n_tracks(ld);
+    if (prior_extra && json_object_get(prior_extra, "pool")) {
+        const char *old = json_string_value(json_object_get(prior_extra, "pool"));
+        json_int_t old_n = json_integer_value(json_object_get(prior_extra, "tracks"));
+        if (!old || strcmp(old, pool_fp) != 0)
+            fprintf(stderr,
+                    "pretrain: warning: the data pool differs from the checkpoint's (%lld tracks "
+                    "now, %lld then): training continues, but not on the trajectory of an "
+                    "uninterrupted run\n",
+                    (long long)pool_n, (long long)old_n);
+    }
+
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -473,9 +500,9 @@ int clmr_cli_pretrain(int argc, char **argv)
             fflush(logf);
         }
         if (every > 0 && k % every == 0 && k < steps) {
-            json_t *ex =
-                json_pack("{s:f, s:f, s:s, s:s?}", "wall_s", prior_wall + now_s() - t_start, "loss",
-                          (double)loss, "data", data, "init", init_rec);
+            json_t *ex = json_pack("{s:f, s:f, s:s, s:s?, s:s, s:I}", "wall_s",
+                                   prior_wall + now_s() - t_start, "loss", (double)loss, "data",
+                                   data, "init", init_rec, "pool", pool_fp, "tracks", pool_n);
             char *exs = ex ? json_dumps(ex, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
             json_decref(ex);
             if (!exs) goto nomem;
@@ -496,9 +523,9 @@ int clmr_cli_pretrain(int argc, char **argv)
     /* final checkpoint and model */
     const double wall = prior_wall + (now_s() - t_start);
     const long done = clmr_pretrain_steps_done(pt);
-    json_t *ex = json_pack("{s:f, s:o, s:s, s:s?}", "wall_s", wall, "loss",
+    json_t *ex = json_pack("{s:f, s:o, s:s, s:s?, s:s, s:I}", "wall_s", wall, "loss",
                            isfinite(last_loss) ? json_real(last_loss) : json_null(), "data", data,
-                           "init", init_rec);
+                           "init", init_rec, "pool", pool_fp, "tracks", pool_n);
     char *exs = ex ? json_dumps(ex, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(ex);
     if (!exs) goto nomem;

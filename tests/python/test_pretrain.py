@@ -230,3 +230,18 @@ def test_steps_zero_writes_the_initial_model(pool, tmp_path):
     t0, _ = safetensors_io.read(TINY)
     t1, _ = safetensors_io.read(str(tmp_path / "i.st"))
     assert all(np.array_equal(t0[k], t1[k]) for k in t0 if "num_batches" not in k)
+
+
+def test_resume_on_another_pool_warns(pool, tmp_path):
+    run("--data", pool, "--out", tmp_path / "m.st", "--widths", SMALL, "--steps", 1, "--batch",
+        2, "-q")
+    hdr, _ = read_ckpt(tmp_path / "m.st.ckpt")
+    assert hdr["extra"]["tracks"] == 9 and len(hdr["extra"]["pool"]) == 16
+    same = run("--data", pool, "--out", tmp_path / "m.st", "--resume", tmp_path / "m.st.ckpt",
+               "--steps", 2)
+    assert "differs" not in same.stderr
+    fewer = tmp_path / "fewer.txt"
+    fewer.write_text("".join(f"{p}\n" for p in sorted(pool.iterdir())[:-1]))
+    other = run("--data", fewer, "--out", tmp_path / "m.st", "--resume", tmp_path / "m.st.ckpt",
+                "--steps", 3)
+    assert "the data pool differs from the checkpoint's (8 tracks now, 9 then)" in other.stderr

@@ -151,19 +151,22 @@ int clmr_pretrain_open(clmr_pretrain_t **out, const clmr_pretrain_params_t *p,
     const clmr_samplecnn_config_t *enc = &pt->cfg.enc;
     if (init) {
         if (init->cfg.n_layers != enc->n_layers) {
+            /* the message reads enc, which lives in pt: format it before freeing pt */
+            err = clmr_set_err(errmsg, CLMR_EINVAL,
+                               "--init model has %d layers, the requested widths %d",
+                               init->cfg.n_layers, enc->n_layers);
             clmr_pretrain_close(&pt);
-            return clmr_set_err(errmsg, CLMR_EINVAL,
-                                "--init model has %d layers, the requested widths %d",
-                                init->cfg.n_layers, enc->n_layers);
+            return err;
         }
         for (int i = 0; i < enc->n_layers; i++)
             if (init->cfg.layer[i].out_ch != enc->layer[i].out_ch ||
                 init->cfg.layer[i].in_ch != enc->layer[i].in_ch) {
+                err = clmr_set_err(errmsg, CLMR_EINVAL,
+                                   "--init model layer %d has %d channels, the requested "
+                                   "widths %d (pass --widths matching the model)",
+                                   i, init->cfg.layer[i].out_ch, enc->layer[i].out_ch);
                 clmr_pretrain_close(&pt);
-                return clmr_set_err(errmsg, CLMR_EINVAL,
-                                    "--init model layer %d has %d channels, the requested "
-                                    "widths %d (pass --widths matching the model)",
-                                    i, init->cfg.layer[i].out_ch, enc->layer[i].out_ch);
+                return err;
             }
     }
     clmr_train_params_t w;

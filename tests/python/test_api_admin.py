@@ -50,6 +50,9 @@ def wait_search_switch(d, model_id, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
         m = requests.get(d.url("/v1/models"), timeout=10).json()
+        # search never moves to the new model before its embeddings are complete
+        if m["reembedding"]["state"] == "running":
+            assert m["search"] != model_id, m
         if m["search"] == model_id and m["reembedding"]["state"] == "complete":
             return m
         time.sleep(0.1)
@@ -187,7 +190,9 @@ def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs, tmp_pa
     r = requests.post(d.url("/v1/admin/models/%s/activate" % new_id), headers=AUTH, timeout=30)
     assert r.status_code == 200, r.text
     st = r.json()
-    assert st["active"] == new_id
+    assert st["active"] == new_id and st["reembedding"]["model"] == new_id
+    if st["reembedding"]["state"] == "running":
+        assert st["search"] == base, st
     time.sleep(0.5)
     done.set()
     for t in threads:

@@ -17,7 +17,9 @@
  */
 #include "clmrd_build_config.h"
 #include "config/config.h"
+#include "http/admin.h"
 #include "http/http_internal.h"
+#include "http/rollover.h"
 #include "index/index.h"
 #include "util/log.h"
 
@@ -37,8 +39,9 @@ static char data_dir[64];
 static void teardown(void)
 {
     if (!srv) return;
+    clmr__admin_close(srv);
+    clmr__rollover_close(srv);
     clmr__routes_close(srv);
-    clmr_http_model_close(&srv->model, &srv->info);
     clmr__metrics_destroy(&srv->metrics);
     free(srv);
     srv = NULL;
@@ -57,24 +60,27 @@ static void setup(void)
     snprintf(srv->cfg.data_dir, sizeof srv->cfg.data_dir, "%s", data_dir);
     clmr__metrics_init(&srv->metrics);
     char *err = NULL;
-    char model[512];
-    snprintf(model, sizeof model, "%s/tests/fixtures/models/tiny.safetensors", CLMRD_SOURCE_ROOT);
-    if (clmr_http_model_open(&srv->model, &srv->info, model, &err) ||
+    snprintf(srv->cfg.model, sizeof srv->cfg.model, "%s/tests/fixtures/models/tiny.safetensors",
+             CLMRD_SOURCE_ROOT);
+    if (clmr__rollover_open(srv, &err) || clmr__admin_open(srv, &err) ||
         clmr__routes_open(srv, &err)) {
         fprintf(stderr, "fuzz_json_request: setup failed: %s\n", err ? err : "?");
         abort();
     }
     /* a few catalogued embeddings, so searches rank real hits */
     float v[512];
-    for (int t = 0; t < 3 && srv->info.dim <= 512; t++) {
+    clmr_served_t *ss = clmr__served_search(srv);
+    clmr_index_t *index = atomic_load(&ss->index);
+    for (int t = 0; t < 3 && ss->info.dim <= 512; t++) {
         char id[65];
         for (int i = 0; i < 64; i++)
             id[i] = "0123456789abcdef"[(i + t) & 15];
         id[64] = 0;
-        for (int i = 0; i < srv->info.dim; i++)
+        for (int i = 0; i < ss->info.dim; i++)
             v[i] = (float)((i + t) % 5) - 2.0f;
-        if (clmr_index_upsert(srv->index, id, v)) abort();
+        if (!index || clmr_index_upsert(index, id, v)) abort();
     }
+    clmr__served_release(ss);
     atexit(teardown);
 }
 
@@ -135,10 +141,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(req.resp_body);
         return 0;
     }
-    if (pool == CLMR_POOL_INFERENCE || req.route == R_TRACKS || req.route == R_METRICS) {
+    if (pool == CLMR_POOL_INFERENCE || req.route == R_TRACKS || req.route == R_METRICS ||
+        req.route == R_ADMIN) {
         free(req.resp_body);
         return 0;
     }
+    /* the server takes both model references at a request's first callback */
+    req.sm = clmr__served_active(srv);
+    req.ss = clmr__served_search(srv);
     size_t q = (size_t)(l2 - l1 - 1);
     if (!memchr(l1 + 1, 0, q)) { /* truncated to each field, as the server's copy does */
         copy_field(req.q_k, sizeof req.q_k, l1 + 1, q);
@@ -146,9 +156,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         copy_field(req.q_threshold, sizeof req.q_threshold, l1 + 1, q);
     }
     size_t blen = l2 < end ? (size_t)(end - l2 - 1) : 0;
-    if (blen > limit && limit > 0) return 0;       /* the server answers 413 before the handler */
+    if (blen > limit && limit > 0) { /* the server answers 413 before the handler */
+        clmr__served_release(req.sm);
+        clmr__served_release(req.ss);
+        return 0;
+    }
     unsigned char *body = malloc(blen ? blen : 1); /* exact size: overreads hit the redzone */
-    if (!body) return 0;
+    if (!body) abort();
     if (blen) memcpy(body, l2 + 1, blen);
     req.body = body;
     req.body_len = blen;
@@ -156,6 +170,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.body_limit = limit;
     clmr__route_inline(&req);
     check_response(&req);
+    clmr__served_release(req.sm);
+    clmr__served_release(req.ss);
     free(req.resp_body);
     free(body);
     return 0;

@@ -34,6 +34,13 @@ typedef struct {
     long long connection_memory_limit;
     int retry_after_s;
     char admin_token_file[CLMR_CONFIG_PATH_MAX];
+    char admin_token[256]; /* secret; admin_token_file wins when both are set */
+    int finetune_threads;
+    int finetune_min_tracks;
+    int finetune_auto_activate;
+    double gate_max_tag_drift, gate_min_top5_overlap, gate_min_retrieval_ratio;
+    char finetune_eval_labels[CLMR_CONFIG_PATH_MAX];
+    double gate_max_auc_drop;
     char log_format[8];
     char log_level[8];
     char config_file[CLMR_CONFIG_PATH_MAX]; /* the file that was read, or empty */

@@ -110,3 +110,16 @@ void clmr_http_analysis_free(clmr_http_analysis_t *a)
     }
     memset(a, 0, sizeof *a);
 }
+
+int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads,
+                         char **errmsg)
+{
+    clmr_infer_params_t ip = clmr_infer_default_params();
+    ip.threads = threads;
+    return clmr_infer_open(ctx, model, &ip, errmsg);
+}
+
+void clmr_http_infer_close(clmr_infer_t **ctx)
+{
+    clmr_infer_close(ctx);
+}

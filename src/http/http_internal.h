@@ -37,6 +37,7 @@ typedef enum {
     R_TRACK_SIM, /* /v1/tracks/{id}/similar */
     R_SIMILAR,   /* POST /v1/similar */
     R_SEARCH,    /* POST /v1/search */
+    R_ADMIN,     /* /v1/admin/... (admin.c) */
     R__COUNT
 } clmr_route_t;
 
@@ -83,19 +84,25 @@ typedef struct clmr_http_req {
     char allow[64];     /* Allow header for 405 */
     int retry_after;    /* > 0: Retry-After header */
     char location[128]; /* Location header for 201 */
+    char www_auth[64];  /* WWW-Authenticate header for 401 */
+    int admin_op;       /* ADMIN_* for R_ADMIN */
+    /* models this request uses (rollover.h), held from the first callback to completion */
+    struct clmr_served *sm; /* active: tagging, ingest */
+    struct clmr_served *ss; /* search: the similarity index and query embeddings */
     /* query arguments copied in the polling thread (workers must not touch the connection) */
     char q_top[16], q_threshold[32], q_per_chunk[8], q_embedding[8], q_k[16], q_limit[16];
     char *q_title, *q_artist, *q_external_id, *q_cursor, *content_type;
 } clmr_http_req_t;
 
+enum { ADMIN_NONE = 0, ADMIN_FINETUNE, ADMIN_JOBS, ADMIN_JOB, ADMIN_ACTIVATE, ADMIN_ROLLBACK };
+
 struct clmr_server {
     clmr_config_t cfg;
     struct MHD_Daemon *daemon;
     int port;
-    clmr_model_t *model;
-    clmr_http_model_info_t info;
+    struct clmr_rollover *ro; /* served models (rollover.c) */
+    struct clmr_admin *admin; /* admin API state (admin.c) */
     clmr_store_t *store;
-    clmr_index_t *index;
     clmr_workers_t *workers;   /* decode + inference, one clmr_infer_t per thread */
     clmr_workers_t *catalogue; /* catalogue reads and searches, no model context */
     pthread_t maint;           /* periodic WAL checkpoints */

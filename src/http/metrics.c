@@ -5,6 +5,7 @@
  * first use (at most CLMR_HTTP_N_STATUS distinct codes; more fall into the last slot).
  */
 #include "http/http_internal.h"
+#include "http/rollover.h"
 
 #include "clmr/error.h"
 #include "index/index.h"
@@ -17,7 +18,7 @@ static const char *const route_names[R__COUNT] = {
     "unknown",          "/healthz",   "/readyz",         "/metrics",
     "/v1/openapi.json", "/v1/config", "/v1/tags",        "/v1/models",
     "/v1/tag",          "/v1/tracks", "/v1/tracks/{id}", "/v1/tracks/{id}/similar",
-    "/v1/similar",      "/v1/search",
+    "/v1/similar",      "/v1/search", "/v1/admin",
 };
 
 static const double buckets[CLMR_HTTP_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -107,7 +108,10 @@ char *clmr__metrics_render(clmr_server_t *s, size_t *len)
     clmr_http_metrics_t *m = &s->metrics;
     int queued = s->workers ? clmr_workers_queued(s->workers) : 0;
     int running = s->workers ? clmr_workers_running(s->workers) : 0;
-    size_t catalogue = s->index ? clmr_index_size(s->index) : 0;
+    clmr_served_t *sv = clmr__served_search(s);
+    clmr_index_t *sidx = atomic_load(&sv->index);
+    size_t catalogue = sidx ? clmr_index_size(sidx) : 0;
+    clmr__served_release(sv);
     pthread_mutex_lock(&m->mu);
     fprintf(f, "# HELP clmrd_http_requests_total HTTP requests by route and status.\n"
                "# TYPE clmrd_http_requests_total counter\n");

@@ -8,8 +8,10 @@
  * always has its audio, and updates the similarity index after the commit.
  */
 #include "clmr/error.h"
+#include "http/admin.h"
 #include "http/http_internal.h"
 #include "http/multipart.h"
+#include "http/rollover.h"
 #include "index/index.h"
 #include "store/pool.h"
 #include "store/store.h"
@@ -104,7 +106,7 @@ int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url,
      * a long page must not stall every other connection. */
     if (rc == 0 && *pool == CLMR_POOL_INLINE &&
         (req->route == R_TRACKS || req->route == R_TRACK || req->route == R_TRACK_SIM ||
-         req->route == R_SEARCH || req->route == R_MODELS))
+         req->route == R_SEARCH || req->route == R_MODELS || req->route == R_ADMIN))
         *pool = CLMR_POOL_CATALOGUE;
     return rc;
 }
@@ -118,6 +120,9 @@ static int route_table(clmr_http_req_t *req, const char *method, const char *url
     const char *allow = NULL;
     *heavy = CLMR_POOL_INLINE;
     *body_limit = 0;
+    /* Admin routes first: without a valid token nothing about them is revealed. */
+    if (!strcmp(url, "/v1/admin") || !strncmp(url, "/v1/admin/", 10))
+        return clmr__admin_match(req, method, url, body_limit);
     static const struct {
         const char *path;
         clmr_route_t route;
@@ -245,14 +250,15 @@ static json_t *track_json(const clmr_track_t *t)
 }
 
 /* Track JSON plus its tags for the active model (when stored). */
-static json_t *track_full_json(clmr_server_t *s, const clmr_track_t *t)
+static json_t *track_full_json(clmr_http_req_t *req, const clmr_track_t *t)
 {
+    const clmr_http_model_info_t *info = &req->sm->info;
     json_t *j = track_json(t);
     float *sc = NULL;
     int n = 0;
-    if (clmr_store_scores_get(s->store, t->id, s->info.id, &sc, &n, NULL) == 0) {
-        json_object_set_new(j, "model", json_string(s->info.id));
-        json_object_set_new(j, "tags", tags_json(&s->info, sc, n, n, 0.0));
+    if (clmr_store_scores_get(req->srv->store, t->id, info->id, &sc, &n, NULL) == 0) {
+        json_object_set_new(j, "model", json_string(info->id));
+        json_object_set_new(j, "tags", tags_json(info, sc, n, n, 0.0));
     }
     free(sc);
     return j;
@@ -293,13 +299,13 @@ static void h_readyz(clmr_http_req_t *req)
     int version = 0;
     char *msg = NULL;
     int rc = s->store ? clmr_store_schema_version(s->store, &version, &msg) : CLMR_EDB;
-    if (!s->model || rc) {
+    if (!req->sm->model || rc) {
         req->retry_after = s->cfg.retry_after_s;
         clmr__http_error(req, 503, "not_ready", "%s",
-                         !s->model ? "model not loaded" : "database not usable");
+                         !req->sm->model ? "model not loaded" : "database not usable");
     } else {
         clmr__http_json(req, 200,
-                        json_pack("{s:s,s:s,s:i}", "status", "ready", "model", s->info.id,
+                        json_pack("{s:s,s:s,s:i}", "status", "ready", "model", req->sm->info.id,
                                   "schema_version", version));
     }
     free(msg);
@@ -330,6 +336,7 @@ static void h_config(clmr_http_req_t *req)
 static void h_models(clmr_http_req_t *req)
 {
     clmr_server_t *s = req->srv;
+    const clmr_http_model_info_t *info = &req->sm->info;
     clmr_store_model_t *items = NULL;
     size_t n = 0;
     char *msg = NULL;
@@ -343,20 +350,26 @@ static void h_models(clmr_http_req_t *req)
     for (size_t i = 0; i < n; i++) {
         json_t *m = json_pack("{s:s,s:s,s:b,s:I}", "id", items[i].id, "status",
                               clmr_model_status_name(items[i].status), "loaded",
-                              strcmp(items[i].id, s->info.id) == 0, "created_at",
+                              strcmp(items[i].id, info->id) == 0, "created_at",
                               (json_int_t)items[i].created_at);
         json_object_set_new(m, "name", items[i].name ? json_string(items[i].name) : json_null());
         json_object_set_new(m, "parent_id",
                             items[i].parent_id ? json_string(items[i].parent_id) : json_null());
-        if (!strcmp(items[i].id, s->info.id)) {
-            json_object_set_new(m, "n_tags", json_integer(s->info.n_tags));
-            json_object_set_new(m, "embedding_dim", json_integer(s->info.dim));
-            json_object_set_new(m, "chunk_samples", json_integer(s->info.chunk_samples));
+        if (!strcmp(items[i].id, info->id)) {
+            json_object_set_new(m, "n_tags", json_integer(info->n_tags));
+            json_object_set_new(m, "embedding_dim", json_integer(info->dim));
+            json_object_set_new(m, "chunk_samples", json_integer(info->chunk_samples));
         }
+        json_t *meta = items[i].metadata_json ? json_loads(items[i].metadata_json, 0, NULL) : NULL;
+        if (meta) json_object_set_new(m, "metadata", meta);
         json_array_append_new(a, m);
     }
     clmr_store_model_list_free(items, n);
-    clmr__http_json(req, 200, json_pack("{s:s,s:o}", "active", s->info.id, "models", a));
+    /* "active" serves tags and ingest; "search" is the model whose embeddings the similarity
+     * index holds (it differs from "active" only while the catalogue is being re-embedded). */
+    json_t *st = clmr__rollover_state(s);
+    json_object_set_new(st, "models", a);
+    clmr__http_json(req, 200, st);
 }
 
 static void h_tracks_list(clmr_http_req_t *req)
@@ -400,7 +413,7 @@ static void h_track_get(clmr_http_req_t *req)
     else if (rc)
         store_error(req, rc, msg, "track get");
     else
-        clmr__http_json(req, 200, track_full_json(req->srv, &t));
+        clmr__http_json(req, 200, track_full_json(req, &t));
     clmr_track_clear(&t);
     free(msg);
 }
@@ -414,7 +427,9 @@ static void h_track_delete(clmr_http_req_t *req)
     } else if (rc) {
         store_error(req, rc, msg, "track delete");
     } else {
-        if (req->srv->index) clmr_index_remove(req->srv->index, req->id);
+        clmr_index_t *ia = atomic_load(&req->sm->index), *is = atomic_load(&req->ss->index);
+        if (ia) clmr_index_remove(ia, req->id);
+        if (is && is != ia) clmr_index_remove(is, req->id);
         req->status = 204;
         req->resp_body = NULL;
         req->resp_len = 0;
@@ -430,15 +445,15 @@ static void h_track_similar(clmr_http_req_t *req)
     if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k)) return;
     clmr_index_hit_t hits[K_MAX];
     int n = 0;
-    int rc = clmr_index_search_id(s->index, req->id, k, hits, &n);
+    int rc = clmr_index_search_id(atomic_load(&req->ss->index), req->id, k, hits, &n);
     if (rc == CLMR_ENOT_FOUND) {
         clmr__http_error(req, 404, "not_found", "no track %s with an embedding for model %s",
-                         req->id, s->info.id);
+                         req->id, req->ss->info.id);
     } else if (rc) {
         clmr__http_error_clmr(req, rc, "similarity search failed");
     } else {
         clmr__http_json(req, 200,
-                        json_pack("{s:s,s:s,s:o}", "id", req->id, "model", s->info.id, "results",
+                        json_pack("{s:s,s:s,s:o}", "id", req->id, "model", req->ss->info.id, "results",
                                   hits_json(s, hits, n)));
     }
 }
@@ -464,18 +479,18 @@ static void h_search(clmr_http_req_t *req)
         }
         k = (int)json_integer_value(kj);
     }
-    if (!json_is_array(emb) || (int)json_array_size(emb) != s->info.dim) {
+    if (!json_is_array(emb) || (int)json_array_size(emb) != req->ss->info.dim) {
         clmr__http_error(req, 400, "invalid_argument", "'embedding' must be an array of %d numbers",
-                         s->info.dim);
+                         req->ss->info.dim);
         goto out;
     }
-    q = malloc((size_t)s->info.dim * sizeof *q);
+    q = malloc((size_t)req->ss->info.dim * sizeof *q);
     if (!q) {
         clmr__http_error_clmr(req, CLMR_ENOMEM, NULL);
         goto out;
     }
     double norm = 0;
-    for (int i = 0; i < s->info.dim; i++) {
+    for (int i = 0; i < req->ss->info.dim; i++) {
         json_t *x = json_array_get(emb, (size_t)i);
         double v = json_number_value(x);
         if (!json_is_number(x) || !isfinite(v) || !isfinite((float)v)) {
@@ -492,13 +507,13 @@ static void h_search(clmr_http_req_t *req)
     }
     clmr_index_hit_t hits[K_MAX];
     int n = 0;
-    int rc = clmr_index_search(s->index, q, k, NULL, hits, &n);
+    int rc = clmr_index_search(atomic_load(&req->ss->index), q, k, NULL, hits, &n);
     if (rc)
         clmr__http_error_clmr(req, rc, "search failed");
     else
         clmr__http_json(
             req, 200,
-            json_pack("{s:s,s:o}", "model", s->info.id, "results", hits_json(s, hits, n)));
+            json_pack("{s:s,s:o}", "model", req->ss->info.id, "results", hits_json(s, hits, n)));
 out:
     free(q);
     json_decref(j);
@@ -545,9 +560,9 @@ void clmr__route_inline(clmr_http_req_t *req)
         break;
     case R_TAGS: {
         json_t *a = json_array();
-        for (int i = 0; i < s->info.n_tags; i++)
-            json_array_append_new(a, json_string(s->info.tags[i]));
-        clmr__http_json(req, 200, json_pack("{s:s,s:o}", "model", s->info.id, "tags", a));
+        for (int i = 0; i < req->sm->info.n_tags; i++)
+            json_array_append_new(a, json_string(req->sm->info.tags[i]));
+        clmr__http_json(req, 200, json_pack("{s:s,s:o}", "model", req->sm->info.id, "tags", a));
         break;
     }
     case R_MODELS:
@@ -564,6 +579,9 @@ void clmr__route_inline(clmr_http_req_t *req)
         break;
     case R_TRACK_SIM:
         h_track_similar(req);
+        break;
+    case R_ADMIN:
+        clmr__admin_handle(req);
         break;
     case R_SEARCH:
         h_search(req);
@@ -699,12 +717,13 @@ static int analyze(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u,
     return 0;
 }
 
-static void cache_store(clmr_http_req_t *req, const char *sha, const clmr_http_analysis_t *a)
+static void cache_store(clmr_http_req_t *req, const char *model_id, const char *sha,
+                        const clmr_http_analysis_t *a)
 {
     clmr_tag_result_t r;
     memset(&r, 0, sizeof r);
     snprintf(r.sha256, sizeof r.sha256, "%s", sha);
-    snprintf(r.model_id, sizeof r.model_id, "%s", req->srv->info.id);
+    snprintf(r.model_id, sizeof r.model_id, "%s", model_id);
     r.duration_s = a->duration_s;
     r.chunks = a->n_chunks;
     r.scores = a->scores;
@@ -723,8 +742,8 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
     clmr_server_t *s = req->srv;
     int top, per_chunk, want_emb;
     double threshold = 0;
-    if (parse_int_arg(req, "top", req->q_top, s->info.n_tags, 1,
-                      s->info.n_tags > 0 ? s->info.n_tags : 1, &top) ||
+    if (parse_int_arg(req, "top", req->q_top, req->sm->info.n_tags, 1,
+                      req->sm->info.n_tags > 0 ? req->sm->info.n_tags : 1, &top) ||
         parse_bool_arg(req, "per_chunk", req->q_per_chunk, &per_chunk) ||
         parse_bool_arg(req, "embedding", req->q_embedding, &want_emb))
         return;
@@ -741,12 +760,12 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
     if (!per_chunk) { /* per-chunk scores are not cached */
         clmr_tag_result_t r;
         memset(&r, 0, sizeof r);
-        if (clmr_store_cache_get(s->store, sha, s->info.id, &r, NULL) == 0 &&
+        if (clmr_store_cache_get(s->store, sha, req->sm->info.id, &r, NULL) == 0 &&
             (!want_emb || r.embedding)) {
             clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
-            j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", s->info.id, "duration_s",
+            j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id, "duration_s",
                           r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
-                          tags_json(&s->info, r.scores, r.n_scores, top, threshold));
+                          tags_json(&req->sm->info, r.scores, r.n_scores, top, threshold));
             if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
             clmr_tag_result_clear(&r);
             clmr__http_json(req, 200, j);
@@ -756,15 +775,15 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
     }
     clmr_http_analysis_t a;
     if (analyze(req, ctx, u, &a)) return;
-    cache_store(req, sha, &a);
-    j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", s->info.id, "duration_s",
+    cache_store(req, req->sm->info.id, sha, &a);
+    j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id, "duration_s",
                   a.duration_s, "chunks", a.n_chunks, "cached", 0, "tags",
-                  tags_json(&s->info, a.scores, a.n_tags, top, threshold));
+                  tags_json(&req->sm->info, a.scores, a.n_tags, top, threshold));
     if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
     if (per_chunk) {
         json_t *pc = json_array();
         double step =
-            (double)s->info.chunk_samples / (s->info.sample_rate > 0 ? s->info.sample_rate : 22050);
+            (double)req->sm->info.chunk_samples / (req->sm->info.sample_rate > 0 ? req->sm->info.sample_rate : 22050);
         for (int c = 0; c < a.n_chunks; c++)
             json_array_append_new(
                 pc, json_pack("{s:f,s:o}", "start_s", c * step, "scores",
@@ -785,11 +804,11 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     if (rc == 0) {
         float *sc = NULL;
         int n = 0;
-        int have = clmr_store_scores_get(s->store, sha, s->info.id, &sc, &n, NULL) == 0;
+        int have = clmr_store_scores_get(s->store, sha, req->sm->info.id, &sc, &n, NULL) == 0;
         free(sc);
         if (have) { /* already catalogued for this model: 200 with the stored track */
             snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
-            clmr__http_json(req, 200, track_full_json(s, &t));
+            clmr__http_json(req, 200, track_full_json(req, &t));
             clmr_track_clear(&t);
             return;
         }
@@ -820,20 +839,23 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     t.duration_s = a.duration_s;
     t.audio_path = rel;
     int created = 0;
-    rc = clmr_store_track_ingest(s->store, &t, s->info.id, a.emb, a.dim, a.scores, a.n_tags,
+    rc = clmr_store_track_ingest(s->store, &t, req->sm->info.id, a.emb, a.dim, a.scores, a.n_tags,
                                  &created, &msg);
     if (rc) {
         store_error(req, rc, msg, "ingest");
         goto out;
     }
-    if (s->index && (rc = clmr_index_upsert(s->index, sha, a.emb)))
+    /* Into the active model's index; while the catalogue is being re-embedded for it the index
+     * does not exist yet, and the re-embedding picks this row up from the store. */
+    clmr_index_t *idx = atomic_load(&req->sm->index);
+    if (idx && (rc = clmr_index_upsert(idx, sha, a.emb)))
         CLMR_RLOG_WARN(req->request_id, "index upsert failed: %s", clmr_strerror(rc));
-    cache_store(req, sha, &a);
+    cache_store(req, req->sm->info.id, sha, &a);
     clmr_track_t stored;
     memset(&stored, 0, sizeof stored);
     if (clmr_store_track_get(s->store, sha, &stored, NULL) == 0) {
         snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
-        clmr__http_json(req, created ? 201 : 200, track_full_json(s, &stored));
+        clmr__http_json(req, created ? 201 : 200, track_full_json(req, &stored));
     } else {
         clmr__http_error_clmr(req, CLMR_EDB, "the track vanished right after ingest");
     }
@@ -854,26 +876,39 @@ static void job_similar(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t 
     clmr_http_analysis_t a;
     memset(&a, 0, sizeof a);
     int cached = 0;
-    if (clmr_store_cache_get(s->store, sha, s->info.id, &r, NULL) == 0 && r.embedding &&
-        r.dim == s->info.dim) {
+    if (clmr_store_cache_get(s->store, sha, req->ss->info.id, &r, NULL) == 0 && r.embedding &&
+        r.dim == req->ss->info.dim) {
         q = r.embedding;
         cached = 1;
         clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
     } else {
-        if (analyze(req, ctx, u, &a)) goto out;
-        cache_store(req, sha, &a);
+        /* Query embeddings must come from the model the index holds. During a roll-over that is
+         * not the model this worker's context serves: use a temporary context on it. */
+        clmr_infer_t *tmp = NULL;
+        if (req->ss != req->sm) {
+            char *m = NULL;
+            if (clmr_http_infer_open(&tmp, req->ss->model, s->cfg.inference_threads, &m)) {
+                clmr__http_error_clmr(req, CLMR_EDNNL, m);
+                free(m);
+                goto out;
+            }
+        }
+        int bad = analyze(req, tmp ? tmp : ctx, u, &a);
+        clmr_http_infer_close(&tmp);
+        if (bad) goto out;
+        cache_store(req, req->ss->info.id, sha, &a);
         q = a.emb;
     }
     clmr_index_hit_t hits[K_MAX];
     int n = 0;
     /* An upload that is itself catalogued is left out, as for GET /v1/tracks/{id}/similar. */
-    int rc = clmr_index_search(s->index, q, k, sha, hits, &n);
+    int rc = clmr_index_search(atomic_load(&req->ss->index), q, k, sha, hits, &n);
     if (rc) {
         clmr__http_error_clmr(req, rc, "search failed");
         goto out;
     }
     clmr__http_json(req, 200,
-                    json_pack("{s:s,s:s,s:b,s:o}", "id", sha, "model", s->info.id, "cached", cached,
+                    json_pack("{s:s,s:s,s:b,s:o}", "id", sha, "model", req->ss->info.id, "cached", cached,
                               "results", hits_json(s, hits, n)));
 out:
     clmr_tag_result_clear(&r);
@@ -926,28 +961,47 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
                                        NULL) == 0 &&
         failed)
         CLMR_LOG_WARN("marked %d unfinished fine-tuning job(s) failed", failed);
+    /* A fine-tuned model activated through the admin API stays active across restarts (it has a
+     * parent); any other active model gives way to the --model file, as before. */
+    clmr_store_model_t act;
+    memset(&act, 0, sizeof act);
+    int keep = 0;
+    if (clmr_store_model_get_active(s->store, &act, NULL) == 0 && act.parent_id && act.path) {
+        clmr_served_t *b = clmr__served_active(s);
+        int differs = strcmp(b->info.id, act.id) != 0;
+        clmr__served_release(b);
+        char path[CLMR_CONFIG_PATH_MAX + 160];
+        if (act.path[0] == '/')
+            snprintf(path, sizeof path, "%s", act.path);
+        else
+            snprintf(path, sizeof path, "%s/%s", s->cfg.data_dir, act.path);
+        keep = differs && clmr__rollover_boot_replace(s, path, act.id) == 0;
+    }
+    clmr_store_model_clear(&act);
+    clmr_served_t *boot = clmr__served_active(s);
+    const clmr_http_model_info_t *info = &boot->info;
     clmr_store_model_t m;
     memset(&m, 0, sizeof m);
-    snprintf(m.id, sizeof m.id, "%s", s->info.id);
-    m.name = s->info.name;
-    m.path = s->info.path;
+    snprintf(m.id, sizeof m.id, "%s", info->id);
+    m.name = (char *)info->name;
+    m.path = (char *)info->path;
     m.status = CLMR_MODEL_ACTIVE;
     int created = 0;
-    if ((rc = clmr_store_model_ensure(s->store, &m, &created, errmsg))) return rc;
-    if (!created && (rc = clmr_store_model_activate(s->store, s->info.id, errmsg))) return rc;
+    if (keep) { /* the served model is already the active row */
+        rc = 0;
+    } else {
+        rc = clmr_store_model_ensure(s->store, &m, &created, errmsg);
+        if (!rc && !created) rc = clmr_store_model_activate(s->store, info->id, errmsg);
+    }
+    clmr__served_release(boot);
+    if (rc) return rc;
     int removed = 0;
     if (clmr_store_pool_sweep(s->store, &removed, NULL) == 0 && removed)
         CLMR_LOG_INFO("removed %d orphan files from the audio pool", removed);
-    if ((rc = clmr_index_create(&s->index, s->info.dim, 0)))
-        return clmr_set_err(errmsg, rc, "cannot create the similarity index");
-    size_t loaded = 0;
-    if ((rc = clmr_index_load(s->index, s->store, s->info.id, &loaded, errmsg))) return rc;
-    CLMR_LOG_INFO("catalogue: %zu tracks with embeddings for model %s", loaded, s->info.id);
-    return 0;
+    return clmr__rollover_open_index(s, errmsg);
 }
 
 void clmr__routes_close(clmr_server_t *s)
 {
-    clmr_index_destroy(&s->index);
     clmr_store_close(&s->store);
 }

@@ -13,7 +13,9 @@
 #include "http/server.h"
 
 #include "clmr/error.h"
+#include "http/admin.h"
 #include "http/http_internal.h"
+#include "http/rollover.h"
 #include "store/store.h"
 #include "util/log.h"
 
@@ -88,6 +90,7 @@ static enum MHD_Result send_response(clmr_http_req_t *req)
     MHD_add_response_header(r, "X-Request-Id", req->request_id);
     if (req->allow[0]) MHD_add_response_header(r, "Allow", req->allow);
     if (req->location[0]) MHD_add_response_header(r, "Location", req->location);
+    if (req->www_auth[0]) MHD_add_response_header(r, "WWW-Authenticate", req->www_auth);
     if (req->retry_after > 0) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", req->retry_after);
@@ -120,6 +123,14 @@ static char *dup_arg(struct MHD_Connection *c, enum MHD_ValueKind kind, const ch
 static void job_entry(void *arg, clmr_infer_t *ctx)
 {
     clmr_http_req_t *req = arg;
+    /* The job uses the model the worker's context was built for, which may be newer than the
+     * one active when the request arrived. */
+    clmr_served_t *wm = clmr_workers_model_ref();
+    if (wm && wm != req->sm) {
+        atomic_fetch_add(&wm->refs, 1);
+        clmr__served_release(req->sm);
+        req->sm = wm;
+    }
     clmr__route_job(req, ctx);
     if (!req->done) clmr__http_error(req, 500, "internal", "the job prepared no response");
     MHD_resume_connection(req->conn);
@@ -147,6 +158,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         req->conn = c;
         req->start = clmr__http_now();
         req->deadline = req->start + s->cfg.request_timeout_s;
+        req->sm = clmr__served_active(s);
+        req->ss = clmr__served_search(s);
         assign_request_id(s, req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"));
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
@@ -289,6 +302,8 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     free(req->q_external_id);
     free(req->q_cursor);
     free(req->content_type);
+    clmr__served_release(req->sm);
+    clmr__served_release(req->ss);
     free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);
@@ -333,13 +348,13 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     if (!s) return CLMR_ENOMEM;
     s->cfg = *cfg;
     clmr__metrics_init(&s->metrics);
-    int rc = clmr_http_model_open(&s->model, &s->info, cfg->model, errmsg);
+    int rc = clmr__rollover_open(s, errmsg);
     if (rc) goto fail;
-    CLMR_LOG_INFO("model %s (%s): %d tags, %d-d embeddings, %d-sample chunks", s->info.id,
-                  s->info.name, s->info.n_tags, s->info.dim, s->info.chunk_samples);
+    if ((rc = clmr__admin_open(s, errmsg))) goto fail;
     if ((rc = clmr__routes_open(s, errmsg))) goto fail;
-    if ((rc = clmr_workers_open(&s->workers, s->model, cfg->workers, cfg->inference_threads,
-                                cfg->queue_depth, errmsg)))
+    if ((rc = clmr_workers_open_source(&s->workers, NULL, clmr__rollover_acquire,
+                                       clmr__rollover_release, s, cfg->workers,
+                                       cfg->inference_threads, cfg->queue_depth, errmsg)))
         goto fail;
     /* Every connection has at most one request in flight, so a queue as long as the connection
      * limit never refuses a catalogue request. */
@@ -411,6 +426,7 @@ int clmr_server_shutdown(clmr_server_t **ps, double drain_s)
      * left suspended when the daemon stops. */
     clmr_workers_drain(s->workers);
     clmr_workers_drain(s->catalogue);
+    clmr__admin_close(s); /* a running job stops at its next step, keeping its checkpoint */
     if (s->maint_started) {
         pthread_mutex_lock(&s->maint_mu);
         s->maint_stop = 1;
@@ -425,8 +441,8 @@ int clmr_server_shutdown(clmr_server_t **ps, double drain_s)
      * may still call submit, which a drained pool refuses safely. */
     clmr_workers_close(&s->workers);
     clmr_workers_close(&s->catalogue);
+    clmr__rollover_close(s);
     clmr__routes_close(s);
-    clmr_http_model_close(&s->model, &s->info);
     clmr__metrics_destroy(&s->metrics);
     free(s);
     *ps = NULL;

@@ -21,6 +21,7 @@ typedef struct {
 typedef struct {
     clmr_workers_t *pool;
     clmr_infer_t *ctx;
+    void *ref; /* model reference ctx was built for (model source), NULL otherwise */
     pthread_t thread;
     int started;
 } worker_t;
@@ -32,7 +33,37 @@ struct clmr_workers {
     int cap, head, count, running, closing;
     worker_t *workers;
     int n;
+    clmr_infer_params_t ip;
+    clmr_workers_acquire_fn acquire;
+    clmr_workers_release_fn release;
+    void *src_ud;
 };
+
+static _Thread_local void *tl_ref;
+
+void *clmr_workers_model_ref(void)
+{
+    return tl_ref;
+}
+
+/* Rebuilds the worker's context when the source's current model changed since the last job.
+ * The new context is built before the old one is closed and the old reference released, so the
+ * model under a context is always alive. */
+static void refresh_ctx(clmr_workers_t *w, worker_t *self)
+{
+    const clmr_model_t *m = NULL;
+    void *ref = w->acquire(w->src_ud, &m);
+    if (ref == self->ref) {
+        w->release(w->src_ud, ref);
+        return;
+    }
+    clmr_infer_t *ctx = NULL;
+    if (m && clmr_infer_open(&ctx, m, &w->ip, NULL)) ctx = NULL; /* the job answers 500 */
+    clmr_infer_close(&self->ctx);
+    if (self->ref) w->release(w->src_ud, self->ref);
+    self->ctx = ctx;
+    self->ref = ref;
+}
 
 static void *worker_main(void *p)
 {
@@ -50,6 +81,8 @@ static void *worker_main(void *p)
         w->count--;
         w->running++;
         pthread_mutex_unlock(&w->mu);
+        if (w->acquire) refresh_ctx(w, self);
+        tl_ref = self->ref;
         j.fn(j.arg, self->ctx);
         pthread_mutex_lock(&w->mu);
         w->running--;
@@ -60,6 +93,15 @@ static void *worker_main(void *p)
 
 int clmr_workers_open(clmr_workers_t **out, const clmr_model_t *model, int n, int infer_threads,
                       int queue_depth, char **errmsg)
+{
+    return clmr_workers_open_source(out, model, NULL, NULL, NULL, n, infer_threads, queue_depth,
+                                    errmsg);
+}
+
+int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
+                             clmr_workers_acquire_fn acquire, clmr_workers_release_fn release,
+                             void *src_ud, int n, int infer_threads, int queue_depth,
+                             char **errmsg)
 {
     *out = NULL;
     if (n < 1 || queue_depth < 1)
@@ -74,11 +116,16 @@ int clmr_workers_open(clmr_workers_t **out, const clmr_model_t *model, int n, in
     w->workers = calloc((size_t)n, sizeof *w->workers);
     if (!w->ring || !w->workers) goto fail;
     w->n = n;
-    clmr_infer_params_t ip = clmr_infer_default_params();
-    ip.threads = infer_threads;
+    w->ip = clmr_infer_default_params();
+    w->ip.threads = infer_threads;
+    w->acquire = acquire;
+    w->release = release;
+    w->src_ud = src_ud;
     for (int i = 0; i < n; i++) {
         w->workers[i].pool = w;
-        if (model && (rc = clmr_infer_open(&w->workers[i].ctx, model, &ip, errmsg))) goto fail;
+        if (model && !acquire &&
+            (rc = clmr_infer_open(&w->workers[i].ctx, model, &w->ip, errmsg)))
+            goto fail;
     }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&w->workers[i].thread, NULL, worker_main, &w->workers[i])) {
@@ -145,8 +192,10 @@ void clmr_workers_close(clmr_workers_t **pw)
     clmr_workers_t *w = pw ? *pw : NULL;
     if (!w) return;
     clmr_workers_drain(w);
-    for (int i = 0; w->workers && i < w->n; i++)
+    for (int i = 0; w->workers && i < w->n; i++) {
         clmr_infer_close(&w->workers[i].ctx);
+        if (w->workers[i].ref) w->release(w->src_ud, w->workers[i].ref);
+    }
     free(w->workers);
     free(w->ring);
     pthread_cond_destroy(&w->cv);

@@ -25,6 +25,23 @@ typedef void (*clmr_workers_fn)(void *arg, clmr_infer_t *ctx);
 int clmr_workers_open(clmr_workers_t **out, const clmr_model_t *model, int n, int infer_threads,
                       int queue_depth, char **errmsg);
 
+/* Model source for roll-over: acquire(ud, &model) returns a reference (non-NULL) to the model to
+ * serve now and sets *model; release(ud, ref) drops one reference. Before each job a worker
+ * acquires the current model; when it differs from the one its context was built for, the worker
+ * builds a new context (lazily, one worker at a time, never during a job), then closes the old one
+ * and releases the old reference. A job in progress keeps its model alive, so switching models
+ * never fails or drops a request. model must be NULL with a source (contexts are built at the
+ * first job). */
+typedef void *(*clmr_workers_acquire_fn)(void *ud, const clmr_model_t **model);
+typedef void (*clmr_workers_release_fn)(void *ud, void *ref);
+int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
+                             clmr_workers_acquire_fn acquire, clmr_workers_release_fn release,
+                             void *src_ud, int n, int infer_threads, int queue_depth,
+                             char **errmsg);
+
+/* Inside a job: the model reference the job's context was built for (NULL without a source). */
+void *clmr_workers_model_ref(void);
+
 /* Queues a job. Returns 0, or CLMR_EBUSY when queue_depth jobs are already waiting, or
  * CLMR_ECANCELLED after clmr_workers_close began. Thread-safe; never blocks on the job. */
 int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg);

@@ -500,6 +500,15 @@ int clmr_train_dnnl_step_contrastive(clmr_train_dnnl_t *t, const float *x, float
                                      const clmr_adam_params_t *adam, long step, float *loss,
                                      double *grad_norm)
 {
+    return clmr_train_dnnl_step_contrastive_aux(t, x, tau, adam, step, NULL, NULL, loss, NULL,
+                                                grad_norm);
+}
+
+int clmr_train_dnnl_step_contrastive_aux(clmr_train_dnnl_t *t, const float *x, float tau,
+                                         const clmr_adam_params_t *adam, long step,
+                                         clmr_train_aux_fn aux, void *aux_ud, float *loss,
+                                         float *aux_loss, double *grad_norm)
+{
     if (t->tcfg.proj_hidden <= 0 || t->batch % 2 || !t->blocks.m || !t->blocks.v || step < 1)
         return CLMR_EINVAL;
     memset(t->blocks.grads, 0, sizeof(float) * t->n_params);
@@ -508,6 +517,9 @@ int clmr_train_dnnl_step_contrastive(clmr_train_dnnl_t *t, const float *x, float
     if (!err)
         err = clmr_train_head_contrastive(loss, t->dh, h, &t->params, &t->grads, &t->tcfg, t->batch,
                                           tau, t->head_scratch);
+    float al = 0;
+    if (!err && aux) err = aux(aux_ud, h, t->dh, t->batch, t->cfg.embed_dim, &al);
+    if (aux_loss) *aux_loss = al;
     if (!err) err = clmr_train_dnnl_backward(t, t->dh);
     if (err) return err;
     double norm = adam_update(t, 0, adam, step);

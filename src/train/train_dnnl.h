@@ -58,6 +58,19 @@ int clmr_train_dnnl_step_contrastive(clmr_train_dnnl_t *t, const float *x, float
                                      const clmr_adam_params_t *adam, long step, float *loss,
                                      double *grad_norm);
 
+/* An extra loss term on the embedding: reads h (batch, D), ADDS its gradient into dh (batch, D),
+ * writes its value to *loss. Returns 0 or a negative error code. */
+typedef int (*clmr_train_aux_fn)(void *ud, const float *h, float *dh, int batch, int dim,
+                                 float *loss);
+
+/* As clmr_train_dnnl_step_contrastive with an extra term aux (may be NULL) added to the
+ * embedding gradient before the encoder backward (used by fine-tuning for tag distillation).
+ * *loss gets the contrastive term, *aux_loss (may be NULL) the extra term. */
+int clmr_train_dnnl_step_contrastive_aux(clmr_train_dnnl_t *t, const float *x, float tau,
+                                         const clmr_adam_params_t *adam, long step,
+                                         clmr_train_aux_fn aux, void *aux_ud, float *loss,
+                                         float *aux_loss, double *grad_norm);
+
 /* One whole supervised step: as above with the linear head and BCE-with-logits against y
  * (batch, n_tags). freeze_encoder != 0 skips the encoder backward and updates the head only. */
 int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const float *y,

@@ -143,7 +143,7 @@ static int run(long n, int nq, int batch, const char *base)
     double t0 = now_s();
     for (long i = start; i < n && !rc; i++) {
         if (i % batch == 0 && (rc = clmr_store_write_begin(s, &err))) break;
-        clmr_track_t t = {0};
+        clmr_track_record_t t = {0};
         make_id(t.id, (uint64_t)i);
         t.duration_s = 30;
         for (int j = 0; j < DIM; j++)

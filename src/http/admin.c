@@ -482,7 +482,7 @@ typedef struct {
     const char *data_dir;
 } collect_t;
 
-static int collect_track(void *ud, const clmr_track_t *t)
+static int collect_track(void *ud, const clmr_track_record_t *t)
 {
     collect_t *k = ud;
     if (!t->audio_path) return 0;

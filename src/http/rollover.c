@@ -181,7 +181,7 @@ typedef struct {
     const char *data_dir;
 } track_list_t;
 
-static int list_track(void *ud, const clmr_track_t *t)
+static int list_track(void *ud, const clmr_track_record_t *t)
 {
     track_list_t *l = ud;
     if (!t->audio_path) return 0;

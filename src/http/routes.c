@@ -238,7 +238,7 @@ static json_t *floats_json(const float *v, int n)
     return a;
 }
 
-static json_t *track_json(const clmr_track_t *t)
+static json_t *track_json(const clmr_track_record_t *t)
 {
     json_t *j = json_pack("{s:s,s:f,s:I}", "id", t->id, "duration_s", t->duration_s, "created_at",
                           (json_int_t)t->created_at);
@@ -250,7 +250,7 @@ static json_t *track_json(const clmr_track_t *t)
 }
 
 /* Track JSON plus its tags for the active model (when stored). */
-static json_t *track_full_json(clmr_http_req_t *req, const clmr_track_t *t)
+static json_t *track_full_json(clmr_http_req_t *req, const clmr_track_record_t *t)
 {
     const clmr_http_model_info_t *info = &req->sm->info;
     json_t *j = track_json(t);
@@ -269,12 +269,12 @@ static json_t *hits_json(clmr_server_t *s, const clmr_index_hit_t *hits, int n)
 {
     json_t *a = json_array();
     for (int i = 0; i < n; i++) {
-        clmr_track_t t;
+        clmr_track_record_t t;
         memset(&t, 0, sizeof t);
         json_t *h;
         if (clmr_store_track_get(s->store, hits[i].id, &t, NULL) == 0) {
             h = track_json(&t);
-            clmr_track_clear(&t);
+            clmr_track_record_clear(&t);
         } else { /* deleted between the search and now: still report the hit */
             h = json_pack("{s:s}", "id", hits[i].id);
         }
@@ -383,7 +383,7 @@ static void h_tracks_list(clmr_http_req_t *req)
         clmr__http_error(req, 400, "invalid_argument", "malformed cursor");
         return;
     }
-    clmr_track_t *items = NULL;
+    clmr_track_record_t *items = NULL;
     size_t n = 0;
     char *next = NULL, *msg = NULL;
     int rc = clmr_store_track_list(s->store, cursor, limit, &items, &n, &next, &msg);
@@ -404,7 +404,7 @@ static void h_tracks_list(clmr_http_req_t *req)
 
 static void h_track_get(clmr_http_req_t *req)
 {
-    clmr_track_t t;
+    clmr_track_record_t t;
     memset(&t, 0, sizeof t);
     char *msg = NULL;
     int rc = clmr_store_track_get(req->srv->store, req->id, &t, &msg);
@@ -414,7 +414,7 @@ static void h_track_get(clmr_http_req_t *req)
         store_error(req, rc, msg, "track get");
     else
         clmr__http_json(req, 200, track_full_json(req, &t));
-    clmr_track_clear(&t);
+    clmr_track_record_clear(&t);
     free(msg);
 }
 
@@ -798,7 +798,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
 {
     clmr_server_t *s = req->srv;
     char *msg = NULL;
-    clmr_track_t t;
+    clmr_track_record_t t;
     memset(&t, 0, sizeof t);
     int rc = clmr_store_track_get(s->store, sha, &t, &msg);
     if (rc == 0) {
@@ -809,7 +809,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
         if (have) { /* already catalogued for this model: 200 with the stored track */
             snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
             clmr__http_json(req, 200, track_full_json(req, &t));
-            clmr_track_clear(&t);
+            clmr_track_record_clear(&t);
             return;
         }
     } else if (rc != CLMR_ENOT_FOUND) {
@@ -817,7 +817,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
         free(msg);
         return;
     }
-    clmr_track_clear(&t);
+    clmr_track_record_clear(&t);
     free(msg);
     msg = NULL;
 
@@ -851,7 +851,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     if (idx && (rc = clmr_index_upsert(idx, sha, a.emb)))
         CLMR_RLOG_WARN(req->request_id, "index upsert failed: %s", clmr_strerror(rc));
     cache_store(req, req->sm->info.id, sha, &a);
-    clmr_track_t stored;
+    clmr_track_record_t stored;
     memset(&stored, 0, sizeof stored);
     if (clmr_store_track_get(s->store, sha, &stored, NULL) == 0) {
         snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
@@ -859,7 +859,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     } else {
         clmr__http_error_clmr(req, CLMR_EDB, "the track vanished right after ingest");
     }
-    clmr_track_clear(&stored);
+    clmr_track_record_clear(&stored);
 out:
     free(msg);
     clmr_http_analysis_free(&a);

@@ -92,35 +92,35 @@ typedef struct {
     double duration_s;
     int64_t created_at;
     char *audio_path; /* pool file relative to DATA_DIR ("pool/ab/<id>.flac"), NULL if none kept */
-} clmr_track_t;
+} clmr_track_record_t;
 
 /* Frees the strings of *t and zeroes it (accepts NULL). */
-void clmr_track_clear(clmr_track_t *t);
+void clmr_track_record_clear(clmr_track_record_t *t);
 
 /* Inserts the track if no track has this id; *created (optional) = 1 when inserted, 0 when it was
  * already present (the existing row is left untouched). On insert, t->created_at 0 means now.
  * t->id must be 64 lowercase hex characters (CLMR_EINVAL otherwise). */
-int clmr_store_track_put(clmr_store_t *s, const clmr_track_t *t, int *created, char **errmsg);
+int clmr_store_track_put(clmr_store_t *s, const clmr_track_record_t *t, int *created, char **errmsg);
 
 /* Ingest in ONE transaction: clmr_store_track_put() plus the track's embedding and tag scores for
  * model_id (which must exist in models). emb/scores may be NULL (dim/n_scores then ignored). When
  * the track already exists, its metadata is kept, and embedding/scores are upserted. Write the pool
  * file (clmr_pool_write) BEFORE calling this, so a committed row always has its audio. */
-int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_t *t, const char *model_id,
+int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_record_t *t, const char *model_id,
                             const float *emb, int dim, const float *scores, int n_scores,
                             int *created, char **errmsg);
 
 /* Reads one track into *out (caller clears it). CLMR_ENOT_FOUND when absent. */
-int clmr_store_track_get(clmr_store_t *s, const char *id, clmr_track_t *out, char **errmsg);
+int clmr_store_track_get(clmr_store_t *s, const char *id, clmr_track_record_t *out, char **errmsg);
 
 /* One page of tracks in insertion order (oldest first). cursor: NULL or "" for the first page,
  * else a next_cursor returned earlier (opaque; CLMR_EINVAL when malformed). limit 1..1000.
  * On success *items is a malloc'd array of *n tracks (free with clmr_track_list_free) and
  * *next_cursor a malloc'd cursor, or NULL when this is the last page. Pages are stable: inserts
  * and deletes between calls never repeat or skip a track that exists across both calls. */
-int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_track_t **items,
+int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_track_record_t **items,
                           size_t *n, char **next_cursor, char **errmsg);
-void clmr_track_list_free(clmr_track_t *items, size_t n);
+void clmr_track_list_free(clmr_track_record_t *items, size_t n);
 
 /* Calls cb for every track created strictly after created_after (ms; 0 = all), oldest first, on a
  * reader connection (a consistent snapshot). The track passed to cb is only valid during the
@@ -128,7 +128,7 @@ void clmr_track_list_free(clmr_track_t *items, size_t n);
  * WRITE functions but should not call store read functions: it would hold a second reader
  * connection, and with every reader held that way threads could wait on each other forever.
  * A long iteration holds one snapshot and delays WAL checkpoints until it ends. */
-typedef int (*clmr_store_track_cb)(void *ud, const clmr_track_t *t);
+typedef int (*clmr_store_track_cb)(void *ud, const clmr_track_record_t *t);
 int clmr_store_track_foreach(clmr_store_t *s, int64_t created_after, clmr_store_track_cb cb,
                              void *ud, char **errmsg);
 

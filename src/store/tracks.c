@@ -19,7 +19,7 @@
 #include "store/pool.h"
 #include "store/store_internal.h"
 
-void clmr_track_clear(clmr_track_t *t)
+void clmr_track_record_clear(clmr_track_record_t *t)
 {
     if (!t) return;
     free(t->title);
@@ -29,11 +29,11 @@ void clmr_track_clear(clmr_track_t *t)
     memset(t, 0, sizeof *t);
 }
 
-void clmr_track_list_free(clmr_track_t *items, size_t n)
+void clmr_track_list_free(clmr_track_record_t *items, size_t n)
 {
     if (!items) return;
     for (size_t i = 0; i < n; i++)
-        clmr_track_clear(&items[i]);
+        clmr_track_record_clear(&items[i]);
     free(items);
 }
 
@@ -68,7 +68,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, char **err
     return clmr__db_err(db, src, what, errmsg);
 }
 
-static void read_track(sqlite3_stmt *st, clmr_track_t *t)
+static void read_track(sqlite3_stmt *st, clmr_track_record_t *t)
 {
     /* columns: id, title, artist, external_id, duration_s, created_at, audio_path */
     memset(t, 0, sizeof *t);
@@ -86,7 +86,7 @@ static void read_track(sqlite3_stmt *st, clmr_track_t *t)
 
 /* ---- tracks ---- */
 
-static int insert_track(clmr_store_t *s, const clmr_track_t *t, int *created, char **errmsg)
+static int insert_track(clmr_store_t *s, const clmr_track_record_t *t, int *created, char **errmsg)
 {
     sqlite3_stmt *st;
     int rc = clmr__prep(s->writer,
@@ -107,7 +107,7 @@ static int insert_track(clmr_store_t *s, const clmr_track_t *t, int *created, ch
     return rc;
 }
 
-static int check_track(const clmr_track_t *t, char **errmsg)
+static int check_track(const clmr_track_record_t *t, char **errmsg)
 {
     if (!t || !clmr__is_sha256_hex(t->id))
         return clmr_set_err(errmsg, CLMR_EINVAL, "track id must be 64 lowercase hex characters");
@@ -116,7 +116,7 @@ static int check_track(const clmr_track_t *t, char **errmsg)
     return 0;
 }
 
-int clmr_store_track_put(clmr_store_t *s, const clmr_track_t *t, int *created, char **errmsg)
+int clmr_store_track_put(clmr_store_t *s, const clmr_track_record_t *t, int *created, char **errmsg)
 {
     int rc = check_track(t, errmsg);
     if (rc) return rc;
@@ -158,7 +158,7 @@ static int check_vec(const char *model_id, const float *v, int n, const char *wh
     return 0;
 }
 
-int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_t *t, const char *model_id,
+int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_record_t *t, const char *model_id,
                             const float *emb, int dim, const float *scores, int n_scores,
                             int *created, char **errmsg)
 {
@@ -191,7 +191,7 @@ int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_t *t, const char *
     return rc;
 }
 
-int clmr_store_track_get(clmr_store_t *s, const char *id, clmr_track_t *out, char **errmsg)
+int clmr_store_track_get(clmr_store_t *s, const char *id, clmr_track_record_t *out, char **errmsg)
 {
     if (!id || !out) return CLMR_EINVAL;
     memset(out, 0, sizeof *out);
@@ -230,7 +230,7 @@ static int parse_cursor(const char *c, int64_t *seq)
     return 0;
 }
 
-int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_track_t **items,
+int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_track_record_t **items,
                           size_t *n, char **next_cursor, char **errmsg)
 {
     int64_t after;
@@ -240,7 +240,7 @@ int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_t
     if (limit < 1 || limit > 1000)
         return clmr_set_err(errmsg, CLMR_EINVAL, "limit must be between 1 and 1000");
     if (parse_cursor(cursor, &after)) return clmr_set_err(errmsg, CLMR_EINVAL, "invalid cursor");
-    clmr_track_t *arr = calloc((size_t)limit, sizeof *arr);
+    clmr_track_record_t *arr = calloc((size_t)limit, sizeof *arr);
     if (!arr) return CLMR_ENOMEM;
     sqlite3 *db = clmr__store_racquire(s);
     sqlite3_stmt *st;
@@ -291,10 +291,10 @@ int clmr_store_track_foreach(clmr_store_t *s, int64_t created_after, clmr_store_
         sqlite3_bind_int64(st, 1, created_after);
         int src;
         while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-            clmr_track_t t;
+            clmr_track_record_t t;
             read_track(st, &t);
             rc = cb(ud, &t);
-            clmr_track_clear(&t);
+            clmr_track_record_clear(&t);
             if (rc) break;
         }
         if (!rc && src != SQLITE_DONE) rc = clmr__db_err(db, src, "foreach track", errmsg);

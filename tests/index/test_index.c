@@ -371,7 +371,7 @@ static void test_load_from_store(void)
     data_t d = make_data(300, 32, 21);
     CHECK(clmr_store_write_begin(s, NULL) == 0);
     for (int i = 0; i < d.n; i++) {
-        clmr_track_t t = {0};
+        clmr_track_record_t t = {0};
         memcpy(t.id, d.ids[i], 65);
         CHECK(clmr_store_track_ingest(s, &t, "m1", d.v + (size_t)i * 32, 32, NULL, 0, NULL, NULL) ==
               0);

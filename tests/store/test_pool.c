@@ -175,7 +175,7 @@ static void test_orphan_sweep(void)
     float x[100];
     for (int i = 0; i < 100; i++)
         x[i] = 0.01f * (float)i;
-    clmr_track_t keep = {0};
+    clmr_track_record_t keep = {0};
     t_fake_id(keep.id, 10, 0);
     char orphan[65];
     t_fake_id(orphan, 11, 0);

@@ -45,7 +45,7 @@ static void add_model(clmr_store_t *s, const char *id, clmr_model_status_t st)
 
 static int put_track(clmr_store_t *s, uint64_t n, const char *title)
 {
-    clmr_track_t t = {0};
+    clmr_track_record_t t = {0};
     t_fake_id(t.id, n, 0);
     t.title = (char *)title;
     t.duration_s = 1.0 + (double)n;
@@ -150,7 +150,7 @@ static void test_migrations_upgrade_v1_fixture(void)
     CHECK(clmr_store_schema_version(s, &v, NULL) == 0 && v == clmr_store_migration_count());
     int64_t n = 0;
     CHECK(clmr_store_track_count(s, &n, NULL) == 0 && n == 3);
-    clmr_track_t t;
+    clmr_track_record_t t;
     CHECK(clmr_store_track_get(s,
                                "1111111111111111111111111111111111111111111111111111111111111111",
                                &t, NULL) == 0);
@@ -158,7 +158,7 @@ static void test_migrations_upgrade_v1_fixture(void)
     CHECK(t.external_id && strcmp(t.external_id, "ext-1") == 0);
     CHECK_NEAR(t.duration_s, 30.5, 0);
     CHECK(t.created_at == 1764000000010);
-    clmr_track_clear(&t);
+    clmr_track_record_clear(&t);
     float *e = NULL;
     int dim = 0;
     CHECK(clmr_store_embedding_get(
@@ -180,7 +180,7 @@ static void test_migrations_upgrade_v1_fixture(void)
     int64_t job = 0;
     CHECK(clmr_store_job_create(s, "base-v1", "{\"steps\":3}", 3, &job, NULL) == 0 && job > 0);
     /* And the pagination key of old rows is intact. */
-    clmr_track_t *items = NULL;
+    clmr_track_record_t *items = NULL;
     size_t ni = 0;
     char *next = NULL;
     CHECK(clmr_store_track_list(s, NULL, 2, &items, &ni, &next, NULL) == 0 && ni == 2 && next);
@@ -252,14 +252,14 @@ static void test_track_crud(void)
     clmr_store_t *s = open_store(dir, 0);
     CHECK(put_track(s, 1, "One") == 1);
     CHECK(put_track(s, 1, "Changed") == 0); /* already present: untouched */
-    clmr_track_t t, bad = {0};
+    clmr_track_record_t t, bad = {0};
     char id[65];
     t_fake_id(id, 1, 0);
     CHECK(clmr_store_track_get(s, id, &t, NULL) == 0);
     CHECK(strcmp(t.id, id) == 0 && t.title && strcmp(t.title, "One") == 0);
     CHECK(t.artist == NULL && t.audio_path == NULL && t.created_at > 1700000000000);
     CHECK_NEAR(t.duration_s, 2.0, 0);
-    clmr_track_clear(&t);
+    clmr_track_record_clear(&t);
     t_fake_id(id, 2, 0);
     CHECK(clmr_store_track_get(s, id, &t, NULL) == CLMR_ENOT_FOUND);
     snprintf(bad.id, sizeof bad.id, "%s", "ABCDEF"); /* not a sha256 hex */
@@ -286,7 +286,7 @@ static void test_pagination_stable_under_changes(void)
     uint64_t extra = 1000;
     int64_t prev_created = 0;
     for (;;) {
-        clmr_track_t *items = NULL;
+        clmr_track_record_t *items = NULL;
         size_t ni = 0;
         char *next = NULL;
         int rc = clmr_store_track_list(s, cursor, 7, &items, &ni, &next, NULL);
@@ -322,7 +322,7 @@ static void test_pagination_stable_under_changes(void)
     CHECKF(total == N - 1 + pages - 1, "total %d pages %d", total, pages);
     CHECK(order_ok);
     CHECK(pages >= 4);
-    clmr_track_t *items;
+    clmr_track_record_t *items;
     size_t ni;
     char *next;
     CHECK(clmr_store_track_list(s, "garbage", 5, &items, &ni, &next, NULL) == CLMR_EINVAL);
@@ -340,7 +340,7 @@ static void test_ingest_and_delete_cascade(void)
     clmr_store_t *s = open_store(dir, 0);
     add_model(s, MODEL, CLMR_MODEL_ACTIVE);
     add_model(s, "other", CLMR_MODEL_CANDIDATE);
-    clmr_track_t t = {0};
+    clmr_track_record_t t = {0};
     t_fake_id(t.id, 7, 0);
     t.title = (char *)"Song";
     t.artist = (char *)"Band";
@@ -359,11 +359,11 @@ static void test_ingest_and_delete_cascade(void)
           created == 1);
     CHECK(clmr_store_embedding_put(s, t.id, "other", emb, 4, NULL) == 0);
     /* Unknown model: nothing of the ingest may remain (one transaction). */
-    clmr_track_t t2 = t;
+    clmr_track_record_t t2 = t;
     t_fake_id(t2.id, 8, 0);
     t2.audio_path = NULL;
     CHECK(clmr_store_track_ingest(s, &t2, "nope", emb, 8, sc, 3, NULL, NULL) == CLMR_ENOT_FOUND);
-    clmr_track_t got;
+    clmr_track_record_t got;
     CHECK(clmr_store_track_get(s, t2.id, &got, NULL) == CLMR_ENOT_FOUND);
     float bad[2] = {1, NAN};
     CHECK(clmr_store_track_ingest(s, &t2, MODEL, bad, 2, NULL, 0, NULL, NULL) == CLMR_EINVAL);
@@ -378,7 +378,7 @@ static void test_ingest_and_delete_cascade(void)
     free(v);
     CHECK(clmr_store_track_get(s, t.id, &got, NULL) == 0 && got.audio_path &&
           strcmp(got.audio_path, rel) == 0);
-    clmr_track_clear(&got);
+    clmr_track_record_clear(&got);
     clmr_tag_result_t r = {0};
     snprintf(r.sha256, sizeof r.sha256, "%s", t.id);
     snprintf(r.model_id, sizeof r.model_id, "%s", MODEL);
@@ -411,7 +411,7 @@ static int count_cb(void *ud, const char *id, const float *v, int dim)
     return 0;
 }
 
-static int track_cb(void *ud, const clmr_track_t *t)
+static int track_cb(void *ud, const clmr_track_record_t *t)
 {
     (*(int *)ud)++;
     return 0;
@@ -424,7 +424,7 @@ static void test_foreach(void)
     add_model(s, MODEL, CLMR_MODEL_ACTIVE);
     add_model(s, "m2", CLMR_MODEL_CANDIDATE);
     for (uint64_t i = 0; i < 10; i++) {
-        clmr_track_t t = {0};
+        clmr_track_record_t t = {0};
         t_fake_id(t.id, i, 0);
         t.created_at = 1000 + (int64_t)i;
         float e[4] = {64, 1, 2, (float)i};
@@ -551,7 +551,7 @@ static void test_models(void)
     clmr_store_model_list_free(items, n);
     /* Delete: never the active one; cascades to the model's vectors and cached results. */
     CHECK(clmr_store_model_delete(s, "base", NULL) == CLMR_EBUSY);
-    clmr_track_t tr = {0};
+    clmr_track_record_t tr = {0};
     t_fake_id(tr.id, 77, 0);
     float e2[2] = {1, 2};
     CHECK(clmr_store_track_ingest(s, &tr, "ft-1", e2, 2, e2, 2, NULL, NULL) == 0);
@@ -560,9 +560,9 @@ static void test_models(void)
     CHECK(clmr_store_model_delete(s, "ft-1", NULL) == CLMR_ENOT_FOUND);
     CHECK(raw_count(s, "SELECT count(*) FROM embeddings") == 1);
     CHECK(raw_count(s, "SELECT count(*) FROM tag_scores") == 0);
-    clmr_track_t tg;
+    clmr_track_record_t tg;
     CHECK(clmr_store_track_get(s, tr.id, &tg, NULL) == 0); /* the track itself stays */
-    clmr_track_clear(&tg);
+    clmr_track_record_clear(&tg);
     CHECK(clmr_model_status_parse("retired") == CLMR_MODEL_RETIRED);
     CHECK(clmr_model_status_parse("x") == -1);
     clmr_store_close(&s);
@@ -670,7 +670,7 @@ static void test_disk_full_maps_and_recovers(void)
     int rc = 0, stored = 0;
     char *err = NULL;
     for (uint64_t i = 0; i < 200 && rc == 0; i++) {
-        clmr_track_t t = {0};
+        clmr_track_record_t t = {0};
         t_fake_id(t.id, i, 5);
         rc = clmr_store_track_ingest(s, &t, MODEL, emb, 2048, NULL, 0, NULL, &err);
         if (!rc) stored++;
@@ -689,7 +689,7 @@ static void test_disk_full_maps_and_recovers(void)
         t_fake_id(id, i, 5);
         CHECK(clmr_store_track_delete(s, id, NULL) == 0);
     }
-    clmr_track_t t = {0};
+    clmr_track_record_t t = {0};
     t_fake_id(t.id, 999, 5);
     CHECK(clmr_store_track_ingest(s, &t, MODEL, emb, 2048, NULL, 0, NULL, NULL) == 0);
     clmr_store_close(&s);
@@ -714,7 +714,7 @@ static void *writer_main(void *arg)
     for (int i = 0; i < 512; i++)
         emb[i] = (float)(i + w->thread);
     for (int i = 0; i < 40; i++) {
-        clmr_track_t t = {0};
+        clmr_track_record_t t = {0};
         t_fake_id(t.id, (uint64_t)(w->thread * 1000 + i), 9);
         t.title = (char *)"concurrent";
         char *err = NULL;
@@ -739,7 +739,7 @@ static void *reader_main(void *arg)
     worker_t *w = arg;
     while (!*w->stop) {
         int64_t n;
-        clmr_track_t *items = NULL;
+        clmr_track_record_t *items = NULL;
         size_t ni = 0;
         char *next = NULL;
         if (clmr_store_track_count(w->s, &n, NULL)) w->errors++;
@@ -835,7 +835,7 @@ static void crash_child(const char *dir, int ack_fd)
     for (int i = 0; i < 4410; i++)
         x[i] = 0.3f * sinf((float)i * 0.01f);
     for (uint32_t i = 0; i < 100000; i++) {
-        clmr_track_t t = {0};
+        clmr_track_record_t t = {0};
         char rel[100], path[4200];
         t_fake_id(t.id, i, 77);
         clmr_pool_path(clmr_store_pool_dir(s), t.id, path, sizeof path, rel, sizeof rel);
@@ -928,7 +928,7 @@ static void test_kill9_during_ingest(void)
         int64_t n = 0;
         clmr_store_track_count(s, &n, NULL);
         int orphan_rows = 0;
-        clmr_track_t *items = NULL;
+        clmr_track_record_t *items = NULL;
         size_t ni = 0;
         char *next = NULL, *cur = NULL;
         do {

@@ -9,7 +9,7 @@
 #ifndef CLMR_HTTP_WORKERS_H
 #define CLMR_HTTP_WORKERS_H
 
-/* Not clmr/model.h: its clmr_track_t clashes with store.h (see analysis.h). */
+/* Forward declarations keep this header independent of clmr/model.h. */
 typedef struct clmr_model clmr_model_t;
 typedef struct clmr_infer clmr_infer_t;
 

@@ -13,7 +13,7 @@
 #ifndef CLMR_TRAIN_FINETUNE_H
 #define CLMR_TRAIN_FINETUNE_H
 
-/* Not clmr/model.h: its clmr_track_t clashes with store.h, and the daemon includes both. */
+/* Forward declaration keeps this header independent of clmr/model.h. */
 typedef struct clmr_model clmr_model_t;
 
 #include <stddef.h>

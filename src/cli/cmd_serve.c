@@ -20,9 +20,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int clmr_cmd_serve(int argc, char **argv);
+int clmr_cli_serve(int argc, char **argv);
 
-int clmr_cmd_serve(int argc, char **argv)
+int clmr_cli_serve(int argc, char **argv)
 {
     clmr_config_t cfg;
     int help = 0;

@@ -144,8 +144,8 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-int clmr_cmd_tag(int argc, char **argv);
-int clmr_cmd_tag(int argc, char **argv)
+int clmr_cli_tag(int argc, char **argv);
+int clmr_cli_tag(int argc, char **argv)
 {
     tag_opts_t o = {.threads = 0, .batch = 8, .top = 10};
     enum { OPT_MODEL = 256, OPT_JSON, OPT_PER_CHUNK, OPT_EMB, OPT_THREADS, OPT_BATCH, OPT_TOP };

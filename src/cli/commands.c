@@ -4,15 +4,15 @@
 #include <stddef.h>
 
 int clmr_cli_inspect(int argc, char **argv);
-int clmr_cmd_serve(int argc, char **argv);
-int clmr_cmd_tag(int argc, char **argv);
+int clmr_cli_serve(int argc, char **argv);
+int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_fit_head(int argc, char **argv);
 int clmr_cli_eval(int argc, char **argv);
 int clmr_cli_pretrain(int argc, char **argv);
 
 const clmr_cli_command_t clmr_cli_commands[] = {
-    {"tag", clmr_cmd_tag, "tag audio files with the model (prints tags or JSON lines)"},
-    {"serve", clmr_cmd_serve, "run the HTTP tagging service (see serve --help)"},
+    {"tag", clmr_cli_tag, "tag audio files with the model (prints tags or JSON lines)"},
+    {"serve", clmr_cli_serve, "run the HTTP tagging service (see serve --help)"},
     {"inspect", clmr_cli_inspect, "validate a model file and print its shapes, tags and metadata"},
     {"pretrain", clmr_cli_pretrain, "self-supervised CLMR pretraining of the encoder on unlabelled audio"},
     {"fit-head", clmr_cli_fit_head, "train a new tag head on a frozen encoder from labelled audio"},

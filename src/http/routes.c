@@ -379,7 +379,7 @@ static void h_tracks_list(clmr_http_req_t *req)
     /* Query arguments were copied in the polling thread: this may run on a pool thread. */
     if (parse_int_arg(req, "limit", req->q_limit, 50, 1, LIMIT_MAX, &limit)) return;
     const char *cursor = req->q_cursor;
-    if (cursor && strlen(cursor) > 256) {
+    if (cursor && (strlen(cursor) > 256 || req->q_nul)) {
         clmr__http_error(req, 400, "invalid_argument", "malformed cursor");
         return;
     }
@@ -661,6 +661,10 @@ static int read_upload(clmr_http_req_t *req, upload_t *u)
             if (!(*dst[i] = dup_span(p->data, p->size)))
                 return clmr__http_error_clmr(req, CLMR_ENOMEM, NULL), -1;
         }
+    }
+    if (req->q_nul) {
+        clmr__http_error(req, 400, "invalid_argument", "query parameters must not contain NUL bytes");
+        return -1;
     }
     /* Query parameters fill what the form did not give. */
     if (!u->title && req->q_title) u->title = strdup(req->q_title);

@@ -105,19 +105,30 @@ static enum MHD_Result send_response(clmr_http_req_t *req)
 
 static void copy_arg(struct MHD_Connection *c, const char *key, char *dst, size_t cap)
 {
-    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
-    if (!v) return;
-    if (strlen(v) >= cap) { /* an over-long number is malformed: keep a marker that fails parsing */
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) != MHD_YES ||
+        !v)
+        return;
+    /* An over-long number, or one with a %00 inside (C would see only the part before it), is
+     * malformed: keep a marker that fails parsing. */
+    if (n >= cap || strlen(v) != n) {
         snprintf(dst, cap, "x");
         return;
     }
     snprintf(dst, cap, "%s", v);
 }
 
-static char *dup_arg(struct MHD_Connection *c, enum MHD_ValueKind kind, const char *key)
+/* A copy of a header or query argument. A value with a NUL inside (a query's %00) would be cut
+ * short silently by every C string function, so it sets *nul and the route refuses the request. */
+static char *dup_arg(struct MHD_Connection *c, enum MHD_ValueKind kind, const char *key, int *nul)
 {
-    const char *v = MHD_lookup_connection_value(c, kind, key);
-    return v ? strdup(v) : NULL;
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(c, kind, key, strlen(key), &v, &n) != MHD_YES || !v)
+        return NULL;
+    if (strlen(v) != n) *nul = 1;
+    return strdup(v);
 }
 
 static void job_entry(void *arg, clmr_infer_t *ctx)
@@ -199,11 +210,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         copy_arg(c, "embedding", req->q_embedding, sizeof req->q_embedding);
         copy_arg(c, "k", req->q_k, sizeof req->q_k);
         copy_arg(c, "limit", req->q_limit, sizeof req->q_limit);
-        req->q_cursor = dup_arg(c, MHD_GET_ARGUMENT_KIND, "cursor");
-        req->q_title = dup_arg(c, MHD_GET_ARGUMENT_KIND, "title");
-        req->q_artist = dup_arg(c, MHD_GET_ARGUMENT_KIND, "artist");
-        req->q_external_id = dup_arg(c, MHD_GET_ARGUMENT_KIND, "external_id");
-        req->content_type = dup_arg(c, MHD_HEADER_KIND, "Content-Type");
+        req->q_cursor = dup_arg(c, MHD_GET_ARGUMENT_KIND, "cursor", &req->q_nul);
+        req->q_title = dup_arg(c, MHD_GET_ARGUMENT_KIND, "title", &req->q_nul);
+        req->q_artist = dup_arg(c, MHD_GET_ARGUMENT_KIND, "artist", &req->q_nul);
+        req->q_external_id = dup_arg(c, MHD_GET_ARGUMENT_KIND, "external_id", &req->q_nul);
+        req->content_type = dup_arg(c, MHD_HEADER_KIND, "Content-Type", &req->q_nul);
         return MHD_YES;
     }
     if (*upload_data_size) {

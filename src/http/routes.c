@@ -663,7 +663,8 @@ static int read_upload(clmr_http_req_t *req, upload_t *u)
         }
     }
     if (req->q_nul) {
-        clmr__http_error(req, 400, "invalid_argument", "query parameters must not contain NUL bytes");
+        clmr__http_error(req, 400, "invalid_argument",
+                         "query parameters must not contain NUL bytes");
         return -1;
     }
     /* Query parameters fill what the form did not give. */

@@ -107,7 +107,8 @@ static void copy_arg(struct MHD_Connection *c, const char *key, char *dst, size_
 {
     const char *v = NULL;
     size_t n = 0;
-    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) != MHD_YES ||
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) !=
+            MHD_YES ||
         !v)
         return;
     /* An over-long number, or one with a %00 inside (C would see only the part before it), is

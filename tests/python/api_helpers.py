@@ -43,6 +43,9 @@ class Daemon:
         self.port = free_port()
         env = dict(os.environ)
         env.pop("CLMRD_MODEL", None)
+        # JSON log lines for every daemon of the test session, so test_zz_session_logs.py can
+        # check them all (request ids, no secrets); a test's own --log-format flag wins.
+        env.setdefault("CLMRD_LOG_FORMAT", "json")
         if self.env:
             env.update(self.env)
         self.log = open(self.log_path, "ab")

@@ -2,6 +2,8 @@
 # run_all.sh [BUILD] - every test of the project, ending with "N passed, N failed".
 #  1. the C unit and API tests of the normal build (meson test, TAP subtests counted),
 #  2. the same C tests in an address+undefined sanitizer build (skipped with CLMR_SKIP_SANITIZE=1),
+#  2b. the concurrency tests (meson suite 'concurrency': workers, admin, store, pool, index, loader)
+#     in a thread-sanitizer build, build-tsan (skipped with CLMR_SKIP_TSAN=1 or CLMR_SKIP_SANITIZE=1),
 #  3. a short libFuzzer run of every fuzz target (skipped with CLMR_SKIP_FUZZ=1),
 #  4. the container tests with podman (skipped with CLMR_SKIP_DEPLOY=1),
 #  5. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API).
@@ -37,6 +39,30 @@ if [ "${CLMR_SKIP_SANITIZE:-0}" != 1 ]; then
     tail -n 30 $logs/asan-test.log; count_meson build-asan
   else
     tail -n 40 $logs/asan-build.log; failed=$((failed + 1))
+  fi
+fi
+
+if [ "${CLMR_SKIP_TSAN:-0}" != 1 ] && [ "${CLMR_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== concurrency tests under ThreadSanitizer (build-tsan, suite 'concurrency')"
+  if [ ! -f build-tsan/build.ninja ]; then
+    meson setup build-tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
+      -Dbench=false >$logs/tsan-setup.log 2>&1 || { cat $logs/tsan-setup.log; failed=$((failed + 1)); }
+  fi
+  # only the programs of the suite (the whole tree under TSan would double the build time)
+  targets=$(meson introspect build-tsan --tests 2>/dev/null | /usr/bin/python3 -c '
+import json, os, sys
+for t in json.load(sys.stdin):
+    if "concurrency" in t["suite"] or any(s.endswith(":concurrency") for s in t["suite"]):
+        print(os.path.relpath(t["cmd"][0], os.path.abspath("build-tsan")))')
+  if [ -n "$targets" ] && ninja -C build-tsan $targets >$logs/tsan-build.log 2>&1; then
+    # OpenMP threads come from an uninstrumented libgomp (false reports): one OpenMP thread;
+    # the tests' own pthreads are what is checked. A report makes the test exit 66 (failed).
+    OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+      meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 2 --suite concurrency \
+      --timeout-multiplier 6 >$logs/tsan-test.log 2>&1
+    tail -n 12 $logs/tsan-test.log; count_meson build-tsan
+  else
+    tail -n 40 $logs/tsan-build.log; failed=$((failed + 1))
   fi
 fi
 

@@ -199,8 +199,10 @@ void clmr_augment_fir_design(float *h, size_t half, double cutoff_hz, int rate)
  * and the wide versions are faster (about 1.5x here, same-run ratio to pitch). Every version does
  * the same operations in the same order per output sample (no reassociation, and ISO C mode keeps
  * GCC from contracting into FMA), so results do not depend on the machine. */
+/* Not under the sanitizers: their runtimes are not initialised yet when the ifunc resolver runs
+ * (the thread-sanitizer build crashes in it at load time). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void

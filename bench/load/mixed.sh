@@ -5,7 +5,7 @@
 #     best req/s is the saturation throughput S;
 #  2. sustained: 70% of S for HOLD_S s (default 60), paced per connection (mixed.lua's delay());
 #     VmRSS of the daemon sampled every second; expect zero non-2xx and flat RSS;
-#  3. overload: 3x the saturating connection count (x3 offered load, unpaced) for OVER_S s:
+#  3. overload: 3 x (workers + queue-depth) connections, unpaced, for OVER_S s:
 #     count 503s, and time single uploads sent during an overload (how fast a 503 comes);
 #  4. recovery: the 70% load again for REC_S s: expect zero errors and latency back to phase 2.
 # Env: MODEL (default the tiny test model: the service path, not the network, is measured),
@@ -70,7 +70,7 @@ echo "RESULT saturation $best req/s at $bestc connections"
 # 70%: C connections each pausing D ms: rate ~ C / (L + D), L the mean latency. A 5 s calibration
 # at D0 = C / (0.7 S) gives L = C / R0 - D0, then D = C / (0.7 S) - L (the achieved rate is printed,
 # not assumed).
-hold_c=$bestc
+hold_c=${HOLD_C:-8}  # more connections, longer pauses: latency jitter moves the rate less
 d0=$(/usr/bin/python3 -c "print(max(1, round(1000 * $hold_c / (0.7 * $best))))")
 run_wrk calib $hold_c 5 $d0
 hold_delay=$(/usr/bin/python3 -c "
@@ -90,14 +90,17 @@ print("RESULT hold VmRSS MiB: start %.1f, min %.1f, max %.1f, end %.1f; mean fir
     v[0] / 1024, min(v) / 1024, max(v) / 1024, v[-1] / 1024, sum(v[:h]) / h / 1024, sum(v[h:]) / (len(v) - h) / 1024, len(v)))
 PY
 
-echo "== 3. overload (3x the saturating connections, unpaced)"
+# A closed loop offers at most one request per connection: to push 3x past what the service can
+# hold in flight (workers + queue-depth), open 3x that many connections, unpaced.
+over_c=$((3 * (${WORKERS:-2} + ${QUEUE:-16})))
+echo "== 3. overload ($over_c connections = 3 x (workers + queue-depth), unpaced)"
 m0=$(curl -s $url/metrics | awk '$1 == "clmrd_queue_rejected_total" {print $2}')
-run_wrk over $((3 * bestc)) ${OVER_S:-20} 0
+run_wrk over $over_c ${OVER_S:-20} 0
 m1=$(curl -s $url/metrics | awk '$1 == "clmrd_queue_rejected_total" {print $2}')
 echo "RESULT overload: queue rejections (503 overloaded) $m0 -> $m1"
 curl -s $url/metrics | grep -E '^clmrd_http_requests_total\{.*status="5' | sed 's/^/RESULT overload metric /' || true
 # how fast a 503 comes back under overload: time curl uploads while the overload runs again
-wrk -t2 -c$((3 * bestc)) -d8s -s "$root/bench/load/mixed.lua" $url -- "$tmp" 0 >/dev/null &
+wrk -t2 -c$over_c -d8s -s "$root/bench/load/mixed.lua" $url -- "$tmp" 0 >/dev/null &
 w=$!; sleep 2
 /usr/bin/python3 - "$url" <<'PY'
 import os, struct, sys, time, urllib.request, urllib.error

@@ -57,7 +57,7 @@ for t in json.load(sys.stdin):
   if [ -n "$targets" ] && ninja -C build-tsan $targets >$logs/tsan-build.log 2>&1; then
     # OpenMP threads come from an uninstrumented libgomp (false reports): one OpenMP thread;
     # the tests' own pthreads are what is checked. A report makes the test exit 66 (failed).
-    OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+    OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp \
       meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 2 --suite concurrency \
       --timeout-multiplier 6 >$logs/tsan-test.log 2>&1
     tail -n 12 $logs/tsan-test.log; count_meson build-tsan

@@ -155,6 +155,10 @@ int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url,
 void clmr__route_inline(clmr_http_req_t *req);
 /* Worker-pool entry point for heavy routes. */
 void clmr__route_job(void *arg, clmr_infer_t *ctx);
+/* Catalogue-pool step before an upload queues for inference: answers POST /v1/tag from the tag
+ * cache (or with a 400 for bad arguments) and returns 1; returns 0 when inference is needed. Keeps
+ * cache hits out of the inference queue, so they never wait behind decodes or get its 503s. */
+int clmr__route_cache_probe(clmr_http_req_t *req);
 /* Opens the store and index for the loaded model (called by server open). */
 int clmr__routes_open(clmr_server_t *s, char **errmsg);
 void clmr__routes_close(clmr_server_t *s);

@@ -742,42 +742,59 @@ static void cache_store(clmr_http_req_t *req, const char *model_id, const char *
     free(msg);
 }
 
-static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
+/* The query arguments of POST /v1/tag; on a bad one the 400 is prepared and -1 returned. */
+static int tag_args(clmr_http_req_t *req, int *top, int *per_chunk, int *want_emb, double *threshold)
 {
-    clmr_server_t *s = req->srv;
-    int top, per_chunk, want_emb;
-    double threshold = 0;
+    *threshold = 0;
     if (parse_int_arg(req, "top", req->q_top, req->sm->info.n_tags, 1,
-                      req->sm->info.n_tags > 0 ? req->sm->info.n_tags : 1, &top) ||
-        parse_bool_arg(req, "per_chunk", req->q_per_chunk, &per_chunk) ||
-        parse_bool_arg(req, "embedding", req->q_embedding, &want_emb))
-        return;
+                      req->sm->info.n_tags > 0 ? req->sm->info.n_tags : 1, top) ||
+        parse_bool_arg(req, "per_chunk", req->q_per_chunk, per_chunk) ||
+        parse_bool_arg(req, "embedding", req->q_embedding, want_emb))
+        return -1;
     if (req->q_threshold[0]) {
         char *end;
-        threshold = strtod(req->q_threshold, &end);
-        if (*end || !(threshold >= 0 && threshold <= 1)) {
+        *threshold = strtod(req->q_threshold, &end);
+        if (*end || !(*threshold >= 0 && *threshold <= 1)) {
             clmr__http_error(req, 400, "invalid_argument",
                              "query parameter 'threshold' must be a number from 0 to 1");
-            return;
+            return -1;
         }
     }
+    return 0;
+}
+
+/* Answers from the tag cache when it holds (sha, active model) with what the request needs.
+ * Returns 1 when the response is prepared, 0 on a miss. Per-chunk scores are not cached. */
+static int tag_from_cache(clmr_http_req_t *req, const char *sha, int top, int per_chunk,
+                          int want_emb, double threshold)
+{
+    clmr_server_t *s = req->srv;
+    if (per_chunk) return 0;
+    clmr_tag_result_t r;
+    memset(&r, 0, sizeof r);
+    int hit = clmr_store_cache_get(s->store, sha, req->sm->info.id, &r, NULL) == 0 &&
+              (!want_emb || r.embedding);
+    if (hit) {
+        clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
+        json_t *j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id,
+                              "duration_s", r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
+                              tags_json(&req->sm->info, r.scores, r.n_scores, top, threshold));
+        if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
+        clmr__http_json(req, 200, j);
+    }
+    clmr_tag_result_clear(&r);
+    return hit;
+}
+
+static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
+{
+    int top, per_chunk, want_emb;
+    double threshold;
+    if (tag_args(req, &top, &per_chunk, &want_emb, &threshold)) return;
+    /* A hit here is rare (the cache probe answered it before queueing) but possible when the
+     * same song was being analysed while this request waited. */
+    if (tag_from_cache(req, sha, top, per_chunk, want_emb, threshold)) return;
     json_t *j = NULL;
-    if (!per_chunk) { /* per-chunk scores are not cached */
-        clmr_tag_result_t r;
-        memset(&r, 0, sizeof r);
-        if (clmr_store_cache_get(s->store, sha, req->sm->info.id, &r, NULL) == 0 &&
-            (!want_emb || r.embedding)) {
-            clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
-            j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id, "duration_s",
-                          r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
-                          tags_json(&req->sm->info, r.scores, r.n_scores, top, threshold));
-            if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
-            clmr_tag_result_clear(&r);
-            clmr__http_json(req, 200, j);
-            return;
-        }
-        clmr_tag_result_clear(&r);
-    }
     clmr_http_analysis_t a;
     if (analyze(req, ctx, u, &a)) return;
     cache_store(req, req->sm->info.id, sha, &a);
@@ -951,6 +968,24 @@ void clmr__route_job(void *arg, clmr_infer_t *ctx)
         clmr__http_error(req, 404, "not_found", "no route");
     }
     upload_free(&u);
+}
+
+int clmr__route_cache_probe(clmr_http_req_t *req)
+{
+    if (req->route != R_TAG) return 0;
+    int top, per_chunk, want_emb;
+    double threshold;
+    if (tag_args(req, &top, &per_chunk, &want_emb, &threshold)) return 1;
+    if (per_chunk) return 0;
+    upload_t u;
+    if (read_upload(req, &u)) {
+        upload_free(&u);
+        return 1;
+    }
+    char sha[65];
+    sha256_hex(u.audio, u.audio_len, sha);
+    upload_free(&u);
+    return tag_from_cache(req, sha, top, per_chunk, want_emb, threshold);
 }
 
 /* ---------------------------------------------------------------- start-up */

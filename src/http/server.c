@@ -148,6 +148,25 @@ static void job_entry(void *arg, clmr_infer_t *ctx)
     MHD_resume_connection(req->conn);
 }
 
+/* POST /v1/tag first runs here, on the catalogue pool: a cache hit is answered at once; a miss
+ * moves on to the inference queue (the connection stays suspended). */
+static void probe_entry(void *arg, clmr_infer_t *ctx)
+{
+    clmr_http_req_t *req = arg;
+    clmr_server_t *s = req->srv;
+    if (!clmr__route_cache_probe(req)) {
+        int rc = clmr_workers_submit(s->workers, job_entry, req);
+        if (rc == 0) return; /* job_entry resumes the connection */
+        clmr__metrics_rejected(&s->metrics);
+        req->retry_after = s->cfg.retry_after_s;
+        clmr__http_error(req, 503, rc == CLMR_EBUSY ? "overloaded" : "shutting_down",
+                         rc == CLMR_EBUSY
+                             ? "all workers are busy and the queue is full; retry later"
+                             : "the service is shutting down");
+    }
+    MHD_resume_connection(req->conn);
+}
+
 static void catalogue_entry(void *arg, clmr_infer_t *ctx)
 {
     clmr_http_req_t *req = arg;
@@ -279,7 +298,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
     /* Suspend before submitting, so a worker that finishes at once resumes a connection that is
      * already suspended. A refused job is answered by resuming at once with the 503 prepared. */
     MHD_suspend_connection(c);
-    int rc = req->pool == CLMR_POOL_INFERENCE
+    int rc = req->route == R_TAG ? clmr_workers_submit(s->catalogue, probe_entry, req)
+             : req->pool == CLMR_POOL_INFERENCE
                  ? clmr_workers_submit(s->workers, job_entry, req)
                  : clmr_workers_submit(s->catalogue, catalogue_entry, req);
     if (rc) {

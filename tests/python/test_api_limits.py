@@ -83,6 +83,32 @@ def test_503_when_queue_full(make_daemon, slow_song):
     assert d.metric("clmrd_queue_rejected_total") == codes.count(503)
 
 
+def test_cache_hits_skip_a_full_inference_queue(make_daemon, slow_song, tmp_path):
+    """A repeat upload is answered from the cache on the catalogue pool, never queued behind
+    decodes: with the one worker busy and the queue full, it still gets 200 cached."""
+    d = make_daemon("--workers", "1", "--queue-depth", "1")
+    short = open(make_audio(tmp_path / "short.wav", 3), "rb").read()
+    first = requests.post(d.url("/v1/tag"), data=short, timeout=60)
+    assert first.status_code == 200 and first.json()["cached"] is False
+    with cf.ThreadPoolExecutor(2) as ex:
+        futs = [ex.submit(requests.post, d.url("/v1/tag"), data=slow_song, timeout=120)
+                for _ in range(2)]
+        deadline = time.time() + 30
+        while (d.metric("clmrd_workers_busy"), d.metric("clmrd_queue_depth")) != (1, 1):
+            assert time.time() < deadline, "the slow uploads never filled the worker and queue"
+            time.sleep(0.005)
+        again = requests.post(d.url("/v1/tag"), data=short, timeout=60)
+        # the queue is still full: an uncached upload now is refused
+        other = open(make_audio(tmp_path / "other.wav", 3, freq=880), "rb").read()
+        refused = requests.post(d.url("/v1/tag"), data=other, timeout=60)
+        busy = (d.metric("clmrd_workers_busy"), d.metric("clmrd_queue_depth"))
+        [f.result() for f in futs]
+    assert again.status_code == 200, again.text
+    assert again.json()["cached"] is True and again.json()["tags"] == first.json()["tags"]
+    if busy == (1, 1):  # the slow uploads were still there when the uncached one arrived
+        assert refused.status_code == 503 and error_of(refused) == "overloaded"
+
+
 def test_sigterm_drains_inflight(make_daemon, slow_song):
     d = make_daemon("--workers", "1", "--queue-depth", "4")
     bodies = [slow_song] * 2

@@ -363,8 +363,8 @@ int clmr_cli_pretrain(int argc, char **argv)
         clmr_pretrain_params_t p = clmr_pretrain_default_params();
         if (widths && (rc = clmr_pretrain_parse_widths(&p, widths, &err))) {
             fprintf(stderr, "clmrd pretrain: --widths: %s\n", err);
-            free(err);
-            return 2;
+            st = 2;
+            goto out;
         }
         p.batch_pairs = batch;
         p.seed = (uint64_t)seed;

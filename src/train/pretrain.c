@@ -145,30 +145,24 @@ static void fill_uniform(float *x, size_t n, double bound, clmr_rng_t *r)
 int clmr_pretrain_open(clmr_pretrain_t **out, const clmr_pretrain_params_t *p,
                        const clmr_model_t *init, char **errmsg)
 {
+    *out = NULL;
+    if (init) { /* checked before anything is allocated */
+        if (init->cfg.n_layers != p->n_layers)
+            return clmr_set_err(errmsg, CLMR_EINVAL,
+                                "--init model has %d layers, the requested widths %d (pass "
+                                "--widths matching the model)",
+                                init->cfg.n_layers, p->n_layers);
+        for (int i = 0; i < p->n_layers; i++)
+            if (init->cfg.layer[i].out_ch != p->widths[i + 1])
+                return clmr_set_err(errmsg, CLMR_EINVAL,
+                                    "--init model layer %d has %d channels, the requested "
+                                    "widths %d (pass --widths matching the model)",
+                                    i, init->cfg.layer[i].out_ch, p->widths[i + 1]);
+    }
     clmr_pretrain_t *pt;
     int err = pt_alloc(&pt, p, errmsg);
     if (err) return err;
     const clmr_samplecnn_config_t *enc = &pt->cfg.enc;
-    if (init) {
-        if (init->cfg.n_layers != enc->n_layers) {
-            /* the message reads enc, which lives in pt: format it before freeing pt */
-            err = clmr_set_err(errmsg, CLMR_EINVAL,
-                               "--init model has %d layers, the requested widths %d",
-                               init->cfg.n_layers, enc->n_layers);
-            clmr_pretrain_close(&pt);
-            return err;
-        }
-        for (int i = 0; i < enc->n_layers; i++)
-            if (init->cfg.layer[i].out_ch != enc->layer[i].out_ch ||
-                init->cfg.layer[i].in_ch != enc->layer[i].in_ch) {
-                err = clmr_set_err(errmsg, CLMR_EINVAL,
-                                   "--init model layer %d has %d channels, the requested "
-                                   "widths %d (pass --widths matching the model)",
-                                   i, init->cfg.layer[i].out_ch, enc->layer[i].out_ch);
-                clmr_pretrain_close(&pt);
-                return err;
-            }
-    }
     clmr_train_params_t w;
     clmr_train_params_bind(&w, &pt->cfg, pt->blk.params);
     clmr_rng_t r;

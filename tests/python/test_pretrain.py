@@ -136,7 +136,8 @@ def test_periodic_checkpoints_and_steps_already_done(pool, tmp_path):
     assert r.returncode == 2 and "already done 7 steps" in r.stderr
 
 
-def test_sigint_writes_checkpoint_and_model(pool, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_checkpoint_and_model(pool, tmp_path, sig):
     log = tmp_path / "log.jsonl"
     p = subprocess.Popen([CLMRD, "pretrain", "--data", str(pool), "--out", str(tmp_path / "m.st"),
                           "--widths", SMALL, "--batch", "2", "--steps", "1000000",
@@ -147,7 +148,7 @@ def test_sigint_writes_checkpoint_and_model(pool, tmp_path):
         if log.exists() and len(read_log(log)[0]) >= 3:
             break
         time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert "interrupted" in err

@@ -24,9 +24,9 @@ run: deps build
 test: deps build
 	@tests/run_all.sh $(BUILD)
 
-# Unit and API tests of the normal build only (no sanitizer build).
+# Unit, API and tool tests of the normal build only (no sanitizer, fuzzing or container stages).
 test-quick: build
-	@CLMR_SKIP_SANITIZE=1 tests/run_all.sh $(BUILD)
+	@CLMR_SKIP_SANITIZE=1 CLMR_SKIP_TSAN=1 CLMR_SKIP_FUZZ=1 CLMR_SKIP_DEPLOY=1 tests/run_all.sh $(BUILD)
 
 bench: build
 	@bench/run.sh $(BUILD)

@@ -11,4 +11,10 @@ typedef struct {
 /* The command table, terminated by a {NULL} entry (src/cli/commands.c). */
 extern const clmr_cli_command_t clmr_cli_commands[];
 
+/* Strict parsers for option values: the whole string must be a number within [lo, hi]. On failure
+ * they print "clmrd CMD: OPT: expected ..." to stderr and return -1 (src/cli/options.c). */
+int clmr_cli_parse_int(int *out, const char *s, long lo, long hi, const char *cmd, const char *opt);
+int clmr_cli_parse_double(double *out, const char *s, double lo, double hi, const char *cmd,
+                          const char *opt);
+
 #endif

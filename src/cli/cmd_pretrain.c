@@ -11,7 +11,6 @@
  * Exit status: 0 done, 1 error, 2 usage error, 130 interrupted (checkpoint and model written).
  */
 #include "cli/cli.h"
-#include "cli/labelled.h"
 #include "clmr/error.h"
 #include "clmr/model.h"
 #include "clmrd_build_config.h"

@@ -35,27 +35,32 @@ static int by_score_desc(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: clmrd tag [OPTIONS] FILE...\n\n"
-            "Decode each audio file (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, aiff...),\n"
-            "run the CLMR SampleCNN model and print its tags.\n\n"
-            "Options:\n"
-            "  --model PATH    model file (.safetensors); default: $CLMRD_MODEL, then\n"
-            "                  models/" CLMR_DEFAULT_MODEL_FILE " of the build tree, then the installed one\n"
-            "  --json          one JSON object per file per line (file, model, duration_s, chunks, tags)\n"
-            "  --top N         tags shown in the human-readable output (default 10; --json lists all)\n"
-            "  --embedding     add the 512-d track embedding (L2-normalised mean of chunk embeddings)\n"
-            "  --per-chunk     add per-chunk start_s, scores (model tag order) and raw embedding\n"
-            "  --threads N     inference threads (default: all cores)\n"
-            "  --batch N       chunks per inference batch (default 8)\n"
-            "  -h, --help      this help\n\n"
-            "Exit status: 0 when every file was tagged, 1 when any file failed, 2 on usage errors.\n");
+    fprintf(
+        f,
+        "Usage: clmrd tag [OPTIONS] FILE...\n\n"
+        "Decode each audio file (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, "
+        "aiff...),\n"
+        "run the CLMR SampleCNN model and print its tags.\n\n"
+        "Options:\n"
+        "  --model PATH    model file (.safetensors); default: $CLMRD_MODEL, then\n"
+        "                  models/" CLMR_DEFAULT_MODEL_FILE
+        " of the build tree, then the installed one\n"
+        "  --json          one JSON object per file per line (file, model, duration_s, chunks, "
+        "tags)\n"
+        "  --top N         tags shown in the human-readable output (default 10; --json lists all)\n"
+        "  --embedding     add the 512-d track embedding (L2-normalised mean of chunk embeddings)\n"
+        "  --per-chunk     add per-chunk start_s, scores (model tag order) and raw embedding\n"
+        "  --threads N     inference threads (default: all cores)\n"
+        "  --batch N       chunks per inference batch (default 8)\n"
+        "  -h, --help      this help\n\n"
+        "Exit status: 0 when every file was tagged, 1 when any file failed, 2 on usage errors.\n");
 }
 
 static json_t *float_array(const float *v, int n)
 {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_real(v[i]));
     return a;
 }
 
@@ -73,8 +78,8 @@ static void report_error(const tag_opts_t *o, const char *file, int err, const c
 {
     fprintf(stderr, "clmrd tag: %s: %s\n", file, msg ? msg : clmr_strerror(err));
     if (o->json) {
-        json_t *obj = json_pack("{s:s, s:{s:s, s:s}}", "file", file, "error", "code", clmr_err_name(err),
-                                "message", msg ? msg : clmr_strerror(err));
+        json_t *obj = json_pack("{s:s, s:{s:s, s:s}}", "file", file, "error", "code",
+                                clmr_err_name(err), "message", msg ? msg : clmr_strerror(err));
         print_json_line(obj);
         json_decref(obj);
     }
@@ -86,7 +91,8 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
     int nt = t->n_tags;
     ranked_tag_t *rank = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*rank));
     if (!rank) return;
-    for (int i = 0; i < nt; i++) rank[i] = (ranked_tag_t){i, t->scores[i]};
+    for (int i = 0; i < nt; i++)
+        rank[i] = (ranked_tag_t){i, t->scores[i]};
     qsort(rank, (size_t)nt, sizeof(*rank), by_score_desc);
     if (o->json) {
         json_t *obj = json_object();
@@ -97,8 +103,9 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
         json_t *tags = json_array();
         for (int i = 0; i < nt; i++)
-            json_array_append_new(tags, json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
-                                                  "score", (double)rank[i].score));
+            json_array_append_new(tags,
+                                  json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
+                                            "score", (double)rank[i].score));
         json_object_set_new(obj, "tags", tags);
         if (o->embedding) json_object_set_new(obj, "embedding", float_array(t->emb, t->embed_dim));
         if (o->per_chunk) {
@@ -110,8 +117,9 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
                 if (nt > 0)
                     json_object_set_new(co, "scores",
                                         float_array(t->chunk_scores + (size_t)c * nt, nt));
-                json_object_set_new(co, "embedding",
-                                    float_array(t->chunk_emb + (size_t)c * t->embed_dim, t->embed_dim));
+                json_object_set_new(
+                    co, "embedding",
+                    float_array(t->chunk_emb + (size_t)c * t->embed_dim, t->embed_dim));
                 json_array_append_new(chunks, co);
             }
             json_object_set_new(obj, "per_chunk", chunks);
@@ -127,21 +135,13 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
             printf("  %-14s %.3f\n", clmr_model_tag(m, rank[i].tag), (double)rank[i].score);
         if (o->embedding) {
             printf("  embedding:");
-            for (int d = 0; d < t->embed_dim; d++) printf(" %.5f", (double)t->emb[d]);
+            for (int d = 0; d < t->embed_dim; d++)
+                printf(" %.5f", (double)t->emb[d]);
             printf("\n");
         }
         fflush(stdout);
     }
     free(rank);
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
 }
 
 int clmr_cli_tag(int argc, char **argv);
@@ -177,22 +177,13 @@ int clmr_cli_tag(int argc, char **argv)
             o.embedding = 1;
             break;
         case OPT_THREADS:
-            if (parse_int(optarg, 0, 256, &o.threads)) {
-                fprintf(stderr, "clmrd tag: --threads wants an integer 0..256 (0 = all cores)\n");
-                return 2;
-            }
+            if (clmr_cli_parse_int(&o.threads, optarg, 0, 256, "tag", "--threads")) return 2;
             break;
         case OPT_BATCH:
-            if (parse_int(optarg, 1, 256, &o.batch)) {
-                fprintf(stderr, "clmrd tag: --batch wants an integer 1..256\n");
-                return 2;
-            }
+            if (clmr_cli_parse_int(&o.batch, optarg, 1, 256, "tag", "--batch")) return 2;
             break;
         case OPT_TOP:
-            if (parse_int(optarg, 0, 100000, &o.top)) {
-                fprintf(stderr, "clmrd tag: --top wants a non-negative integer\n");
-                return 2;
-            }
+            if (clmr_cli_parse_int(&o.top, optarg, 0, 100000, "tag", "--top")) return 2;
             break;
         case 'h':
             usage(stdout);

@@ -1,4 +1,4 @@
-/* labelled.c - option parsing and progress-reporting embedding shared by fit-head and eval.
+/* labelled.c - progress-reporting embedding shared by fit-head and eval.
  *
  * DESIGN: progress goes to stderr and only when stderr is a terminal (a carriage-return line that
  * is overwritten), so logs and pipes get just the one-line summary, which tests read.
@@ -7,40 +7,9 @@
 
 #include "clmr/error.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-int clmr_cli_parse_int(int *out, const char *s, long lo, long hi, const char *cmd, const char *opt)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "clmrd %s: %s: expected an integer in [%ld, %ld], got '%s'\n", cmd, opt, lo,
-                hi, s);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-int clmr_cli_parse_double(double *out, const char *s, double lo, double hi, const char *cmd,
-                          const char *opt)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-        fprintf(stderr, "clmrd %s: %s: expected a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi,
-                s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
 
 static void progress_cb(void *ud, int i, int n, int from_cache)
 {

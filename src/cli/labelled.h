@@ -1,17 +1,12 @@
-/* labelled.h - pieces shared by `clmrd fit-head` and `clmrd eval`: strict option parsing and
- * embedding a labels file with progress on a terminal. */
+/* labelled.h - pieces shared by `clmrd fit-head` and `clmrd eval`: embedding a labels file with
+ * progress on a terminal. */
 #ifndef CLMR_CLI_LABELLED_H
 #define CLMR_CLI_LABELLED_H
 
+#include "cli/cli.h"
 #include "clmr/model.h"
 #include "train/embed_set.h"
 #include "train/labels.h"
-
-/* Strict parsers for option values: the whole string must be a number within [lo, hi]. On failure
- * they print "clmrd CMD: --OPT: ..." to stderr and return -1. */
-int clmr_cli_parse_int(int *out, const char *s, long lo, long hi, const char *cmd, const char *opt);
-int clmr_cli_parse_double(double *out, const char *s, double lo, double hi, const char *cmd,
-                          const char *opt);
 
 /* Embeds every labelled file (clmr_embed_set_build) with a progress line on stderr when it is a
  * terminal, and a summary line "CMD: embedded N files, C chunks (encoder runs X, cache hits Y)"

@@ -203,6 +203,7 @@ class Renderers:
     def close(self):
         for r in self.fluid.values():
             r.close()
+        self.fluid = {}
 
 
 def read_wav(path, n):
@@ -449,7 +450,9 @@ def compose_mma(rng, cfg, presets, idx, split, tmp):
     root, minor = rng.randint(0, 11), rng.random() < 0.4
     scale = MINOR if minor else MAJOR
     prog = rng.choice(PROGRESSIONS)
-    lines = ["Tempo %d" % bpm, "Groove %s" % groove]
+    # MMA humanises timing and velocities with Python's random module, unseeded unless told:
+    # without RndSeed the same clip renders differently on every run.
+    lines = ["RndSeed %d" % rng.randint(1, 2**31 - 1), "Tempo %d" % bpm, "Groove %s" % groove]
     for bar in range(nbars):
         deg = prog[bar % len(prog)]
         name = CHORD_NAMES[(root + scale[deg]) % 12]
@@ -603,6 +606,10 @@ def generate(split, nclips, out, log=print):
             cj = os.path.join(outdir, "clips", "%05d.json" % i)
             if os.path.exists(cj):
                 continue
+            # A fresh synth per clip (0.2 s): fluidsynth state (reverb and chorus buffers) would
+            # otherwise carry over from the clip before, so a clip's bytes would depend on which
+            # clips this run made before it (a resumed run would differ from an uninterrupted one).
+            rend.close()
             rows = make_clip(split, i, cfg, presets, rend, outdir, tmp)
             with open(cj + ".part", "w") as f:
                 json.dump(rows, f)

@@ -1,0 +1,78 @@
+"""test_eval_data.py - the committed evaluation manifests are what make_labelled.py regenerates.
+
+DESIGN: the model card's numbers come from `clmrd eval` on labelled sets that are too big for git
+(606 MB of crops), so models/eval/labelled/ commits their manifests and the SHA-256 of every crop.
+Regenerating a few clips of each split here (the generator is seeded per clip, so the first clips do
+not depend on how many are made) and finding the very same bytes and tags proves that anyone can
+rebuild the card's test sets from Debian packages and check them with `sha256sum -c`.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+COMMITTED = os.path.join(ROOT, "models", "eval", "labelled")
+SOUNDFONTS = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2",
+              "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"]
+
+needs_renderers = pytest.mark.skipif(
+    not (shutil.which("espeak-ng") and shutil.which("timidity") and all(map(os.path.exists, SOUNDFONTS))),
+    reason="soundfonts, timidity and espeak-ng are required (scripts/install-deps.sh)")
+
+
+def read_manifest(path):
+    with open(path, encoding="utf-8") as f:
+        return {row["path"]: sorted(row["tags"]) for row in map(json.loads, filter(str.strip, f))}
+
+
+def committed_sums():
+    sums = {}
+    with open(os.path.join(COMMITTED, "SHA256SUMS"), encoding="utf-8") as f:
+        for line in f:
+            digest, name = line.rstrip("\n").split("  ", 1)
+            sums[name] = digest
+    return sums
+
+
+def test_committed_manifests_are_complete():
+    """Every crop of every committed manifest has a checksum, and the counts are the card's."""
+    sums = committed_sums()
+    counts = {}
+    for split in ("train", "test", "test_opl3"):
+        rows = read_manifest(os.path.join(COMMITTED, split, "manifest.jsonl"))
+        counts[split] = len(rows)
+        for path in rows:
+            assert f"{split}/{path}" in sums, f"{split}/{path} has no checksum"
+    assert counts == {"train": 3575, "test": 1429, "test_opl3": 294}
+    assert len(sums) == sum(counts.values())
+    per_source = [read_manifest(os.path.join(COMMITTED, "test", f"manifest_{s}.jsonl"))
+                  for s in ("timgm6mb", "freepats", "sf_gmbank")]
+    merged = {}
+    for rows in per_source:
+        assert not set(rows) & set(merged), "a crop is in two per-source manifests"
+        merged.update(rows)
+    assert merged == read_manifest(os.path.join(COMMITTED, "test", "manifest.jsonl"))
+
+
+@needs_renderers
+def test_regenerated_clips_match_committed_bytes(tmp_path):
+    out = tmp_path / "labelled"
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "datasets", "make_labelled.py"), "--out", str(out),
+                    "--splits", "train,test,test_opl3", "--clips", "2"], check=True, stdout=subprocess.DEVNULL)
+    sums = committed_sums()
+    checked = 0
+    for split in ("train", "test", "test_opl3"):
+        committed = read_manifest(os.path.join(COMMITTED, split, "manifest.jsonl"))
+        made = read_manifest(out / split / "manifest.jsonl")
+        assert made, f"no crops regenerated for {split}"
+        for path, tags in made.items():
+            assert committed.get(path) == tags, f"{split}/{path}: tags differ from the committed manifest"
+            digest = hashlib.sha256((out / split / path).read_bytes()).hexdigest()
+            assert digest == sums[f"{split}/{path}"], f"{split}/{path}: audio differs from the committed checksum"
+            checked += 1
+    assert checked >= 12

@@ -1,7 +1,8 @@
 """test_eval_data.py - the committed evaluation manifests are what make_labelled.py regenerates.
 
 DESIGN: the model card's numbers come from `clmrd eval` on labelled sets that are too big for git
-(606 MB of crops), so models/eval/labelled/ commits their manifests and the SHA-256 of every crop.
+(660 MB of crops), so models/eval/labelled/ commits their manifests and the SHA-256 of every crop.
+The real-recordings split (make_real.py) is checked byte for byte by test_datasets_real.py.
 Regenerating a few clips of each split here (the generator is seeded per clip, so the first clips do
 not depend on how many are made) and finding the very same bytes and tags proves that anyone can
 rebuild the card's test sets from Debian packages and check them with `sha256sum -c`.
@@ -43,12 +44,12 @@ def test_committed_manifests_are_complete():
     """Every crop of every committed manifest has a checksum, and the counts are the card's."""
     sums = committed_sums()
     counts = {}
-    for split in ("train", "test", "test_opl3"):
+    for split in ("train", "test", "test_opl3", "real"):
         rows = read_manifest(os.path.join(COMMITTED, split, "manifest.jsonl"))
         counts[split] = len(rows)
         for path in rows:
             assert f"{split}/{path}" in sums, f"{split}/{path} has no checksum"
-    assert counts == {"train": 3575, "test": 1429, "test_opl3": 294}
+    assert counts == {"train": 3563, "test": 1433, "test_opl3": 296, "real": 478}
     assert len(sums) == sum(counts.values())
     per_source = [read_manifest(os.path.join(COMMITTED, "test", f"manifest_{s}.jsonl"))
                   for s in ("timgm6mb", "freepats", "sf_gmbank")]

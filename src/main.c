@@ -11,7 +11,7 @@ static void usage(FILE *f)
                "Usage: clmrd COMMAND [OPTIONS]\n\nCommands:\n",
             CLMRD_VERSION);
     for (const clmr_cli_command_t *c = clmr_cli_commands; c->name; c++)
-        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+        fprintf(f, "  %-14s %s\n", c->name, c->summary);
     fprintf(f, "\nRun 'clmrd COMMAND --help' for the options of a command.\n");
 }
 

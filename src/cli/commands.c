@@ -9,13 +9,17 @@ int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_fit_head(int argc, char **argv);
 int clmr_cli_eval(int argc, char **argv);
 int clmr_cli_pretrain(int argc, char **argv);
+int clmr_cli_fit_supervised(int argc, char **argv);
 
 const clmr_cli_command_t clmr_cli_commands[] = {
     {"tag", clmr_cli_tag, "tag audio files with the model (prints tags or JSON lines)"},
     {"serve", clmr_cli_serve, "run the HTTP tagging service (see serve --help)"},
     {"inspect", clmr_cli_inspect, "validate a model file and print its shapes, tags and metadata"},
-    {"pretrain", clmr_cli_pretrain, "self-supervised CLMR pretraining of the encoder on unlabelled audio"},
+    {"pretrain", clmr_cli_pretrain,
+     "self-supervised CLMR pretraining of the encoder on unlabelled audio"},
     {"fit-head", clmr_cli_fit_head, "train a new tag head on a frozen encoder from labelled audio"},
+    {"fit-supervised", clmr_cli_fit_supervised,
+     "train the whole encoder and a tag head from labelled audio (supervised baseline)"},
     {"eval", clmr_cli_eval, "macro ROC-AUC / PR-AUC of a model's tags on labelled audio"},
     {NULL, NULL, NULL},
 };

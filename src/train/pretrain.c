@@ -142,6 +142,36 @@ static void fill_uniform(float *x, size_t n, double bound, clmr_rng_t *r)
         x[i] = (float)clmr_rng_range(r, -bound, bound);
 }
 
+void clmr_pretrain_init_encoder(const clmr_train_params_t *w, float *const *run_mean,
+                                float *const *run_var, const clmr_samplecnn_config_t *enc,
+                                const clmr_model_t *init, clmr_rng_t *r)
+{
+    for (int i = 0; i < enc->n_layers; i++) {
+        const clmr_layer_shape_t *l = &enc->layer[i];
+        size_t nw = (size_t)l->out_ch * l->in_ch * l->kernel;
+        double fan_in = (double)l->in_ch * l->kernel;
+        /* CLMR's SampleCNN: kaiming_uniform_(fan_in, relu) -> bound sqrt(6 / fan_in); the conv
+         * bias keeps PyTorch's default U(+-1/sqrt(fan_in)). Drawn even with --init so what is
+         * drawn after (projector, head) gets the same numbers either way. */
+        fill_uniform(w->conv_w[i], nw, sqrt(6.0 / fan_in), r);
+        fill_uniform(w->conv_b[i], (size_t)l->out_ch, 1.0 / sqrt(fan_in), r);
+        for (int c = 0; c < l->out_ch; c++) {
+            w->bn_gamma[i][c] = 1.0f;
+            w->bn_beta[i][c] = 0.0f;
+            run_mean[i][c] = 0.0f;
+            run_var[i][c] = 1.0f;
+        }
+        if (init) {
+            memcpy(w->conv_w[i], init->w.conv_w[i], nw * sizeof(float));
+            memcpy(w->conv_b[i], init->w.conv_b[i], (size_t)l->out_ch * sizeof(float));
+            memcpy(w->bn_gamma[i], init->w.bn_gamma[i], (size_t)l->out_ch * sizeof(float));
+            memcpy(w->bn_beta[i], init->w.bn_beta[i], (size_t)l->out_ch * sizeof(float));
+            memcpy(run_mean[i], init->w.bn_mean[i], (size_t)l->out_ch * sizeof(float));
+            memcpy(run_var[i], init->w.bn_var[i], (size_t)l->out_ch * sizeof(float));
+        }
+    }
+}
+
 int clmr_pretrain_open(clmr_pretrain_t **out, const clmr_pretrain_params_t *p,
                        const clmr_model_t *init, char **errmsg)
 {
@@ -167,30 +197,7 @@ int clmr_pretrain_open(clmr_pretrain_t **out, const clmr_pretrain_params_t *p,
     clmr_train_params_bind(&w, &pt->cfg, pt->blk.params);
     clmr_rng_t r;
     clmr_rng_seed(&r, p->seed, 0x696e6974 /* "init" */);
-    for (int i = 0; i < enc->n_layers; i++) {
-        const clmr_layer_shape_t *l = &enc->layer[i];
-        size_t nw = (size_t)l->out_ch * l->in_ch * l->kernel;
-        double fan_in = (double)l->in_ch * l->kernel;
-        /* CLMR's SampleCNN: kaiming_uniform_(fan_in, relu) -> bound sqrt(6 / fan_in); the conv
-         * bias keeps PyTorch's default U(+-1/sqrt(fan_in)). Drawn even with --init so the
-         * projector below gets the same numbers either way. */
-        fill_uniform(w.conv_w[i], nw, sqrt(6.0 / fan_in), &r);
-        fill_uniform(w.conv_b[i], (size_t)l->out_ch, 1.0 / sqrt(fan_in), &r);
-        for (int c = 0; c < l->out_ch; c++) {
-            w.bn_gamma[i][c] = 1.0f;
-            w.bn_beta[i][c] = 0.0f;
-            pt->blk.run_mean[i][c] = 0.0f;
-            pt->blk.run_var[i][c] = 1.0f;
-        }
-        if (init) {
-            memcpy(w.conv_w[i], init->w.conv_w[i], nw * sizeof(float));
-            memcpy(w.conv_b[i], init->w.conv_b[i], (size_t)l->out_ch * sizeof(float));
-            memcpy(w.bn_gamma[i], init->w.bn_gamma[i], (size_t)l->out_ch * sizeof(float));
-            memcpy(w.bn_beta[i], init->w.bn_beta[i], (size_t)l->out_ch * sizeof(float));
-            memcpy(pt->blk.run_mean[i], init->w.bn_mean[i], (size_t)l->out_ch * sizeof(float));
-            memcpy(pt->blk.run_var[i], init->w.bn_var[i], (size_t)l->out_ch * sizeof(float));
-        }
-    }
+    clmr_pretrain_init_encoder(&w, pt->blk.run_mean, pt->blk.run_var, enc, init, &r);
     /* nn.Linear default (kaiming_uniform a = sqrt(5)): U(+-1/sqrt(fan_in)). */
     int D = enc->embed_dim, H = pt->cfg.proj_hidden, P = pt->cfg.proj_out;
     fill_uniform(w.proj_w1, (size_t)H * D, 1.0 / sqrt((double)D), &r);

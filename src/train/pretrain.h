@@ -21,6 +21,7 @@
 #include "train/adam.h"
 #include "train/train_dnnl.h"
 #include "train/samplecnn_train_ref.h"
+#include "util/rng.h"
 
 #include <stdint.h>
 
@@ -54,6 +55,17 @@ typedef struct clmr_pretrain clmr_pretrain_t;
  * Returns 0, CLMR_EINVAL (bad params or widths mismatch), CLMR_ENOMEM or CLMR_EDNNL. */
 int clmr_pretrain_open(clmr_pretrain_t **out, const clmr_pretrain_params_t *p,
                        const clmr_model_t *init, char **errmsg);
+
+/* The encoder part of clmr_pretrain_open's initialisation, shared with fully supervised training
+ * (train/supervised.h): draws every layer's conv weights and biases from r (PyTorch's CLMR init,
+ * above), sets BN gamma 1, beta 0, running mean 0, var 1; then, when init is not NULL, copies
+ * init's encoder tensors and running statistics over them (init must have enc's widths; the
+ * caller checks). The draws happen either way, so what the caller draws from r afterwards does
+ * not depend on init. w's encoder fields and run_mean/run_var[i] (OC floats each) are written;
+ * init remains owned by the caller. Thread-safe on distinct outputs. */
+void clmr_pretrain_init_encoder(const clmr_train_params_t *w, float *const *run_mean,
+                                float *const *run_var, const clmr_samplecnn_config_t *enc,
+                                const clmr_model_t *init, clmr_rng_t *r);
 
 /* Opens the state saved in a checkpoint (its own params; the file is checked: magic, version,
  * sizes, hash). *info, when not NULL, receives the header JSON text (malloc'd, caller frees) so

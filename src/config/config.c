@@ -7,6 +7,7 @@
 #include "config/config.h"
 
 #include "clmr/error.h"
+#include "util/ipnet.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -50,6 +51,10 @@ const clmr_config_key_t clmr_config_keys[] = {
      "libmicrohttpd per-connection memory (headers and read buffer)"},
     {"retry-after-s", "CLMRD_RETRY_AFTER_S", CLMR_CFG_INT, "2", 1, 3600, NULL, OFF(retry_after_s),
      0, 0, "Retry-After value sent with 503 when the queue is full"},
+    {"trusted-proxies", "CLMRD_TRUSTED_PROXIES", CLMR_CFG_NETLIST, "", 0, 0, NULL,
+     OFF(trusted_proxies), SZ(trusted_proxies), 0,
+     "reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDR "
+     "prefixes, e.g. 127.0.0.1,::1); empty = trust none and log the TCP peer"},
     {"admin-token-file", "CLMRD_ADMIN_TOKEN_FILE", CLMR_CFG_PATH, "", 0, 0, NULL,
      OFF(admin_token_file), SZ(admin_token_file), 1,
      "file holding the bearer token for admin endpoints (empty = admin endpoints disabled)"},
@@ -112,6 +117,11 @@ static void range_text(const clmr_config_key_t *k, char *buf, size_t cap)
         break;
     case CLMR_CFG_LISTEN:
         snprintf(buf, cap, "HOST:PORT with PORT from 1 to 65535");
+        break;
+    case CLMR_CFG_NETLIST:
+        snprintf(buf, cap,
+                 "comma-separated IPv4/IPv6 addresses or CIDR prefixes, at most %zu bytes",
+                 k->size - 1);
         break;
     default:
         snprintf(buf, cap, "a non-empty path shorter than %zu bytes", k->size);
@@ -240,6 +250,20 @@ int clmr_config_set(clmr_config_t *cfg, const char *key, const char *value, cons
     case CLMR_CFG_LISTEN: {
         size_t n = strlen(value);
         if (n >= k->size || parse_listen(cfg, value)) return bad(errmsg, k, value, source);
+        memcpy(field, value, n + 1);
+        return 0;
+    }
+    case CLMR_CFG_NETLIST: {
+        size_t n = strlen(value);
+        if (n >= k->size) return bad(errmsg, k, "(too long)", source);
+        clmr_ipnet_list_t list;
+        char *why = NULL;
+        if (clmr_ipnet_list_parse(&list, value, errmsg ? &why : NULL)) {
+            int rc = clmr_set_err(errmsg, CLMR_EINVAL, "configuration key '%s' (from %s): %s",
+                                  k->name, source, why ? why : "invalid list");
+            free(why);
+            return rc;
+        }
         memcpy(field, value, n + 1);
         return 0;
     }

@@ -33,6 +33,7 @@ typedef struct {
     int connection_limit;
     long long connection_memory_limit;
     int retry_after_s;
+    char trusted_proxies[1024]; /* comma-separated addresses/prefixes, validated; empty = none */
     char admin_token_file[CLMR_CONFIG_PATH_MAX];
     char admin_token[256]; /* secret; admin_token_file wins when both are set */
     int finetune_threads;
@@ -52,8 +53,9 @@ typedef enum {
     CLMR_CFG_INT,
     CLMR_CFG_BYTES, /* integer with optional K/M/G (binary) suffix */
     CLMR_CFG_DOUBLE,
-    CLMR_CFG_ENUM,   /* one of `choices` (|-separated) */
-    CLMR_CFG_LISTEN, /* HOST:PORT */
+    CLMR_CFG_ENUM,    /* one of `choices` (|-separated) */
+    CLMR_CFG_LISTEN,  /* HOST:PORT */
+    CLMR_CFG_NETLIST, /* comma-separated IPv4/IPv6 addresses or CIDR prefixes (util/ipnet.h) */
 } clmr_config_type_t;
 
 typedef struct {

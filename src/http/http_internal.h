@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "http/analysis.h"
 #include "http/workers.h"
+#include "util/ipnet.h"
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -63,6 +64,10 @@ typedef struct clmr_http_req {
     clmr_server_t *srv;
     struct MHD_Connection *conn;
     char request_id[65];
+    /* who sent it (http/client_addr.h), decided in the polling thread at the first callback */
+    char client[CLMR_IPNET_ADDRSTRLEN]; /* the client: the peer, or from X-Forwarded-For */
+    char peer[CLMR_IPNET_ADDRSTRLEN];   /* the TCP peer */
+    int client_source;                  /* clmr_client_addr_source_t */
     char method[8];
     char path[256];
     clmr_route_t route;
@@ -99,6 +104,7 @@ enum { ADMIN_NONE = 0, ADMIN_FINETUNE, ADMIN_JOBS, ADMIN_JOB, ADMIN_ACTIVATE, AD
 
 struct clmr_server {
     clmr_config_t cfg;
+    clmr_ipnet_list_t trusted_proxies; /* parsed cfg.trusted_proxies; read-only once open */
     struct MHD_Daemon *daemon;
     int port;
     struct clmr_rollover *ro; /* served models (rollover.c) */

@@ -1,10 +1,11 @@
 /* server.c - libmicrohttpd plumbing: connections, bodies, limits, suspend/resume, shutdown.
  *
  * DESIGN: the access handler is a small state machine per request. First call: assign a request
- * id, match the route (404/405 at once), refuse a declared Content-Length over the route's limit
- * (413 before any body byte is read) and copy the query arguments the handler needs. Body calls:
- * append to one growing buffer with a running byte count, answering 413 as soon as a chunked body
- * passes the limit and 408 when the absolute request deadline passes (MHD's own timeout only
+ * id, decide the client address (http/client_addr.h: the peer, or X-Forwarded-For from a trusted
+ * proxy), match the route (404/405 at once), refuse a declared Content-Length over the route's
+ * limit (413 before any body byte is read) and copy the query arguments the handler needs. Body
+ * calls: append to one growing buffer with a running byte count, answering 413 as soon as a chunked
+ * body passes the limit and 408 when the absolute request deadline passes (MHD's own timeout only
  * covers idle connections). Last call: cheap routes are answered inline; uploads are queued on the
  * worker pool (503 + Retry-After when it is full) and the connection is suspended until the worker
  * has prepared the answer and resumes it. The completion callback records metrics, writes the
@@ -14,6 +15,7 @@
 
 #include "clmr/error.h"
 #include "http/admin.h"
+#include "http/client_addr.h"
 #include "http/http_internal.h"
 #include "http/rollover.h"
 #include "store/store.h"
@@ -24,6 +26,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +60,47 @@ static void assign_request_id(clmr_server_t *s, clmr_http_req_t *req, const char
     unsigned int rnd = 0;
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd) rnd = (unsigned)time(NULL);
     snprintf(req->request_id, sizeof req->request_id, "%08x%08llx", rnd, seq);
+}
+
+/* One slot more than the resolver accepts, so that too many lines reach it and are refused. */
+#define XFF_SLOTS (CLMR_CLIENT_ADDR_MAX_HEADERS + 1)
+
+typedef struct {
+    const char *values[XFF_SLOTS];
+    size_t lens[XFF_SLOTS];
+    size_t n; /* lines seen (only the first XFF_SLOTS are stored) */
+} xff_lines_t;
+
+static enum MHD_Result collect_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    xff_lines_t *x = cls;
+    if (key_size != 15 || strncasecmp(key, "X-Forwarded-For", 15) != 0) return MHD_YES;
+    if (x->n < XFF_SLOTS) {
+        x->values[x->n] = value;
+        x->lens[x->n] = value ? value_size : 0;
+    }
+    x->n++;
+    return MHD_YES;
+}
+
+/* The client address for the access log: the TCP peer, or behind a trusted proxy the address it
+ * put in X-Forwarded-For. libmicrohttpd keeps every header line (a repeated X-Forwarded-For is
+ * several entries, in arrival order), so all of them are read; only a parsed address is kept. */
+static void identify_client(clmr_server_t *s, clmr_http_req_t *req, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    clmr_ipnet_addr_t peer, client;
+    clmr_ipnet_addr_from_sockaddr(&peer, ci ? ci->client_addr : NULL);
+    xff_lines_t x = {.n = 0};
+    if (clmr_ipnet_list_contains(&s->trusted_proxies, &peer))
+        MHD_get_connection_values_n(c, MHD_HEADER_KIND, collect_xff, &x);
+    size_t n = x.n < XFF_SLOTS ? x.n : XFF_SLOTS;
+    req->client_source =
+        (int)clmr_client_addr_resolve(&client, &s->trusted_proxies, &peer, x.values, x.lens, n);
+    clmr_ipnet_addr_format(&peer, req->peer, sizeof req->peer);
+    clmr_ipnet_addr_format(&client, req->client, sizeof req->client);
 }
 
 /* The service-wide budget for buffered request bodies: without it, connection-limit uploads of
@@ -192,6 +236,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         req->sm = clmr__served_active(s);
         req->ss = clmr__served_search(s);
         assign_request_id(s, req, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id"));
+        identify_client(s, req, c);
         snprintf(req->method, sizeof req->method, "%s", method);
         snprintf(req->path, sizeof req->path, "%s", url);
         int pool = CLMR_POOL_INLINE;
@@ -323,8 +368,13 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     double dt = clmr__http_now() - req->start;
     unsigned status = req->done ? req->status : 499; /* 499: client went away before an answer */
     clmr__metrics_request(&s->metrics, req->route, status, dt);
-    CLMR_RLOG_INFO(req->request_id, "%s %s -> %u (%.1f ms, %zu bytes in)%s", req->method, req->path,
-                   status, dt * 1e3, req->body_len,
+    /* client= always; peer= too when a trusted proxy named someone else (or sent a header that
+     * could not be used, which usually means the proxy is misconfigured). */
+    int show_peer = strcmp(req->client, req->peer) != 0;
+    CLMR_RLOG_INFO(req->request_id, "%s %s -> %u (%.1f ms, %zu bytes in) client=%s%s%s%s%s",
+                   req->method, req->path, status, dt * 1e3, req->body_len, req->client,
+                   show_peer ? " peer=" : "", show_peer ? req->peer : "",
+                   req->client_source == CLMR_CLIENT_BAD_HEADER ? " [bad X-Forwarded-For]" : "",
                    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " [connection ended early]");
     free(req->body);
     release(s, req);
@@ -380,8 +430,10 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     if (!s) return CLMR_ENOMEM;
     s->cfg = *cfg;
     clmr__metrics_init(&s->metrics);
-    int rc = clmr__rollover_open(s, errmsg);
+    /* validated by the configuration already; checked again for callers that filled cfg alone */
+    int rc = clmr_ipnet_list_parse(&s->trusted_proxies, cfg->trusted_proxies, errmsg);
     if (rc) goto fail;
+    if ((rc = clmr__rollover_open(s, errmsg))) goto fail;
     if ((rc = clmr__admin_open(s, errmsg))) goto fail;
     if ((rc = clmr__routes_open(s, errmsg))) goto fail;
     if ((rc = clmr_workers_open_source(&s->workers, NULL, clmr__rollover_acquire,

@@ -96,10 +96,41 @@ static void test_precedence(void)
     free(msg);
 }
 
+static void test_trusted_proxies(void)
+{
+    clmr_config_t c;
+    clmr_config_defaults(&c);
+    CHECK(c.trusted_proxies[0] == 0); /* default: trust nobody */
+    char *msg = NULL;
+    CHECK(clmr_config_set(&c, "trusted-proxies", "127.0.0.1, ::1,10.0.0.0/8", "f", &msg) == 0);
+    CHECK(strcmp(c.trusted_proxies, "127.0.0.1, ::1,10.0.0.0/8") == 0);
+    /* a bad entry is named, with the key and where it came from; the old value stays */
+    CHECK(clmr_config_set(&c, "trusted-proxies", "127.0.0.1,nginx", "CLMRD_TRUSTED_PROXIES",
+                          &msg) == CLMR_EINVAL);
+    CHECKF(msg && strstr(msg, "'trusted-proxies'") && strstr(msg, "CLMRD_TRUSTED_PROXIES") &&
+               strstr(msg, "'nginx'"),
+           "%s", msg ? msg : "");
+    CHECK(strcmp(c.trusted_proxies, "127.0.0.1, ::1,10.0.0.0/8") == 0);
+    CHECK(clmr_config_set(&c, "trusted-proxies", "10.0.0.0/33", "--trusted-proxies", &msg) ==
+          CLMR_EINVAL);
+    CHECK(msg && strstr(msg, "'10.0.0.0/33'") && strstr(msg, "--trusted-proxies"));
+    CHECK(clmr_config_set(&c, "trusted-proxies", "10.1.0.0/8", "f", &msg) == CLMR_EINVAL);
+    CHECK(msg && strstr(msg, "10.0.0.0/8"));
+    CHECK(clmr_config_set(&c, "trusted-proxies", "1.2.3.4,", "f", NULL) == CLMR_EINVAL);
+    char longv[2000];
+    memset(longv, 'x', sizeof longv - 1);
+    longv[sizeof longv - 1] = 0;
+    CHECK(clmr_config_set(&c, "trusted-proxies", longv, "f", &msg) == CLMR_EINVAL);
+    CHECK(msg && strstr(msg, "trusted-proxies") && strlen(msg) < 400);
+    CHECK(clmr_config_set(&c, "trusted-proxies", "", "f", NULL) == 0 && !c.trusted_proxies[0]);
+    free(msg);
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults_valid);
     RUN_TEST(test_validation_messages);
     RUN_TEST(test_precedence);
+    RUN_TEST(test_trusted_proxies);
     return TEST_END();
 }

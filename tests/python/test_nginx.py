@@ -3,7 +3,10 @@ deploy/nginx/clmrd.conf. The shipped file is changed only in its ports (the upst
 `listen`); the generated top-level nginx.conf only adds process-level paths (pid, logs, temp dirs)
 and includes it. What is checked: `nginx -t`, the API through the proxy, 413 from nginx for bodies
 over 100 MiB (Content-Length and chunked; the daemon never sees them), the /v1/admin/ allow-list
-(127.0.0.2 refused, 127.0.0.1 forwarded), 429 from the rate limits, X-Request-Id end to end, gzip.
+(127.0.0.2 refused, 127.0.0.1 forwarded), 429 from the rate limits, X-Request-Id end to end, gzip,
+and the client address in the daemon's access log: the daemon runs with --trusted-proxies 127.0.0.1
+(where nginx connects from), so it logs the test client's own source address from nginx's
+X-Forwarded-For, and an X-Forwarded-For forged by the client does not change it.
 
 Client source addresses: limit_req keys on the client address, so the rate-limit tests use their
 own loopback source addresses (127.0.0.3/.4) and cannot starve the other tests' budget."""
@@ -107,7 +110,8 @@ def stack(tmp_path_factory):
         pytest.fail("nginx not installed (scripts/install-deps.sh installs nginx-light)")
     base = tmp_path_factory.mktemp("nginx")
     # The daemon's own upload limit stays at its default (100M) so that it matches the proxy.
-    d = Daemon(base / "data", "--workers", "2").start()
+    # nginx reaches the upstream 127.0.0.1:PORT from 127.0.0.1: the one trusted proxy.
+    d = Daemon(base / "data", "--workers", "2", "--trusted-proxies", "127.0.0.1").start()
     n = Nginx(base, d.port)
     r = n.test_config()
     assert r.returncode == 0, r.stderr
@@ -372,6 +376,43 @@ def test_request_id_passes_through(stack):
     r2 = c.getresponse()
     assert r2.status == 403 and r2.getheader("X-Request-Id") == "refused-1"
     c.close()
+
+
+def access_msg(d, rid):
+    """The daemon's access-log message for request id `rid` (JSON log lines)."""
+    for line in daemon_log(d).splitlines():
+        if line.startswith("{"):
+            j = json.loads(line)
+            if j.get("request_id") == rid and " -> " in j.get("msg", ""):
+                return j["msg"]
+    return None
+
+
+def test_daemon_logs_the_client_behind_the_proxy(stack):
+    d, n = stack
+    # the test client's own source address, not nginx's 127.0.0.1
+    c = conn(n, "127.0.0.6")
+    c.request("GET", "/v1/tags", headers={"X-Request-Id": "client-addr-1"})
+    assert c.getresponse().status == 200
+    c.close()
+    assert eventually(lambda: access_msg(d, "client-addr-1") is not None), daemon_log(d)[-2000:]
+    msg = access_msg(d, "client-addr-1")
+    assert "client=127.0.0.6 peer=127.0.0.1" in msg, msg
+    # a client that sends its own X-Forwarded-For cannot pick its address: nginx appends the real
+    # one, and the daemon takes the rightmost address that is not a trusted proxy
+    c = conn(n, "127.0.0.7")
+    c.request("GET", "/v1/tags", headers={"X-Request-Id": "client-addr-2",
+                                          "X-Forwarded-For": "198.51.100.66, 127.0.0.1"})
+    assert c.getresponse().status == 200
+    c.close()
+    assert eventually(lambda: access_msg(d, "client-addr-2") is not None)
+    msg = access_msg(d, "client-addr-2")
+    assert "client=127.0.0.7 peer=127.0.0.1" in msg and "198.51.100.66" not in msg, msg
+    # the daemon reached directly (no proxy) logs the peer itself, header or not
+    r = requests.get(d.url("/v1/tags"), headers={"X-Request-Id": "client-addr-3"}, timeout=10)
+    assert r.status_code == 200
+    assert eventually(lambda: access_msg(d, "client-addr-3") is not None)
+    assert access_msg(d, "client-addr-3").endswith("client=127.0.0.1")
 
 
 def test_gzip_for_large_json(stack):

@@ -35,7 +35,8 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t n = clmr_train_param_count(&cfg), nst = 0;
-    for (int i = 0; i < 11; i++) nst += 2 * (size_t)widths[i + 1];
+    for (int i = 0; i < 11; i++)
+        nst += 2 * (size_t)widths[i + 1];
     float *mem = calloc(4 * n + nst, sizeof(float));
     float *x = malloc(sizeof(float) * (size_t)B * cfg.enc.chunk_samples);
     if (!mem || !x) return 1;
@@ -51,7 +52,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < 11; i++) {
         blk.run_mean[i] = st, st += widths[i + 1];
         blk.run_var[i] = st, st += widths[i + 1];
-        for (int c = 0; c < widths[i + 1]; c++) blk.run_var[i][c] = 1, p.bn_gamma[i][c] = 1;
+        for (int c = 0; c < widths[i + 1]; c++)
+            blk.run_var[i][c] = 1, p.bn_gamma[i][c] = 1;
     }
     for (size_t i = 0; i < (size_t)B * cfg.enc.chunk_samples; i++)
         x[i] = 0.5f * sinf(0.01f * (float)(i % 100003) * (1.0f + (float)(i % 7)));
@@ -84,10 +86,11 @@ int main(int argc, char **argv)
     double total = now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("oneDNN: views %d steps %d: %.2f chunks/s (%.0f ms/step: fwd %.0f, head %.0f, bwd %.0f); "
-           "loss %.4f; peak RSS %.0f MB\n",
-           B, steps, B * steps / total, 1e3 * total / steps, 1e3 * t_fwd / steps,
-           1e3 * t_head / steps, 1e3 * t_bwd / steps, loss, ru.ru_maxrss / 1024.0);
+    printf(
+        "oneDNN: views %d steps %d: %.2f chunks/s (%.0f ms/step: fwd %.0f, head %.0f, bwd %.0f); "
+        "loss %.4f; peak RSS %.0f MB\n",
+        B, steps, B * steps / total, 1e3 * total / steps, 1e3 * t_fwd / steps, 1e3 * t_head / steps,
+        1e3 * t_bwd / steps, loss, ru.ru_maxrss / 1024.0);
     clmr_train_dnnl_close(&t);
     free(mem), free(x), free(dh), free(scratch);
     return 0;

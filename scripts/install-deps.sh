@@ -6,7 +6,7 @@ build="build-essential meson ninja-build pkg-config
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev
   libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev"
 test="ffmpeg sox sqlite3 python3-torch python3-numpy python3-pytest python3-requests python3-sklearn
-  clang libclang-rt-14-dev curl nginx-light python3-yaml strace wrk"
+  clang clang-format libclang-rt-14-dev curl nginx-light python3-yaml strace wrk"
 # the dataset tools (tools/datasets/deps.txt): MIDI rendering, timbre sources, voices
 data="fluidsynth fluid-soundfont-gm timgm6mb-soundfont csound-soundfont opl3-soundfont freepats timidity
   espeak-ng mma festival festvox-kallpc16k"

@@ -7,8 +7,9 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "clmrd %s - music tagging with CLMR SampleCNN\n\n"
-               "Usage: clmrd COMMAND [OPTIONS]\n\nCommands:\n",
+    fprintf(f,
+            "clmrd %s - music tagging with CLMR SampleCNN\n\n"
+            "Usage: clmrd COMMAND [OPTIONS]\n\nCommands:\n",
             CLMRD_VERSION);
     for (const clmr_cli_command_t *c = clmr_cli_commands; c->name; c++)
         fprintf(f, "  %-14s %s\n", c->name, c->summary);

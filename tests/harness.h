@@ -35,8 +35,8 @@ static int t__count, t__failed, t__case_failed;
     do {                                                                                           \
         double t__a = (double)(a), t__b = (double)(b);                                             \
         if (!(fabs(t__a - t__b) <= (tol))) {                                                       \
-            printf("# %s:%d: |%s - %s| = |%g - %g| > %g\n", __FILE__, __LINE__, #a, #b, t__a, t__b, \
-                   (double)(tol));                                                                 \
+            printf("# %s:%d: |%s - %s| = |%g - %g| > %g\n", __FILE__, __LINE__, #a, #b, t__a,      \
+                   t__b, (double)(tol));                                                           \
             t__case_failed = 1;                                                                    \
         }                                                                                          \
     } while (0)

@@ -6,7 +6,8 @@
 #     in a thread-sanitizer build, build-tsan (skipped with CLMR_SKIP_TSAN=1 or CLMR_SKIP_SANITIZE=1),
 #  3. a short libFuzzer run of every fuzz target (skipped with CLMR_SKIP_FUZZ=1),
 #  4. the container tests with podman (skipped with CLMR_SKIP_DEPLOY=1),
-#  5. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API).
+#  5. the Python tests (pytest under Debian's /usr/bin/python3: golden references, tools, API),
+#  6. source checks: every C file is clang-format clean (.clang-format, clang-format 14).
 set -uo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -91,6 +92,14 @@ if [ $st -eq 0 ] || [ $st -eq 1 ]; then
   passed=$((passed + p)); failed=$((failed + f))
 elif [ $st -ne 5 ]; then # 5 = no tests collected
   echo "pytest could not run (exit $st)"; failed=$((failed + 1))
+fi
+
+echo "== Source checks"
+if clang-format --dry-run --Werror $(git ls-files '*.c' '*.h') >$logs/format.log 2>&1; then
+  echo "clang-format: clean"; passed=$((passed + 1))
+else
+  grep 'error:' $logs/format.log | head -n 20
+  echo "clang-format: not clean (run 'make format')"; failed=$((failed + 1))
 fi
 
 echo "$passed passed, $failed failed"

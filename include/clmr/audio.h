@@ -27,13 +27,13 @@ typedef struct {
 clmr_audio_params_t clmr_audio_default_params(void);
 
 typedef struct {
-    float *samples;       /* (n_samples) mono, CLMR_SAMPLE_RATE Hz; owned, free with clmr_audio_free */
-    size_t n_samples;     /* > 0 on success; no padding is applied here */
-    double duration_s;    /* n_samples / CLMR_SAMPLE_RATE */
-    char format[32];      /* demuxer short name, e.g. "mp3", "ogg"; "mp4" for m4a/mp4/mov */
-    char codec[32];       /* decoder name, e.g. "mp3float", "vorbis" */
-    int source_rate;      /* sample rate of the first decoded frame */
-    int source_channels;  /* channel count of the first decoded frame */
+    float *samples;    /* (n_samples) mono, CLMR_SAMPLE_RATE Hz; owned, free with clmr_audio_free */
+    size_t n_samples;  /* > 0 on success; no padding is applied here */
+    double duration_s; /* n_samples / CLMR_SAMPLE_RATE */
+    char format[32];   /* demuxer short name, e.g. "mp3", "ogg"; "mp4" for m4a/mp4/mov */
+    char codec[32];    /* decoder name, e.g. "mp3float", "vorbis" */
+    int source_rate;   /* sample rate of the first decoded frame */
+    int source_channels; /* channel count of the first decoded frame */
 } clmr_audio_t;
 
 /* Decodes `size` bytes at `data` (remains owned by the caller) into *out. Returns 0 or a

@@ -83,8 +83,8 @@ clmr_infer_params_t clmr_infer_default_params(void);
 
 /* Builds an inference context for model (which must outlive it). Not thread-safe: one context
  * per thread. Returns 0, CLMR_ENOMEM or CLMR_EDNNL. */
-int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model, const clmr_infer_params_t *params,
-                    char **errmsg);
+int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model,
+                    const clmr_infer_params_t *params, char **errmsg);
 void clmr_infer_close(clmr_infer_t **ctx);
 
 /* Runs n chunks (n x chunk_samples floats at x) through the encoder and head. Writes the raw
@@ -94,7 +94,8 @@ void clmr_infer_close(clmr_infer_t **ctx);
 int clmr_infer_run(clmr_infer_t *ctx, const float *x, int n, float *emb, float *scores);
 
 /* Whole-track analysis following the CLMR evaluation protocol: consecutive non-overlapping chunks,
- * the tail that does not fill a chunk dropped, a track shorter than one chunk zero-padded to one. */
+ * the tail that does not fill a chunk dropped, a track shorter than one chunk zero-padded to one.
+ */
 typedef struct {
     int n_chunks;
     int embed_dim;
@@ -107,7 +108,8 @@ typedef struct {
 
 /* Analyses n_samples (> 0) samples at the model's rate. *out owns its arrays; free with
  * clmr_track_free. Returns 0, CLMR_EINVAL (no samples), CLMR_ENOMEM or CLMR_EDNNL. */
-int clmr_track_analyze(clmr_track_t *out, clmr_infer_t *ctx, const float *samples, size_t n_samples);
+int clmr_track_analyze(clmr_track_t *out, clmr_infer_t *ctx, const float *samples,
+                       size_t n_samples);
 void clmr_track_free(clmr_track_t *t);
 
 #endif

@@ -30,7 +30,8 @@ int clmr_cli_resolve_model(const char *explicit_path, char *buf, size_t bufsize)
         snprintf(buf, bufsize, "%s", inst);
         return 0;
     }
-    snprintf(buf, bufsize, "no model given and none found (searched $CLMRD_MODEL, %s, %s); pass --model PATH",
+    snprintf(buf, bufsize,
+             "no model given and none found (searched $CLMRD_MODEL, %s, %s); pass --model PATH",
              src, inst);
     return CLMR_ENOT_FOUND;
 }

@@ -111,8 +111,7 @@ void clmr_http_analysis_free(clmr_http_analysis_t *a)
     memset(a, 0, sizeof *a);
 }
 
-int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads,
-                         char **errmsg)
+int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads, char **errmsg)
 {
     clmr_infer_params_t ip = clmr_infer_default_params();
     ip.threads = threads;

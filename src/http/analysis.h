@@ -47,8 +47,7 @@ int clmr_http_analyze(clmr_http_analysis_t *out, clmr_infer_t *ctx, const void *
 void clmr_http_analysis_free(clmr_http_analysis_t *a);
 
 /* An inference context on model with `threads` OpenMP threads (clmr_infer_open); one per thread. */
-int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads,
-                         char **errmsg);
+int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads, char **errmsg);
 void clmr_http_infer_close(clmr_infer_t **ctx);
 
 #endif

@@ -453,8 +453,8 @@ static void h_track_similar(clmr_http_req_t *req)
         clmr__http_error_clmr(req, rc, "similarity search failed");
     } else {
         clmr__http_json(req, 200,
-                        json_pack("{s:s,s:s,s:o}", "id", req->id, "model", req->ss->info.id, "results",
-                                  hits_json(s, hits, n)));
+                        json_pack("{s:s,s:s,s:o}", "id", req->id, "model", req->ss->info.id,
+                                  "results", hits_json(s, hits, n)));
     }
 }
 
@@ -743,7 +743,8 @@ static void cache_store(clmr_http_req_t *req, const char *model_id, const char *
 }
 
 /* The query arguments of POST /v1/tag; on a bad one the 400 is prepared and -1 returned. */
-static int tag_args(clmr_http_req_t *req, int *top, int *per_chunk, int *want_emb, double *threshold)
+static int tag_args(clmr_http_req_t *req, int *top, int *per_chunk, int *want_emb,
+                    double *threshold)
 {
     *threshold = 0;
     if (parse_int_arg(req, "top", req->q_top, req->sm->info.n_tags, 1,
@@ -804,8 +805,8 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
     if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
     if (per_chunk) {
         json_t *pc = json_array();
-        double step =
-            (double)req->sm->info.chunk_samples / (req->sm->info.sample_rate > 0 ? req->sm->info.sample_rate : 22050);
+        double step = (double)req->sm->info.chunk_samples /
+                      (req->sm->info.sample_rate > 0 ? req->sm->info.sample_rate : 22050);
         for (int c = 0; c < a.n_chunks; c++)
             json_array_append_new(
                 pc, json_pack("{s:f,s:o}", "start_s", c * step, "scores",
@@ -930,8 +931,8 @@ static void job_similar(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t 
         goto out;
     }
     clmr__http_json(req, 200,
-                    json_pack("{s:s,s:s,s:b,s:o}", "id", sha, "model", req->ss->info.id, "cached", cached,
-                              "results", hits_json(s, hits, n)));
+                    json_pack("{s:s,s:s,s:b,s:o}", "id", sha, "model", req->ss->info.id, "cached",
+                              cached, "results", hits_json(s, hits, n)));
 out:
     clmr_tag_result_clear(&r);
     clmr_http_analysis_free(&a);

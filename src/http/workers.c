@@ -100,8 +100,7 @@ int clmr_workers_open(clmr_workers_t **out, const clmr_model_t *model, int n, in
 
 int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
                              clmr_workers_acquire_fn acquire, clmr_workers_release_fn release,
-                             void *src_ud, int n, int infer_threads, int queue_depth,
-                             char **errmsg)
+                             void *src_ud, int n, int infer_threads, int queue_depth, char **errmsg)
 {
     *out = NULL;
     if (n < 1 || queue_depth < 1)
@@ -123,8 +122,7 @@ int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
     w->src_ud = src_ud;
     for (int i = 0; i < n; i++) {
         w->workers[i].pool = w;
-        if (model && !acquire &&
-            (rc = clmr_infer_open(&w->workers[i].ctx, model, &w->ip, errmsg)))
+        if (model && !acquire && (rc = clmr_infer_open(&w->workers[i].ctx, model, &w->ip, errmsg)))
             goto fail;
     }
     for (int i = 0; i < n; i++) {

@@ -60,7 +60,8 @@ void clmr_model_close(clmr_model_t **mp)
     free(m->fold_mem);
     free(m->name);
     if (m->tags)
-        for (int i = 0; i < m->cfg.n_tags; i++) free(m->tags[i]);
+        for (int i = 0; i < m->cfg.n_tags; i++)
+            free(m->tags[i]);
     free(m->tags);
     for (int i = 0; i < m->n_meta; i++) {
         free(m->meta_key[i]);

@@ -16,9 +16,9 @@ struct clmr_model {
     float *fold_b[CLMR_MAX_LAYERS]; /* (OC) */
     float *fold_mem;                /* owned block behind fold_w/fold_b */
     int sample_rate;
-    char id[17];   /* 16 hex digits of the sha256 of the file */
-    char *name;    /* owned */
-    char **tags;   /* (n_tags) owned strings */
+    char id[17]; /* 16 hex digits of the sha256 of the file */
+    char *name;  /* owned */
+    char **tags; /* (n_tags) owned strings */
     int n_meta;
     char *meta_key[CLMR_MODEL_MAX_META]; /* owned */
     char *meta_val[CLMR_MODEL_MAX_META]; /* owned */

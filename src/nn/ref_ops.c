@@ -41,7 +41,8 @@ void clmr_ref_batchnorm(float *out, const float *in, const float *gamma, const f
 
 void clmr_ref_relu(float *out, const float *in, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
 void clmr_ref_maxpool1d(float *out, const float *in, int B, int C, int L, int P)
@@ -64,18 +65,21 @@ void clmr_ref_linear(float *out, const float *in, const float *w, const float *b
     for (int n = 0; n < B; n++)
         for (int t = 0; t < T; t++) {
             double acc = b ? b[t] : 0.0;
-            for (int d = 0; d < D; d++) acc += (double)w[(size_t)t * D + d] * in[(size_t)n * D + d];
+            for (int d = 0; d < D; d++)
+                acc += (double)w[(size_t)t * D + d] * in[(size_t)n * D + d];
             out[(size_t)n * T + t] = (float)acc;
         }
 }
 
 void clmr_ref_sigmoid(float *out, const float *in, size_t n)
 {
-    for (size_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + expf(-in[i]));
+    for (size_t i = 0; i < n; i++)
+        out[i] = 1.0f / (1.0f + expf(-in[i]));
 }
 
-int clmr_ref_samplecnn_forward(const clmr_samplecnn_config_t *cfg, const clmr_samplecnn_weights_t *w,
-                               const float *x, int B, float *emb, float *logits)
+int clmr_ref_samplecnn_forward(const clmr_samplecnn_config_t *cfg,
+                               const clmr_samplecnn_weights_t *w, const float *x, int B, float *emb,
+                               float *logits)
 {
     size_t max_act = 0;
     for (int i = 0; i < cfg->n_layers; i++) {
@@ -96,8 +100,8 @@ int clmr_ref_samplecnn_forward(const clmr_samplecnn_config_t *cfg, const clmr_sa
         clmr_ref_conv1d(conv, cur, w->conv_w[i], w->conv_b[i], B, l->in_ch, l->in_len, l->out_ch,
                         l->kernel, l->stride, l->pad);
         size_t n = (size_t)B * l->out_ch * l->conv_len;
-        clmr_ref_batchnorm(conv, conv, w->bn_gamma[i], w->bn_beta[i], w->bn_mean[i], w->bn_var[i], B,
-                           l->out_ch, l->conv_len);
+        clmr_ref_batchnorm(conv, conv, w->bn_gamma[i], w->bn_beta[i], w->bn_mean[i], w->bn_var[i],
+                           B, l->out_ch, l->conv_len);
         clmr_ref_relu(conv, conv, n);
         if (l->pool) {
             float *pooled = (conv == buf_a) ? buf_b : buf_a;

@@ -31,7 +31,8 @@ void clmr_ref_sigmoid(float *out, const float *in, size_t n);
 /* Whole eval-mode forward of B chunks x (B, chunk_samples): writes emb (B, embed_dim) and, when
  * cfg->n_tags > 0 and logits != NULL, logits (B, n_tags) before the sigmoid. Allocates its own
  * scratch. Returns 0 or CLMR_ENOMEM. */
-int clmr_ref_samplecnn_forward(const clmr_samplecnn_config_t *cfg, const clmr_samplecnn_weights_t *w,
-                               const float *x, int B, float *emb, float *logits);
+int clmr_ref_samplecnn_forward(const clmr_samplecnn_config_t *cfg,
+                               const clmr_samplecnn_weights_t *w, const float *x, int B, float *emb,
+                               float *logits);
 
 #endif

@@ -9,7 +9,8 @@ int clmr_samplecnn_config_init(clmr_samplecnn_config_t *cfg, int n_layers, const
     if (n_layers < 3 || n_layers > CLMR_MAX_LAYERS || widths[0] != 1 || n_tags < 0)
         return CLMR_EINVAL;
     int len = 1;
-    for (int i = 0; i < n_layers - 1; i++) len *= 3;
+    for (int i = 0; i < n_layers - 1; i++)
+        len *= 3;
     cfg->n_layers = n_layers;
     cfg->chunk_samples = len;
     cfg->n_tags = n_tags;

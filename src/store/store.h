@@ -100,7 +100,8 @@ void clmr_track_record_clear(clmr_track_record_t *t);
 /* Inserts the track if no track has this id; *created (optional) = 1 when inserted, 0 when it was
  * already present (the existing row is left untouched). On insert, t->created_at 0 means now.
  * t->id must be 64 lowercase hex characters (CLMR_EINVAL otherwise). */
-int clmr_store_track_put(clmr_store_t *s, const clmr_track_record_t *t, int *created, char **errmsg);
+int clmr_store_track_put(clmr_store_t *s, const clmr_track_record_t *t, int *created,
+                         char **errmsg);
 
 /* Ingest in ONE transaction: clmr_store_track_put() plus the track's embedding and tag scores for
  * model_id (which must exist in models). emb/scores may be NULL (dim/n_scores then ignored). When
@@ -118,8 +119,9 @@ int clmr_store_track_get(clmr_store_t *s, const char *id, clmr_track_record_t *o
  * On success *items is a malloc'd array of *n tracks (free with clmr_track_list_free) and
  * *next_cursor a malloc'd cursor, or NULL when this is the last page. Pages are stable: inserts
  * and deletes between calls never repeat or skip a track that exists across both calls. */
-int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_track_record_t **items,
-                          size_t *n, char **next_cursor, char **errmsg);
+int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit,
+                          clmr_track_record_t **items, size_t *n, char **next_cursor,
+                          char **errmsg);
 void clmr_track_list_free(clmr_track_record_t *items, size_t n);
 
 /* Calls cb for every track created strictly after created_after (ms; 0 = all), oldest first, on a

@@ -230,8 +230,8 @@ static int parse_cursor(const char *c, int64_t *seq)
     return 0;
 }
 
-int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit, clmr_track_record_t **items,
-                          size_t *n, char **next_cursor, char **errmsg)
+int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit,
+                          clmr_track_record_t **items, size_t *n, char **next_cursor, char **errmsg)
 {
     int64_t after;
     *items = NULL;

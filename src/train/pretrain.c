@@ -214,12 +214,11 @@ int clmr_pretrain_step(clmr_pretrain_t *pt, const float *x, float *loss, double 
     return err;
 }
 
-int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux,
-                           void *aux_ud, float *loss, float *aux_loss, double *grad_norm)
+int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux, void *aux_ud,
+                           float *loss, float *aux_loss, double *grad_norm)
 {
-    int err = clmr_train_dnnl_step_contrastive_aux(pt->dnnl, x, pt->p.tau, &pt->p.adam,
-                                                   pt->step + 1, aux, aux_ud, loss, aux_loss,
-                                                   grad_norm);
+    int err = clmr_train_dnnl_step_contrastive_aux(
+        pt->dnnl, x, pt->p.tau, &pt->p.adam, pt->step + 1, aux, aux_ud, loss, aux_loss, grad_norm);
     if (!err) pt->step++;
     return err;
 }

@@ -82,8 +82,8 @@ int clmr_pretrain_step(clmr_pretrain_t *pt, const float *x, float *loss, double 
 
 /* As clmr_pretrain_step with an extra loss term on the embedding (train_dnnl.h's aux hook; NULL =
  * none): *loss = contrastive term, *aux_loss (may be NULL) = the extra term. */
-int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux,
-                           void *aux_ud, float *loss, float *aux_loss, double *grad_norm);
+int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux, void *aux_ud,
+                           float *loss, float *aux_loss, double *grad_norm);
 
 /* Steps done so far (the index of the next data batch). */
 long clmr_pretrain_steps_done(const clmr_pretrain_t *pt);

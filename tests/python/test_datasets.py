@@ -23,12 +23,11 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "datasets"))
 import build_unlabelled as bu  # noqa: E402
+from deb_helpers import download_or_skip  # noqa: E402
 import dsutil  # noqa: E402
 import make_labelled as ml  # noqa: E402
 
 REAL_PKG = "circuslinux-data"
-UNREACHABLE = ("Temporary failure", "Could not resolve", "Unable to connect", "Failed to fetch",
-               "Network is unreachable", "Connection timed out", "Could not connect")
 
 
 def have(tool):
@@ -105,16 +104,6 @@ def build_local_deb(tmp, cache, module_src):
     subprocess.run(["dpkg-deb", "-Zgzip", "--build", root, os.path.join(cache, "clmrtest-music_1.0_all.deb")],
                    check=True, stdout=subprocess.DEVNULL)
 
-
-def download_or_skip(cache, pkg):
-    deb, err = bu.download(cache, pkg)
-    if deb:
-        return deb
-    if err and any(s in err for s in UNREACHABLE):
-        msg = "Debian archive unreachable, cannot apt-get download %s: %s" % (pkg, err)
-        print(msg)
-        pytest.skip(msg)
-    pytest.fail("apt-get download %s failed: %s" % (pkg, err))
 
 
 def test_mus_to_midi_roundtrip(tmp_path):

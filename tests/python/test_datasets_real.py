@@ -20,23 +20,12 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "datasets"))
 import build_unlabelled as bu  # noqa: E402
+from deb_helpers import download_or_skip  # noqa: E402
 import make_real as mr  # noqa: E402
 
 PKG = "sonic-pi-samples"
 ITEMS = 30
-UNREACHABLE = ("Temporary failure", "Could not resolve", "Unable to connect", "Failed to fetch",
-               "Network is unreachable", "Connection timed out", "Could not connect")
 
-
-def download_or_skip(cache, pkg):
-    deb, err = bu.download(cache, pkg)
-    if deb:
-        return deb
-    if err and any(s in err for s in UNREACHABLE):
-        msg = "Debian archive unreachable, cannot apt-get download %s: %s" % (pkg, err)
-        print(msg)
-        pytest.skip(msg)
-    pytest.fail("apt-get download %s failed: %s" % (pkg, err))
 
 
 def read_jsonl(path):

@@ -58,13 +58,14 @@ def main():
         print(f"\nPer tag on {split} ({args.per_tag}; others at {frac:g} % of the labels), ROC-AUC / PR-AUC:\n")
         print("| " + " | ".join(["tag", "positives", args.per_tag] + [f"{o}-f{frac:g}" for o in others]) + " |")
         print("|" + " --- |" * (3 + len(others)))
-        tags = sorted(main_run["per_tag"], key=lambda t: -main_run["per_tag"][t]["positives"])
+        tags = sorted((t for t in main_run["per_tag"] if main_run["per_tag"][t]["roc_auc"] is not None),
+                      key=lambda t: -main_run["per_tag"][t]["positives"])
         for t in tags:
             v = main_run["per_tag"][t]
             cells = []
             for o in others:
                 w = runs[(o, frac)].get(split, {}).get("per_tag", {}).get(t)
-                cells.append(f"{w['roc_auc']:.3f} / {w['pr_auc']:.3f}" if w else "")
+                cells.append(f"{w['roc_auc']:.3f} / {w['pr_auc']:.3f}" if w and w["roc_auc"] is not None else "")
             print("| " + " | ".join([t, str(v["positives"]), f"{v['roc_auc']:.3f} / {v['pr_auc']:.3f}"] + cells) + " |")
         if main_run.get("excluded_tags"):
             print(f"\nExcluded on {split} (no positive or no negative crop): " + ", ".join(main_run["excluded_tags"]))

@@ -44,7 +44,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="encoder threads (default: all cores)")
     args = ap.parse_args()
 
-    expected = json.load(open(args.expected, encoding="utf-8"))["eval"]
+    card = json.load(open(args.expected, encoding="utf-8"))
+    expected = card["eval"]
     sums = {}
     with open(os.path.join(COMMITTED, "SHA256SUMS"), encoding="utf-8") as f:
         for line in f:
@@ -73,10 +74,13 @@ def main():
             cmd = [args.clmrd, "eval", "--model", args.model, "--labels", os.path.join(args.data, split, manifest),
                    "--json", "-q"] + (["--threads", str(args.threads)] if args.threads else [])
             got = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
+            if got["model_id"] != card["model_id"]:
+                print(f"reproduce_card: the card describes model {card['model_id']}, {args.model} is {got['model_id']}")
+                failures += 1
             want = expected[name]
             ok = all(abs(got[k] - want[k]) <= args.tolerance for k in ("roc_auc", "pr_auc"))
             failures += not ok
-            print(f"reproduce_card: {name}: ROC-AUC {got['roc_auc']:.4f} (card {want['roc_auc']:.4f}), "
+            print(f"reproduce_card: {name} (model {got['model_id']}): ROC-AUC {got['roc_auc']:.4f} (card {want['roc_auc']:.4f}), "
                   f"PR-AUC {got['pr_auc']:.4f} (card {want['pr_auc']:.4f}) {'ok' if ok else 'MISMATCH'}", flush=True)
     print("reproduce_card: " + ("all match" if not failures else f"{failures} mismatches"))
     return 1 if failures else 0

@@ -17,12 +17,28 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ARGS 12
 #define MAX_OPS (6 * CLMR_MAX_LAYERS)
 #define MAX_MEMS (24 * CLMR_MAX_LAYERS)
+
+/* What open() allocated, per layer and kind (clmr_train_dnnl_fprint_memory prints it). */
+enum {
+    MEM_CONV,     /* convolution output (BN input) */
+    MEM_ACT,      /* BN+ReLU output */
+    MEM_POOL,     /* pooling output */
+    MEM_STATS,    /* batch mean and variance */
+    MEM_BN_WS,    /* BN workspace (ReLU mask), allocated by oneDNN */
+    MEM_POOL_WS,  /* pooling workspace (argmax), allocated by oneDNN */
+    MEM_WEIGHTS,  /* weights / weight gradients in the kernels' formats, allocated by oneDNN */
+    MEM_SCRATCH,  /* largest scratchpad of the layer's primitives (shared, not summed) */
+    MEM_KINDS
+};
+static const char *const mem_kind_name[MEM_KINDS] = {
+    "conv out", "BN out", "pool out", "stats", "BN ws", "pool ws", "weights", "scratch*"};
 
 typedef struct {
     dnnl_primitive_t prim;
@@ -48,6 +64,9 @@ struct clmr_train_dnnl {
     float *acts, *grad_buf[2], *h; /* activations block; gradient buffers (own mallocs) */
     float *mean[CLMR_MAX_LAYERS], *var[CLMR_MAX_LAYERS]; /* batch statistics (biased var) */
     float *run_mean[CLMR_MAX_LAYERS], *run_var[CLMR_MAX_LAYERS];
+    size_t mem[CLMR_MAX_LAYERS][MEM_KINDS];  /* bytes per layer and kind */
+    size_t grad_bytes[2], head_bytes, scratch; /* gradient buffers, dh + head scratch, scratchpad */
+    int cur_layer;                             /* the layer open() is building (for mem[]) */
 };
 
 /* Wraps ptr (or lets oneDNN allocate when ptr == DNNL_MEMORY_ALLOCATE) and remembers it for close.
@@ -59,6 +78,25 @@ static dnnl_memory_t mem_new(clmr_train_dnnl_t *t, const dnnl_memory_desc_t *md,
     if (dnnl_memory_create(&m, md, t->engine, ptr) != dnnl_success) return NULL;
     t->mems[t->n_mems++] = m;
     return m;
+}
+
+/* A memory object oneDNN allocates, counted in the current layer's `kind`. */
+static dnnl_memory_t mem_alloc(clmr_train_dnnl_t *t, const dnnl_memory_desc_t *md, int kind)
+{
+    dnnl_memory_t m = mem_new(t, md, DNNL_MEMORY_ALLOCATE);
+    if (m) t->mem[t->cur_layer][kind] += dnnl_memory_desc_get_size(md);
+    return m;
+}
+
+/* Records the scratchpad pd needs (oneDNN's library mode shares one, sized for the largest). */
+static void note_scratch(clmr_train_dnnl_t *t, const_dnnl_primitive_desc_t pd)
+{
+    int64_t n = 0;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_memory_consumption_s64, 0, &n) != dnnl_success)
+        return;
+    size_t *m = &t->mem[t->cur_layer][MEM_SCRATCH];
+    if ((size_t)n > *m) *m = (size_t)n;
+    if ((size_t)n > t->scratch) t->scratch = (size_t)n;
 }
 
 static void op_arg(net_op_t *op, int arg, dnnl_memory_t m)
@@ -101,6 +139,7 @@ static int add_reorder(clmr_train_dnnl_t *t, net_op_t *op, dnnl_memory_t from,
     if (dnnl_reorder_primitive_desc_create(&pd, from_md, t->engine, to_md, t->engine, NULL) !=
         dnnl_success)
         return CLMR_EDNNL;
+    note_scratch(t, pd);
     dnnl_status_t st = dnnl_primitive_create(&op->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     op_arg(op, DNNL_ARG_FROM, from);
@@ -135,6 +174,7 @@ static int make_prim(clmr_train_dnnl_t *t, dnnl_primitive_t *prim, dnnl_primitiv
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_primitive_desc_create(&pd, op_desc, NULL, t->engine, hint) != dnnl_success)
         return CLMR_EDNNL;
+    note_scratch(t, pd);
     dnnl_status_t st = dnnl_primitive_create(prim, pd);
     if (pd_out && st == dnnl_success)
         *pd_out = pd;
@@ -184,7 +224,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         if (i > 0 && in > gsize[cur]) gsize[cur] = in;
     }
     for (int k = 0; k < 2; k++) {
-        t->grad_buf[k] = malloc(sizeof(float) * gsize[k]);
+        t->grad_bytes[k] = sizeof(float) * gsize[k];
+        t->grad_buf[k] = malloc(t->grad_bytes[k]);
         if (!t->grad_buf[k]) {
             err = CLMR_ENOMEM;
             goto fail;
@@ -200,6 +241,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     }
     size_t n_head = clmr_train_head_scratch_floats(tcfg, batch);
     total += (size_t)B * cfg->embed_dim + n_head;
+    t->head_bytes = sizeof(float) * ((size_t)B * cfg->embed_dim + n_head);
     t->acts = malloc(sizeof(float) * total);
     if (!t->acts) {
         err = CLMR_ENOMEM;
@@ -218,6 +260,10 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     for (int i = 0; i < cfg->n_layers; i++) {
         const clmr_layer_shape_t *l = &cfg->layer[i];
         size_t conv = (size_t)B * l->out_ch * l->conv_len;
+        t->cur_layer = i;
+        t->mem[i][MEM_CONV] = t->mem[i][MEM_ACT] = sizeof(float) * conv;
+        t->mem[i][MEM_POOL] = l->pool ? sizeof(float) * B * l->out_ch * l->out_len : 0;
+        t->mem[i][MEM_STATS] = sizeof(float) * 2 * l->out_ch;
         dnnl_memory_desc_t md_in = md3(B, l->in_ch, l->in_len, dnnl_nwc);
         dnnl_memory_desc_t md_conv = md3(B, l->out_ch, l->conv_len, dnnl_nwc);
         dnnl_memory_desc_t md_pool = md3(B, l->out_ch, l->out_len, dnnl_nwc);
@@ -272,12 +318,13 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                pad) != dnnl_success ||
             dnnl_primitive_desc_create(&conv_pd, &cd, NULL, t->engine, NULL) != dnnl_success)
             goto fail;
+        note_scratch(t, conv_pd);
         dnnl_memory_t m_wf = m_w;
         const dnnl_memory_desc_t *wf =
             dnnl_primitive_desc_query_md(conv_pd, dnnl_query_weights_md, 0);
         if (!dnnl_memory_desc_equal(wf, &md_w)) {
             what = "weights reorder";
-            m_wf = mem_new(t, wf, DNNL_MEMORY_ALLOCATE);
+            m_wf = mem_alloc(t, wf, MEM_WEIGHTS);
             if (!m_wf || add_reorder(t, &t->fwd[t->n_fwd++], m_w, &md_w, m_wf, wf)) goto fail;
         }
         what = "convolution";
@@ -298,8 +345,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         op = &t->fwd[t->n_fwd++];
         if (make_prim(t, &op->prim, &bn_pd, &bd, NULL)) goto fail;
         dnnl_memory_t m_bn_ws =
-            mem_new(t, dnnl_primitive_desc_query_md(bn_pd, dnnl_query_workspace_md, 0),
-                    DNNL_MEMORY_ALLOCATE);
+            mem_alloc(t, dnnl_primitive_desc_query_md(bn_pd, dnnl_query_workspace_md, 0),
+                      MEM_BN_WS);
         if (!m_bn_ws) goto fail;
         op_arg(op, DNNL_ARG_SRC, m_conv4);
         op_arg(op, DNNL_ARG_DST, m_act4);
@@ -323,8 +370,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
             op = &t->fwd[t->n_fwd++];
             if (make_prim(t, &op->prim, &pool_pd, &pdsc, NULL)) goto fail;
             m_pool_ws =
-                mem_new(t, dnnl_primitive_desc_query_md(pool_pd, dnnl_query_workspace_md, 0),
-                        DNNL_MEMORY_ALLOCATE);
+                mem_alloc(t, dnnl_primitive_desc_query_md(pool_pd, dnnl_query_workspace_md, 0),
+                          MEM_POOL_WS);
             if (!m_pool_ws) goto fail;
             op_arg(op, DNNL_ARG_SRC, m_act);
             op_arg(op, DNNL_ARG_DST, m_pool);
@@ -349,6 +396,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                          pad) != dnnl_success ||
                 dnnl_primitive_desc_create(&bd_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
                 goto fail;
+            note_scratch(t, bd_pd);
             op = &t->bwd[t->n_bwd++];
             dnnl_status_t st = dnnl_primitive_create(&op->prim, bd_pd);
             const dnnl_memory_desc_t *wb =
@@ -359,7 +407,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                                      : NULL;
             int need_reorder = m_wb == NULL;
             dnnl_memory_desc_t wb_md = *wb; /* wb dies with bd_pd */
-            if (need_reorder) m_wb = mem_new(t, &wb_md, DNNL_MEMORY_ALLOCATE);
+            if (need_reorder) m_wb = mem_alloc(t, &wb_md, MEM_WEIGHTS);
             dnnl_primitive_desc_destroy(bd_pd);
             if (st != dnnl_success || !m_wb) goto fail;
             op_arg(op, DNNL_ARG_DIFF_DST, m_dconv);
@@ -375,11 +423,12 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                         pad) != dnnl_success ||
             dnnl_primitive_desc_create(&bw_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
             goto fail;
+        note_scratch(t, bw_pd);
         const dnnl_memory_desc_t *dwf =
             dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_weights_md, 0);
         dnnl_memory_t m_dwf = m_dw;
         if (!dnnl_memory_desc_equal(dwf, &md_w)) { /* runs after the primitive: appended first */
-            m_dwf = mem_new(t, dwf, DNNL_MEMORY_ALLOCATE);
+            m_dwf = mem_alloc(t, dwf, MEM_WEIGHTS);
             if (!m_dwf || add_reorder(t, &t->bwd[t->n_bwd++], m_dwf, dwf, m_dw, &md_w)) {
                 dnnl_primitive_desc_destroy(bw_pd);
                 goto fail;
@@ -543,4 +592,39 @@ int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const 
     double norm = adam_update(t, freeze_encoder ? clmr_train_head_offset(&t->tcfg) : 0, adam, step);
     if (grad_norm) *grad_norm = norm;
     return 0;
+}
+
+size_t clmr_train_dnnl_bytes(const clmr_train_dnnl_t *t)
+{
+    size_t n = t->grad_bytes[0] + t->grad_bytes[1] + t->head_bytes + t->scratch;
+    for (int i = 0; i < t->cfg.n_layers; i++)
+        for (int k = 0; k < MEM_SCRATCH; k++)
+            n += t->mem[i][k];
+    return n;
+}
+
+void clmr_train_dnnl_fprint_memory(const clmr_train_dnnl_t *t, FILE *f)
+{
+    const double mib = 1024.0 * 1024.0;
+    fprintf(f, "| layer |");
+    for (int k = 0; k < MEM_KINDS; k++)
+        fprintf(f, " %s |", mem_kind_name[k]);
+    fprintf(f, " sum |\n|---|");
+    for (int k = 0; k <= MEM_KINDS; k++)
+        fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < t->cfg.n_layers; i++) {
+        size_t sum = 0;
+        fprintf(f, "| %d |", i);
+        for (int k = 0; k < MEM_KINDS; k++) {
+            fprintf(f, " %.1f |", (double)t->mem[i][k] / mib);
+            if (k != MEM_SCRATCH) sum += t->mem[i][k];
+        }
+        fprintf(f, " %.1f |\n", (double)sum / mib);
+    }
+    fprintf(f, "\ngradient buffers %.1f + %.1f MiB, dh + head scratch %.1f MiB, scratchpad %.1f MiB "
+               "(largest of all primitives; * not summed per layer)\ntotal %.1f MiB for batch %d\n",
+            (double)t->grad_bytes[0] / mib, (double)t->grad_bytes[1] / mib,
+            (double)t->head_bytes / mib, (double)t->scratch / mib,
+            (double)clmr_train_dnnl_bytes(t) / mib, t->batch);
 }

@@ -21,6 +21,8 @@
 #include "train/adam.h"
 #include "train/samplecnn_train_ref.h"
 
+#include <stdio.h>
+
 typedef struct clmr_train_dnnl clmr_train_dnnl_t;
 
 /* The caller-owned state a trainer works on: four blocks of clmr_train_param_count floats with
@@ -76,6 +78,15 @@ int clmr_train_dnnl_step_contrastive_aux(clmr_train_dnnl_t *t, const float *x, f
 int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const float *y,
                                     int freeze_encoder, const clmr_adam_params_t *adam, long step,
                                     float *loss, double *grad_norm);
+
+/* Bytes of memory the trainer allocated at open: its activation, statistics and gradient
+ * buffers, the memory oneDNN allocated for its workspaces and weight copies, and the largest
+ * scratchpad of its primitives. Caller-owned blocks (and x) are not counted. Thread-safe. */
+size_t clmr_train_dnnl_bytes(const clmr_train_dnnl_t *t);
+
+/* Writes the allocation table behind clmr_train_dnnl_bytes (MiB per layer and kind, then the
+ * shared buffers) to f, for debugging the memory plan. */
+void clmr_train_dnnl_fprint_memory(const clmr_train_dnnl_t *t, FILE *f);
 
 /* Frees everything; accepts NULL or *t == NULL and sets *t to NULL. */
 void clmr_train_dnnl_close(clmr_train_dnnl_t **t);

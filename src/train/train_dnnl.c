@@ -27,8 +27,9 @@
  * per forward. At the official widths and 48 pairs the block is 3,897 MiB (+233 MiB of oneDNN
  * workspaces and weight copies; the largest scratchpad is 0.8 MiB, so oneDNN's default shared
  * library scratchpad is kept) where keeping every conv, BN and pooling output plus two gradient
- * buffers took 7,280 MiB. The live set peaks in layer 1's backward: layer 0's BN output, layer 1's
- * conv output and the shared buffer, 923 MiB each at 48 pairs.
+ * buffers took 7,280 MiB. Layer 1's backward needs three 923 MiB tensors at once (layer 0's BN
+ * output, layer 1's conv output and its gradient), so without recomputing more the rest of the
+ * block (layers 2-10 and the workspaces, ~1.2 GiB) is all there is left to save.
  */
 #include "train/train_dnnl.h"
 

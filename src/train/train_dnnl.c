@@ -3,12 +3,33 @@
  * DESIGN: open() describes every primitive once: activations channels-last (nwc; BN on the same
  * bytes viewed as 4-D nhwc, where oneDNN has jit kernels), convolution weights in the format the
  * kernel picks (format_tag_any) with reorders from/to the caller's (OC, IC, K) blocks, workspaces
- * allocated by oneDNN. It creates the memory objects (activations in one malloc'd block,
- * parameters and gradients wrapping the caller's blocks) and records two nets, arrays of
- * {primitive, args}; forward() and backward() only execute them. Gradient buffers ping-pong
- * between two mallocs, each sized for the largest gradient it holds, decided at open: pool
- * backward writes the other buffer, BN backward works in place, conv backward-data writes the
- * other buffer again.
+ * allocated by oneDNN. It creates the memory objects (activations and gradients in one block,
+ * parameters and gradients of the parameters wrapping the caller's blocks) and records two nets,
+ * arrays of {primitive, args}; forward() and backward() only execute them.
+ *
+ * Memory plan (plan_memory; clmr_train_dnnl_fprint_memory / bench/bench_train_mem print it per
+ * layer). What a backward reads from the forward: BN backward its input (the conv output), the
+ * batch mean and variance and its workspace (1-bit ReLU mask), not its output; max-pooling
+ * backward only its workspace (1-byte argmax); conv backward-weights the layer's input (the
+ * pooling output below, or the BN output of a layer without pooling, or x). So the block keeps per
+ * layer the conv output, the pooling output (BN output where there is no pooling: layer 0 and the
+ * top, whose BN output is the embedding h) and the statistics, and ONE SHARED buffer, as large as
+ * the largest conv output, takes everything short-lived in turn:
+ *  - forward: layer 0's conv output (read by its BN only), each pooled layer's BN output (read by
+ *    its pooling only);
+ *  - backward: dh (the top's output gradient), each pooled layer's conv-output gradient (pooling
+ *    backward writes it, BN backward works on it in place, both conv backward passes read it),
+ *    then layer 0's conv output again, recomputed from x by the forward primitive just before its
+ *    BN backward (bit-identical, ~0.5% of a step, instead of keeping 923 MiB at 48 pairs).
+ * A layer's conv backward-data writes its input gradient over the layer's own conv output, which
+ * BN backward has read by then (the buffer is sized for the larger of the two); the layer below
+ * finds its output gradient there. So the backward consumes the saved activations: one backward
+ * per forward. At the official widths and 48 pairs the block is 3,897 MiB (+233 MiB of oneDNN
+ * workspaces and weight copies; the largest scratchpad is 0.8 MiB, so oneDNN's default shared
+ * library scratchpad is kept) where keeping every conv, BN and pooling output plus two gradient
+ * buffers took 7,280 MiB. Layer 1's backward needs three 923 MiB tensors at once (layer 0's BN
+ * output, layer 1's conv output and its gradient), so without recomputing more the rest of the
+ * block (layers 2-10 and the workspaces, ~1.2 GiB) is all there is left to save.
  */
 #include "train/train_dnnl.h"
 
@@ -17,12 +38,28 @@
 
 #include <oneapi/dnnl/dnnl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ARGS 12
 #define MAX_OPS (6 * CLMR_MAX_LAYERS)
-#define MAX_MEMS (24 * CLMR_MAX_LAYERS)
+#define MAX_MEMS (26 * CLMR_MAX_LAYERS)
+
+/* What open() allocated, per layer and kind (clmr_train_dnnl_fprint_memory prints it). */
+enum {
+    MEM_CONV,    /* convolution output (BN input), then the layer's input gradient */
+    MEM_ACT,     /* BN+ReLU output, kept only by layers without pooling */
+    MEM_POOL,    /* pooling output */
+    MEM_STATS,   /* batch mean and variance */
+    MEM_BN_WS,   /* BN workspace (ReLU mask), allocated by oneDNN */
+    MEM_POOL_WS, /* pooling workspace (argmax), allocated by oneDNN */
+    MEM_WEIGHTS, /* weights / weight gradients in the kernels' formats, allocated by oneDNN */
+    MEM_SCRATCH, /* largest scratchpad of the layer's primitives (shared, not summed) */
+    MEM_KINDS
+};
+static const char *const mem_kind_name[MEM_KINDS] = {"conv out", "BN out",  "pool out", "stats",
+                                                     "BN ws",    "pool ws", "weights",  "scratch*"};
 
 typedef struct {
     dnnl_primitive_t prim;
@@ -44,10 +81,14 @@ struct clmr_train_dnnl {
     int n_fwd, n_bwd;
     dnnl_memory_t mems[MAX_MEMS];
     int n_mems;
-    dnnl_memory_t x_mem;           /* layer 0 input, handle set per forward */
-    float *acts, *grad_buf[2], *h; /* activations block; gradient buffers (own mallocs) */
+    dnnl_memory_t x_mem;       /* layer 0 input, handle set per forward */
+    float *block, *shared, *h; /* the one block of buffers (plan_memory); its shared buffer */
     float *mean[CLMR_MAX_LAYERS], *var[CLMR_MAX_LAYERS]; /* batch statistics (biased var) */
     float *run_mean[CLMR_MAX_LAYERS], *run_var[CLMR_MAX_LAYERS];
+    size_t mem[CLMR_MAX_LAYERS][MEM_KINDS];   /* bytes per layer and kind */
+    size_t shared_bytes, head_bytes, scratch; /* shared buffer, dh + head scratch, scratchpad */
+    size_t block_bytes;                       /* the whole block (== clmr_train_dnnl_plan_bytes) */
+    int cur_layer;                            /* the layer open() is building (for mem[]) */
 };
 
 /* Wraps ptr (or lets oneDNN allocate when ptr == DNNL_MEMORY_ALLOCATE) and remembers it for close.
@@ -59,6 +100,25 @@ static dnnl_memory_t mem_new(clmr_train_dnnl_t *t, const dnnl_memory_desc_t *md,
     if (dnnl_memory_create(&m, md, t->engine, ptr) != dnnl_success) return NULL;
     t->mems[t->n_mems++] = m;
     return m;
+}
+
+/* A memory object oneDNN allocates, counted in the current layer's `kind`. */
+static dnnl_memory_t mem_alloc(clmr_train_dnnl_t *t, const dnnl_memory_desc_t *md, int kind)
+{
+    dnnl_memory_t m = mem_new(t, md, DNNL_MEMORY_ALLOCATE);
+    if (m) t->mem[t->cur_layer][kind] += dnnl_memory_desc_get_size(md);
+    return m;
+}
+
+/* Records the scratchpad pd needs (oneDNN's library mode shares one, sized for the largest). */
+static void note_scratch(clmr_train_dnnl_t *t, const_dnnl_primitive_desc_t pd)
+{
+    int64_t n = 0;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_memory_consumption_s64, 0, &n) != dnnl_success)
+        return;
+    size_t *m = &t->mem[t->cur_layer][MEM_SCRATCH];
+    if ((size_t)n > *m) *m = (size_t)n;
+    if ((size_t)n > t->scratch) t->scratch = (size_t)n;
 }
 
 static void op_arg(net_op_t *op, int arg, dnnl_memory_t m)
@@ -101,6 +161,7 @@ static int add_reorder(clmr_train_dnnl_t *t, net_op_t *op, dnnl_memory_t from,
     if (dnnl_reorder_primitive_desc_create(&pd, from_md, t->engine, to_md, t->engine, NULL) !=
         dnnl_success)
         return CLMR_EDNNL;
+    note_scratch(t, pd);
     dnnl_status_t st = dnnl_primitive_create(&op->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     op_arg(op, DNNL_ARG_FROM, from);
@@ -120,9 +181,7 @@ void clmr_train_dnnl_close(clmr_train_dnnl_t **tp)
         dnnl_memory_destroy(t->mems[i]);
     if (t->stream) dnnl_stream_destroy(t->stream);
     if (t->engine) dnnl_engine_destroy(t->engine);
-    free(t->acts);
-    free(t->grad_buf[0]);
-    free(t->grad_buf[1]);
+    free(t->block);
     free(t);
     *tp = NULL;
 }
@@ -135,12 +194,80 @@ static int make_prim(clmr_train_dnnl_t *t, dnnl_primitive_t *prim, dnnl_primitiv
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_primitive_desc_create(&pd, op_desc, NULL, t->engine, hint) != dnnl_success)
         return CLMR_EDNNL;
+    note_scratch(t, pd);
     dnnl_status_t st = dnnl_primitive_create(prim, pd);
     if (pd_out && st == dnnl_success)
         *pd_out = pd;
     else
         dnnl_primitive_desc_destroy(pd);
     return st == dnnl_success ? 0 : CLMR_EDNNL;
+}
+
+/* The memory plan (see DESIGN): float offsets of every buffer in the trainer's one block, NONE
+ * where a buffer is not allocated; each buffer starts on a 64-byte boundary. */
+#define NONE SIZE_MAX
+typedef struct {
+    size_t conv[CLMR_MAX_LAYERS];  /* conv output, then (i > 0) the layer's input gradient */
+    size_t act[CLMR_MAX_LAYERS];   /* BN+ReLU output of layers without pooling */
+    size_t pool[CLMR_MAX_LAYERS];  /* pooling output */
+    size_t stats[CLMR_MAX_LAYERS]; /* batch mean, then biased variance (out_ch each) */
+    size_t shared, dh, head;       /* the shared buffer, the embedding gradient, head scratch */
+    size_t total;                  /* floats in the block */
+    size_t bytes[CLMR_MAX_LAYERS][MEM_STATS + 1]; /* per layer: conv, act, pool, stats */
+    int recompute0; /* layer 0's conv output is recomputed in the backward */
+} mem_plan_t;
+
+/* Places n floats at *top (64-byte aligned); counts their bytes in *bytes when not NULL. */
+static size_t plan_take(size_t *top, size_t n, size_t *bytes)
+{
+    size_t at = *top;
+    n = (n + 15) / 16 * 16;
+    *top += n;
+    if (bytes) *bytes += sizeof(float) * n;
+    return at;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+static void plan_memory(mem_plan_t *pl, const clmr_train_config_t *tcfg, int B)
+{
+    const clmr_samplecnn_config_t *cfg = &tcfg->enc;
+    size_t top = 0, shared = (size_t)B * cfg->embed_dim; /* the top layer's output gradient */
+    memset(pl->bytes, 0, sizeof(pl->bytes));
+    pl->recompute0 = !cfg->layer[0].pool; /* else its output gradient would sit in the shared */
+    for (int i = 0; i < cfg->n_layers; i++) {
+        const clmr_layer_shape_t *l = &cfg->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len, in = (size_t)B * l->in_ch * l->in_len;
+        if (i == 0 && pl->recompute0) {
+            pl->conv[i] = NONE;
+            shared = max_sz(shared, conv);
+        } else {
+            pl->conv[i] = plan_take(&top, i > 0 ? max_sz(conv, in) : conv, &pl->bytes[i][MEM_CONV]);
+        }
+        pl->act[i] = pl->pool[i] = NONE;
+        if (l->pool) { /* BN output and conv-output gradient in the shared buffer */
+            shared = max_sz(shared, conv);
+            pl->pool[i] =
+                plan_take(&top, (size_t)B * l->out_ch * l->out_len, &pl->bytes[i][MEM_POOL]);
+        } else {
+            pl->act[i] = plan_take(&top, conv, &pl->bytes[i][MEM_ACT]);
+        }
+        pl->stats[i] = plan_take(&top, 2 * (size_t)l->out_ch, &pl->bytes[i][MEM_STATS]);
+    }
+    pl->shared = plan_take(&top, shared, NULL);
+    pl->dh = plan_take(&top, (size_t)B * cfg->embed_dim, NULL);
+    pl->head = plan_take(&top, clmr_train_head_scratch_floats(tcfg, B), NULL);
+    pl->total = top;
+}
+
+size_t clmr_train_dnnl_plan_bytes(const clmr_train_config_t *cfg, int batch)
+{
+    mem_plan_t pl;
+    plan_memory(&pl, cfg, batch);
+    return sizeof(float) * pl.total;
 }
 
 int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcfg, int batch,
@@ -150,6 +277,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     if (batch < 2) return clmr_set_err(errmsg, CLMR_EINVAL, "batch %d < 2", batch);
     if (!blocks->params || !blocks->grads)
         return clmr_set_err(errmsg, CLMR_EINVAL, "parameter and gradient blocks are required");
+    if (tcfg->enc.layer[tcfg->enc.n_layers - 1].pool) /* h is the top's BN output */
+        return clmr_set_err(errmsg, CLMR_EINVAL, "the last layer must not pool");
     clmr_train_dnnl_t *t = calloc(1, sizeof(*t));
     if (!t) return CLMR_ENOMEM;
     const clmr_samplecnn_config_t *cfg = &tcfg->enc;
@@ -166,48 +295,20 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     const char *what = "engine";
     dnnl_primitive_desc_t conv_pd = NULL, bn_pd = NULL, pool_pd = NULL;
 
-    /* The gradient buffer holding each layer's output gradient, walking down from the top
-     * (whose gradient backward() copies into grad_buf[0]); each buffer is sized for what it
-     * holds, so the second one is only as large as layer 1's activations (a third of the first
-     * at the official shapes). */
-    int parity[CLMR_MAX_LAYERS], cur = 0;
-    size_t gsize[2] = {0, 0};
-    for (int i = cfg->n_layers - 1; i >= 0; i--) {
-        const clmr_layer_shape_t *l = &cfg->layer[i];
-        size_t conv = (size_t)B * l->out_ch * l->conv_len, in = (size_t)B * l->in_ch * l->in_len;
-        size_t outn = (size_t)B * l->out_ch * l->out_len;
-        parity[i] = cur;
-        if (outn > gsize[cur]) gsize[cur] = outn;
-        if (l->pool) cur = !cur; /* pool backward writes the conv-output gradient there */
-        if (conv > gsize[cur]) gsize[cur] = conv;
-        cur = !cur; /* conv backward data writes the other buffer */
-        if (i > 0 && in > gsize[cur]) gsize[cur] = in;
-    }
-    for (int k = 0; k < 2; k++) {
-        t->grad_buf[k] = malloc(sizeof(float) * gsize[k]);
-        if (!t->grad_buf[k]) {
-            err = CLMR_ENOMEM;
-            goto fail;
-        }
-    }
-
-    /* one block: per layer conv out, act, pool out, mean, var; then dh and the head scratch */
-    size_t total = 0;
-    for (int i = 0; i < cfg->n_layers; i++) {
-        const clmr_layer_shape_t *l = &cfg->layer[i];
-        size_t conv = (size_t)B * l->out_ch * l->conv_len;
-        total += 2 * conv + (l->pool ? (size_t)B * l->out_ch * l->out_len : 0) + 2 * l->out_ch;
-    }
-    size_t n_head = clmr_train_head_scratch_floats(tcfg, batch);
-    total += (size_t)B * cfg->embed_dim + n_head;
-    t->acts = malloc(sizeof(float) * total);
-    if (!t->acts) {
+    mem_plan_t pl;
+    plan_memory(&pl, tcfg, B);
+    t->block_bytes = sizeof(float) * pl.total;
+    t->shared_bytes = sizeof(float) * (pl.dh - pl.shared);
+    t->head_bytes = sizeof(float) * (pl.total - pl.dh);
+    void *block = NULL;
+    if (posix_memalign(&block, 64, t->block_bytes)) {
         err = CLMR_ENOMEM;
         goto fail;
     }
-    float *p = t->acts;
-    t->dh = p + total - (size_t)B * cfg->embed_dim - n_head;
-    t->head_scratch = t->dh + (size_t)B * cfg->embed_dim;
+    float *const base = t->block = block;
+    t->shared = base + pl.shared;
+    t->dh = base + pl.dh;
+    t->head_scratch = base + pl.head;
 
     if (dnnl_engine_create(&t->engine, dnnl_cpu, 0) != dnnl_success) goto fail;
     if (dnnl_stream_create(&t->stream, t->engine, dnnl_stream_default_flags) != dnnl_success)
@@ -217,18 +318,21 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
 
     for (int i = 0; i < cfg->n_layers; i++) {
         const clmr_layer_shape_t *l = &cfg->layer[i];
-        size_t conv = (size_t)B * l->out_ch * l->conv_len;
+        t->cur_layer = i;
         dnnl_memory_desc_t md_in = md3(B, l->in_ch, l->in_len, dnnl_nwc);
         dnnl_memory_desc_t md_conv = md3(B, l->out_ch, l->conv_len, dnnl_nwc);
         dnnl_memory_desc_t md_pool = md3(B, l->out_ch, l->out_len, dnnl_nwc);
         dnnl_memory_desc_t md_w = md3(l->out_ch, l->in_ch, l->kernel, dnnl_oiw);
         dnnl_memory_desc_t md_c = md1(l->out_ch);
-        float *conv_out = p, *act = p + conv;
-        p += 2 * conv;
-        float *pool = NULL;
-        if (l->pool) pool = p, p += (size_t)B * l->out_ch * l->out_len;
-        t->mean[i] = p, p += l->out_ch;
-        t->var[i] = p, p += l->out_ch;
+        const int top = i == cfg->n_layers - 1;
+        /* where the forward writes (see DESIGN): layer 0's conv output and the BN outputs of
+         * pooled layers go to the shared buffer; the rest is kept for the backward */
+        float *conv_out = pl.conv[i] == NONE ? t->shared : base + pl.conv[i];
+        float *act = l->pool ? t->shared : base + pl.act[i];
+        float *pool = l->pool ? base + pl.pool[i] : NULL;
+        t->mean[i] = base + pl.stats[i];
+        t->var[i] = t->mean[i] + l->out_ch;
+        memcpy(t->mem[i], pl.bytes[i], sizeof(pl.bytes[i]));
         t->run_mean[i] = run_mean[i];
         t->run_var[i] = run_var[i];
 
@@ -252,9 +356,13 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         dnnl_memory_t m_db = mem_new(t, &md_c, grads->conv_b[i]);
         dnnl_memory_t m_dgamma = mem_new(t, &md_c, grads->bn_gamma[i]);
         dnnl_memory_t m_dbeta = mem_new(t, &md_c, grads->bn_beta[i]);
-        int pc = parity[i];
-        /* gradient of this layer's output lives in grad_buf[pc]; of the conv output in dconv */
-        float *dconv_buf = l->pool ? t->grad_buf[!pc] : t->grad_buf[pc];
+        /* the gradient of this layer's output: the top's in the shared buffer (backward()
+         * copies dh there), the others in the next layer's conv buffer, which that layer's
+         * backward-data convolution wrote after its BN backward had read it; the gradient of the
+         * conv output: where pool backward writes it (shared), else the output gradient itself
+         * (BN backward works in place) */
+        float *dout_buf = top ? t->shared : base + pl.conv[i + 1];
+        float *dconv_buf = l->pool ? t->shared : dout_buf;
         dnnl_memory_t m_dconv = mem_new(t, &md_conv, dconv_buf);
         dnnl_memory_t m_dconv4 = mem_new(t, &md_conv4, dconv_buf);
         if (!m_conv || !m_act || !m_conv4 || !m_act4 || !m_w || !m_b || !m_gamma || !m_beta ||
@@ -272,12 +380,13 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                pad) != dnnl_success ||
             dnnl_primitive_desc_create(&conv_pd, &cd, NULL, t->engine, NULL) != dnnl_success)
             goto fail;
+        note_scratch(t, conv_pd);
         dnnl_memory_t m_wf = m_w;
         const dnnl_memory_desc_t *wf =
             dnnl_primitive_desc_query_md(conv_pd, dnnl_query_weights_md, 0);
         if (!dnnl_memory_desc_equal(wf, &md_w)) {
             what = "weights reorder";
-            m_wf = mem_new(t, wf, DNNL_MEMORY_ALLOCATE);
+            m_wf = mem_alloc(t, wf, MEM_WEIGHTS);
             if (!m_wf || add_reorder(t, &t->fwd[t->n_fwd++], m_w, &md_w, m_wf, wf)) goto fail;
         }
         what = "convolution";
@@ -297,9 +406,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
             goto fail;
         op = &t->fwd[t->n_fwd++];
         if (make_prim(t, &op->prim, &bn_pd, &bd, NULL)) goto fail;
-        dnnl_memory_t m_bn_ws =
-            mem_new(t, dnnl_primitive_desc_query_md(bn_pd, dnnl_query_workspace_md, 0),
-                    DNNL_MEMORY_ALLOCATE);
+        dnnl_memory_t m_bn_ws = mem_alloc(
+            t, dnnl_primitive_desc_query_md(bn_pd, dnnl_query_workspace_md, 0), MEM_BN_WS);
         if (!m_bn_ws) goto fail;
         op_arg(op, DNNL_ARG_SRC, m_conv4);
         op_arg(op, DNNL_ARG_DST, m_act4);
@@ -322,9 +430,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                 goto fail;
             op = &t->fwd[t->n_fwd++];
             if (make_prim(t, &op->prim, &pool_pd, &pdsc, NULL)) goto fail;
-            m_pool_ws =
-                mem_new(t, dnnl_primitive_desc_query_md(pool_pd, dnnl_query_workspace_md, 0),
-                        DNNL_MEMORY_ALLOCATE);
+            m_pool_ws = mem_alloc(
+                t, dnnl_primitive_desc_query_md(pool_pd, dnnl_query_workspace_md, 0), MEM_POOL_WS);
             if (!m_pool_ws) goto fail;
             op_arg(op, DNNL_ARG_SRC, m_act);
             op_arg(op, DNNL_ARG_DST, m_pool);
@@ -339,9 +446,9 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
          * (close() frees it on any failure). */
         if (i > 0) { /* layer 0's input is audio: no gradient */
             what = "convolution backward data";
-            /* the previous layer's output gradient: the buffer the dconv is not in */
-            float *din = dconv_buf == t->grad_buf[0] ? t->grad_buf[1] : t->grad_buf[0];
-            dnnl_memory_t m_din = mem_new(t, &md_in, din);
+            /* the previous layer's output gradient overwrites this layer's conv output, which
+             * BN backward has read by then */
+            dnnl_memory_t m_din = mem_new(t, &md_in, conv_out);
             if (!m_din) goto fail;
             dnnl_primitive_desc_t bd_pd = NULL;
             if (dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &md_in,
@@ -349,6 +456,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                          pad) != dnnl_success ||
                 dnnl_primitive_desc_create(&bd_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
                 goto fail;
+            note_scratch(t, bd_pd);
             op = &t->bwd[t->n_bwd++];
             dnnl_status_t st = dnnl_primitive_create(&op->prim, bd_pd);
             const dnnl_memory_desc_t *wb =
@@ -359,7 +467,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                                      : NULL;
             int need_reorder = m_wb == NULL;
             dnnl_memory_desc_t wb_md = *wb; /* wb dies with bd_pd */
-            if (need_reorder) m_wb = mem_new(t, &wb_md, DNNL_MEMORY_ALLOCATE);
+            if (need_reorder) m_wb = mem_alloc(t, &wb_md, MEM_WEIGHTS);
             dnnl_primitive_desc_destroy(bd_pd);
             if (st != dnnl_success || !m_wb) goto fail;
             op_arg(op, DNNL_ARG_DIFF_DST, m_dconv);
@@ -375,11 +483,12 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
                                                         pad) != dnnl_success ||
             dnnl_primitive_desc_create(&bw_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
             goto fail;
+        note_scratch(t, bw_pd);
         const dnnl_memory_desc_t *dwf =
             dnnl_primitive_desc_query_md(bw_pd, dnnl_query_diff_weights_md, 0);
         dnnl_memory_t m_dwf = m_dw;
         if (!dnnl_memory_desc_equal(dwf, &md_w)) { /* runs after the primitive: appended first */
-            m_dwf = mem_new(t, dwf, DNNL_MEMORY_ALLOCATE);
+            m_dwf = mem_alloc(t, dwf, MEM_WEIGHTS);
             if (!m_dwf || add_reorder(t, &t->bwd[t->n_bwd++], m_dwf, dwf, m_dw, &md_w)) {
                 dnnl_primitive_desc_destroy(bw_pd);
                 goto fail;
@@ -411,9 +520,19 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         op_arg(op, DNNL_ARG_DIFF_SCALE, m_dgamma);
         op_arg(op, DNNL_ARG_DIFF_SHIFT, m_dbeta);
 
+        if (i == 0 && pl.recompute0) { /* layer 0's conv output again, for the BN backward */
+            what = "convolution";
+            op = &t->bwd[t->n_bwd++];
+            if (dnnl_primitive_create(&op->prim, conv_pd) != dnnl_success) goto fail;
+            op_arg(op, DNNL_ARG_SRC, in_mem);
+            op_arg(op, DNNL_ARG_WEIGHTS, m_wf);
+            op_arg(op, DNNL_ARG_BIAS, m_b);
+            op_arg(op, DNNL_ARG_DST, m_conv);
+        }
+
         if (l->pool) {
             what = "pooling backward";
-            dnnl_memory_t m_dpool = mem_new(t, &md_pool, t->grad_buf[pc]);
+            dnnl_memory_t m_dpool = mem_new(t, &md_pool, dout_buf);
             if (!m_dpool) goto fail;
             dnnl_dims_t ks = {l->pool}, zero = {0};
             dnnl_pooling_desc_t pdsc;
@@ -430,7 +549,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         dnnl_primitive_desc_destroy(bn_pd), bn_pd = NULL;
         if (pool_pd) dnnl_primitive_desc_destroy(pool_pd), pool_pd = NULL;
         in_mem = out_mem;
-        if (i == cfg->n_layers - 1) t->h = act;
+        if (top) t->h = act;
     }
     for (int a = 0, b = t->n_bwd - 1; a < b; a++, b--) {
         net_op_t tmp = t->bwd[a];
@@ -481,7 +600,7 @@ int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum
 
 int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh)
 {
-    memcpy(t->grad_buf[0], dh, sizeof(float) * (size_t)t->batch * t->cfg.embed_dim);
+    memcpy(t->shared, dh, sizeof(float) * (size_t)t->batch * t->cfg.embed_dim);
     return run_net(t, t->bwd, t->n_bwd);
 }
 
@@ -543,4 +662,40 @@ int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const 
     double norm = adam_update(t, freeze_encoder ? clmr_train_head_offset(&t->tcfg) : 0, adam, step);
     if (grad_norm) *grad_norm = norm;
     return 0;
+}
+
+size_t clmr_train_dnnl_bytes(const clmr_train_dnnl_t *t, size_t *own)
+{
+    size_t n = t->block_bytes + t->scratch;
+    for (int i = 0; i < t->cfg.n_layers; i++)
+        for (int k = MEM_BN_WS; k < MEM_SCRATCH; k++)
+            n += t->mem[i][k];
+    if (own) *own = t->block_bytes;
+    return n;
+}
+
+void clmr_train_dnnl_fprint_memory(const clmr_train_dnnl_t *t, FILE *f)
+{
+    const double mib = 1024.0 * 1024.0;
+    fprintf(f, "| layer |");
+    for (int k = 0; k < MEM_KINDS; k++)
+        fprintf(f, " %s |", mem_kind_name[k]);
+    fprintf(f, " sum |\n|---|");
+    for (int k = 0; k <= MEM_KINDS; k++)
+        fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < t->cfg.n_layers; i++) {
+        size_t sum = 0;
+        fprintf(f, "| %d |", i);
+        for (int k = 0; k < MEM_KINDS; k++) {
+            fprintf(f, " %.1f |", (double)t->mem[i][k] / mib);
+            if (k != MEM_SCRATCH) sum += t->mem[i][k];
+        }
+        fprintf(f, " %.1f |\n", (double)sum / mib);
+    }
+    fprintf(f,
+            "\nshared buffer %.1f MiB, dh + head scratch %.1f MiB, scratchpad %.1f MiB (largest "
+            "of all primitives; * not summed per layer)\ntotal %.1f MiB for batch %d\n",
+            (double)t->shared_bytes / mib, (double)t->head_bytes / mib, (double)t->scratch / mib,
+            (double)clmr_train_dnnl_bytes(t, NULL) / mib, t->batch);
 }

@@ -21,6 +21,8 @@
 #include "train/adam.h"
 #include "train/samplecnn_train_ref.h"
 
+#include <stdio.h>
+
 typedef struct clmr_train_dnnl clmr_train_dnnl_t;
 
 /* The caller-owned state a trainer works on: four blocks of clmr_train_param_count floats with
@@ -46,7 +48,9 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *cfg
 int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum, const float **h);
 
 /* Backward from dh (batch, embed_dim) through the encoder of the last forward: WRITES (does not
- * accumulate) every encoder gradient in the caller's gradient block. Returns 0 or CLMR_EDNNL. */
+ * accumulate) every encoder gradient in the caller's gradient block. It overwrites the saved
+ * activations with gradients, so each backward needs its own forward before it (h stays valid).
+ * Returns 0 or CLMR_EDNNL. */
 int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh);
 
 /* One whole contrastive step: zeroes the gradient block, forward (running statistics with momentum
@@ -76,6 +80,22 @@ int clmr_train_dnnl_step_contrastive_aux(clmr_train_dnnl_t *t, const float *x, f
 int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const float *y,
                                     int freeze_encoder, const clmr_adam_params_t *adam, long step,
                                     float *loss, double *grad_norm);
+
+/* Bytes of the trainer's own buffer block for cfg at `batch` chunks (activations kept for the
+ * backward, batch statistics, the shared buffer, dh, head scratch), computed from the shapes
+ * without allocating: what clmr_train_dnnl_open would malloc. oneDNN's workspaces and weight
+ * copies come on top (about 3% at the official shapes). Thread-safe. */
+size_t clmr_train_dnnl_plan_bytes(const clmr_train_config_t *cfg, int batch);
+
+/* Bytes of memory the trainer allocated at open: its own block (also written to *own when own is
+ * not NULL; equals clmr_train_dnnl_plan_bytes), the memory oneDNN allocated for workspaces and
+ * weight copies, and the largest scratchpad of its primitives. Caller-owned blocks (and x) are
+ * not counted. Thread-safe. */
+size_t clmr_train_dnnl_bytes(const clmr_train_dnnl_t *t, size_t *own);
+
+/* Writes the allocation table behind clmr_train_dnnl_bytes (MiB per layer and kind, then the
+ * shared buffers) to f, for debugging the memory plan. */
+void clmr_train_dnnl_fprint_memory(const clmr_train_dnnl_t *t, FILE *f);
 
 /* Frees everything; accepts NULL or *t == NULL and sets *t to NULL. */
 void clmr_train_dnnl_close(clmr_train_dnnl_t **t);

@@ -15,7 +15,9 @@
  *    bug gives O(1) errors, so these bounds still bite.
  *  - conv-bias gradients (exactly 0 in exact arithmetic before a train-mode BN): below 1e-4 x the
  *    layer's weight-gradient scale.
- * Two steps with different audio run through the same primitives, so stale buffers would show.
+ * Two steps with different audio run through the same primitives, so stale buffers would show;
+ * a net whose widths narrow checks the buffers the memory plan sizes for the larger of a layer's
+ * conv output and input gradient. The memory plan itself is checked against its written rules.
  */
 #include "harness.h"
 
@@ -162,6 +164,110 @@ static void test_full_depth_net(void)
     compare_vs_ref(11, widths, 4, "depth11", 1e-3, 2e-2, 1e-4);
 }
 
+static void test_narrowing_net(void)
+{
+    static const int widths[6] = {1, 8, 4, 8, 8, 10};
+    compare_vs_ref(5, widths, 4, "narrowing", 1e-4, 1e-3, 1e-5);
+}
+
+static size_t r16(size_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The memory plan of the DESIGN comment in train_dnnl.c, in floats, from the shapes: kept are
+ * layer 0's BN output, every later layer's conv output (large enough for its input gradient),
+ * the pooling outputs, the top's BN output (the embedding) and the batch statistics; one shared
+ * buffer takes layer 0's conv output, the pooled layers' BN outputs and conv-output gradients
+ * and dh; then dh and the head scratch. Every buffer starts on 16 floats. */
+static size_t plan_floats(const clmr_train_config_t *cfg, int B)
+{
+    const clmr_samplecnn_config_t *e = &cfg->enc;
+    size_t n = 0, shared = (size_t)B * e->embed_dim;
+    for (int i = 0; i < e->n_layers; i++) {
+        const clmr_layer_shape_t *l = &e->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len, in = (size_t)B * l->in_ch * l->in_len;
+        if (i == 0)
+            shared = max_sz(shared, conv);
+        else
+            n += r16(max_sz(conv, in));
+        if (l->pool) {
+            shared = max_sz(shared, conv);
+            n += r16((size_t)B * l->out_ch * l->out_len);
+        } else {
+            n += r16(conv);
+        }
+        n += r16(2 * (size_t)l->out_ch);
+    }
+    return n + r16(shared) + r16((size_t)B * e->embed_dim) +
+           r16(clmr_train_head_scratch_floats(cfg, B));
+}
+
+/* What the trainer allocated before the plan (per layer conv output + BN output + pooling output
+ * + statistics, two gradient buffers at least as large as the largest conv output), floats. */
+static size_t old_plan_floats_at_least(const clmr_train_config_t *cfg, int B)
+{
+    const clmr_samplecnn_config_t *e = &cfg->enc;
+    size_t n = 0, largest = 0;
+    for (int i = 0; i < e->n_layers; i++) {
+        const clmr_layer_shape_t *l = &e->layer[i];
+        size_t conv = (size_t)B * l->out_ch * l->conv_len;
+        n += 2 * conv + (l->pool ? (size_t)B * l->out_ch * l->out_len : 0) + 2 * l->out_ch;
+        largest = max_sz(largest, conv);
+    }
+    return n + 2 * largest;
+}
+
+/* The trainer allocates exactly the plan (its own block), the plan follows its rules, and at the
+ * paper's batch (48 pairs, official widths) it stays within a budget that keeps pretraining under
+ * 6 GB resident: 4.5 GiB for the block (it is 3,897 MiB; with oneDNN's workspaces and weight
+ * copies 4,130 MiB; peak RSS of a step 4,238 MiB), and under 60% of what the trainer allocated
+ * before the plan (7,280 MiB). */
+static void test_memory_plan(void)
+{
+    static const int small[6] = {1, 4, 6, 8, 8, 10}, narrow[6] = {1, 8, 4, 8, 8, 10};
+    static const int official[12] = {1, 128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512};
+    const int *widths[2] = {small, narrow};
+    for (int k = 0; k < 2; k++) {
+        clmr_train_config_t cfg;
+        CHECK(clmr_train_config_init(&cfg, 5, widths[k], 10, 6, 0) == 0);
+        int B = 4;
+        size_t plan = sizeof(float) * plan_floats(&cfg, B);
+        CHECKF(clmr_train_dnnl_plan_bytes(&cfg, B) == plan, "plan %zu bytes, rules say %zu",
+               clmr_train_dnnl_plan_bytes(&cfg, B), plan);
+        CHECK(plan < sizeof(float) * old_plan_floats_at_least(&cfg, B));
+        size_t n = clmr_train_param_count(&cfg);
+        float *mem = calloc(2 * n + 2 * 64, sizeof(float)), *st = mem + 2 * n;
+        clmr_train_blocks_t blk = {.params = mem, .grads = mem + n};
+        for (int i = 0; i < cfg.enc.n_layers; i++) {
+            blk.run_mean[i] = st, st += cfg.enc.layer[i].out_ch;
+            blk.run_var[i] = st, st += cfg.enc.layer[i].out_ch;
+        }
+        clmr_train_dnnl_t *t = NULL;
+        CHECK(clmr_train_dnnl_open(&t, &cfg, B, &blk, NULL) == 0);
+        if (t) {
+            size_t own = 0, all = clmr_train_dnnl_bytes(t, &own);
+            CHECKF(own == plan, "allocated %zu bytes, plan %zu", own, plan);
+            CHECK(all > own); /* plus oneDNN's workspaces */
+        }
+        clmr_train_dnnl_close(&t);
+        free(mem);
+    }
+    clmr_train_config_t cfg;
+    CHECK(clmr_train_config_init(&cfg, 11, official, 512, 64, 0) == 0);
+    size_t plan = clmr_train_dnnl_plan_bytes(&cfg, 96), old = old_plan_floats_at_least(&cfg, 96);
+    printf("# 48 pairs, official widths: plan %.0f MiB, old plan at least %.0f MiB\n",
+           (double)plan / 1048576.0, (double)(sizeof(float) * old) / 1048576.0);
+    CHECK(plan == sizeof(float) * plan_floats(&cfg, 96));
+    CHECK(plan <= (size_t)4608 << 20);
+    CHECK(plan < sizeof(float) * old * 6 / 10);
+}
+
 static void test_open_refuses(void)
 {
     static const int widths[6] = {1, 4, 6, 8, 8, 10};
@@ -176,6 +282,12 @@ static void test_open_refuses(void)
     free(msg);
     msg = NULL;
     blk.grads = NULL;
+    CHECK(clmr_train_dnnl_open(&dt, &cfg, 4, &blk, &msg) == CLMR_EINVAL);
+    CHECK(dt == NULL && msg != NULL);
+    free(msg);
+    msg = NULL;
+    blk.grads = dummy;
+    cfg.enc.layer[cfg.enc.n_layers - 1].pool = 3; /* the embedding is the top's BN output */
     CHECK(clmr_train_dnnl_open(&dt, &cfg, 4, &blk, &msg) == CLMR_EINVAL);
     CHECK(dt == NULL && msg != NULL);
     free(msg);
@@ -346,6 +458,8 @@ int main(void)
 {
     RUN_TEST(test_small_net);
     RUN_TEST(test_full_depth_net);
+    RUN_TEST(test_narrowing_net);
+    RUN_TEST(test_memory_plan);
     RUN_TEST(test_open_refuses);
     RUN_TEST(test_contrastive_step);
     RUN_TEST(test_supervised_step);

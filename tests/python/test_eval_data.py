@@ -77,3 +77,19 @@ def test_regenerated_clips_match_committed_bytes(tmp_path):
             assert digest == sums[f"{split}/{path}"], f"{split}/{path}: audio differs from the committed checksum"
             checked += 1
     assert checked >= 12
+
+
+@needs_renderers
+def test_clmrd_eval_reproduces_the_cards_opl3_figures(tmp_path):
+    """End to end on the smallest card set: regenerate test_opl3 (43 clips, ~30 s), check every crop
+    against SHA256SUMS, run `clmrd eval` with the default model and compare with models/eval/card.json."""
+    from api_helpers import CLMRD
+    card = json.load(open(os.path.join(ROOT, "models", "eval", "card.json"), encoding="utf-8"))
+    assert card["eval"]["opl3"]["tracks"] == 296
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "eval", "reproduce_card.py"), "--data",
+                        str(tmp_path), "--splits", "test_opl3", "--clmrd", CLMRD, "--threads", "2"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(r.stdout)
+    assert "test_opl3: 296/296 crops match SHA256SUMS" in r.stdout
+    assert r.returncode == 0, r.stdout
+    assert f"reproduce_card: opl3 (model {card['model_id']}): ROC-AUC" in r.stdout and "MISMATCH" not in r.stdout

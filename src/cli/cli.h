@@ -13,6 +13,11 @@ extern const clmr_cli_command_t clmr_cli_commands[];
 
 /* Strict parsers for option values: the whole string must be a number within [lo, hi]. On failure
  * they print "clmrd CMD: OPT: expected ..." to stderr and return -1 (src/cli/options.c). */
+/* SIGINT/SIGTERM set a flag (polled with clmr_cli_stop_requested) instead of killing; a second
+ * signal kills (stop_signal.c). */
+void clmr_cli_catch_stop_signals(void);
+int clmr_cli_stop_requested(void);
+
 int clmr_cli_parse_int(int *out, const char *s, long lo, long hi, const char *cmd, const char *opt);
 int clmr_cli_parse_double(double *out, const char *s, double lo, double hi, const char *cmd,
                           const char *opt);

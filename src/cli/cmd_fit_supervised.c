@@ -30,14 +30,6 @@
 
 int clmr_cli_fit_supervised(int argc, char **argv);
 
-static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    g_stop = sig;
-    signal(sig, SIG_DFL); /* a second signal terminates at once */
-}
-
 static void usage(FILE *f)
 {
     fprintf(
@@ -113,7 +105,7 @@ static int progress_cb(void *ud, const clmr_supervised_progress_t *p)
         if (pr->tty)
             fprintf(stderr, "\repoch %d/%d  step %d/%d  loss %.5f  %.1f chunks/s\033[K", p->epoch,
                     p->epochs, p->step, p->steps_per_epoch, p->loss, p->chunks_per_s);
-        return g_stop != 0;
+        return clmr_cli_stop_requested();
     }
     int partial = p->step < p->steps_per_epoch;
     json_array_append_new(pr->history,
@@ -132,7 +124,7 @@ static int progress_cb(void *ud, const clmr_supervised_progress_t *p)
                 pr->tty ? "\r\033[K" : "", p->epoch, p->epochs, partial ? " (partial)" : "",
                 p->train_loss, vl, p->is_best ? " *" : "", p->chunks_per_s, el, eta);
     }
-    return g_stop != 0;
+    return clmr_cli_stop_requested();
 }
 
 int clmr_cli_fit_supervised(int argc, char **argv)
@@ -352,12 +344,7 @@ int clmr_cli_fit_supervised(int argc, char **argv)
                 cmd, m ? "--model" : "random", tcfg.enc.n_layers, T, sp.batch,
                 nt / (size_t)sp.batch, sp.lr, sp.epochs, sp.patience, seed);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    clmr_cli_catch_stop_signals();
 
     clmr_supervised_result_t res;
     rc = clmr_supervised_fit(&out, &res, &data, &labels, m, &sp, progress_cb, &pr, &err);

@@ -34,14 +34,6 @@
 
 int clmr_cli_pretrain(int argc, char **argv);
 
-static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    g_stop = sig;
-    signal(sig, SIG_DFL); /* a second signal terminates at once */
-}
-
 static void usage(FILE *f)
 {
     fprintf(
@@ -420,12 +412,7 @@ int clmr_cli_pretrain(int argc, char **argv)
                     (long long)pool_n, (long long)old_n);
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    clmr_cli_catch_stop_signals();
 
     const int tty = !quiet && isatty(STDERR_FILENO);
     const int views = 2 * pp->batch_pairs;
@@ -449,7 +436,7 @@ int clmr_cli_pretrain(int argc, char **argv)
     long n_timed = 0;
     int interrupted = 0, failed = 0;
     while (clmr_pretrain_steps_done(pt) < steps) {
-        if (g_stop) {
+        if (clmr_cli_stop_requested()) {
             interrupted = 1;
             break;
         }

@@ -378,31 +378,11 @@ def midi_note_count(path):
             raise ValueError("truncated track")
         i, status = 0, 0
         while i < ln:
-            while trk[i] & 0x80:
-                i += 1
-            i += 1
+            _, i = dsutil.read_varlen(trk, i)  # delta time
             b = trk[i]
-            if b == 0xFF:
-                i += 2  # meta event: FF type varlen-length data
-                L = 0
-                while True:
-                    c = trk[i]
-                    i += 1
-                    L = (L << 7) | (c & 0x7F)
-                    if not c & 0x80:
-                        break
-                i += L
-                continue
-            if b in (0xF0, 0xF7):
-                i += 1
-                L = 0
-                while True:
-                    c = trk[i]
-                    i += 1
-                    L = (L << 7) | (c & 0x7F)
-                    if not c & 0x80:
-                        break
-                i += L
+            if b in (0xFF, 0xF0, 0xF7):  # meta (FF type len data) or sysex (F0/F7 len data)
+                length, i = dsutil.read_varlen(trk, i + (2 if b == 0xFF else 1))
+                i += length
                 continue
             if b & 0x80:
                 status = b

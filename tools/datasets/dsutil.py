@@ -35,6 +35,17 @@ def run(cmd, **kw):
 # Standard MIDI file writer (format 1, one track per part)
 
 
+def read_varlen(buf, i):
+    """Read a MIDI/MUS variable-length quantity at buf[i]: returns (value, index after it)."""
+    v = 0
+    while True:
+        c = buf[i]
+        i += 1
+        v = (v << 7) | (c & 0x7F)
+        if not c & 0x80:
+            return v, i
+
+
 def _varlen(n):
     out = [n & 0x7F]
     n >>= 7
@@ -159,13 +170,7 @@ def mus_to_midi(mus):
         else:
             raise ValueError("bad MUS event type %d" % typ)
         if ev & 0x80:
-            d = 0
-            while True:
-                b = mus[pos]
-                pos += 1
-                d = (d << 7) | (b & 0x7F)
-                if not b & 0x80:
-                    break
+            d, pos = read_varlen(mus, pos)
             delta += d
     out += _varlen(delta) + b"\xff\x2f\x00"
     tempo = b"\x00\xff\x51\x03" + (500000).to_bytes(3, "big")

@@ -395,25 +395,12 @@ def read_midi_notes(path):
         trk, pos = data[pos + 8:pos + 8 + ln], pos + 8 + ln
         i, t, status, prog, on = 0, 0, 0, [0] * 16, {}
         while i < ln:
-            d = 0
-            while True:
-                c = trk[i]
-                i += 1
-                d = (d << 7) | (c & 0x7F)
-                if not c & 0x80:
-                    break
+            d, i = dsutil.read_varlen(trk, i)
             t += d
             b = trk[i]
             if b in (0xFF, 0xF0, 0xF7):
                 mtype = trk[i + 1] if b == 0xFF else None
-                i += 2 if b == 0xFF else 1
-                L = 0
-                while True:
-                    c = trk[i]
-                    i += 1
-                    L = (L << 7) | (c & 0x7F)
-                    if not c & 0x80:
-                        break
+                L, i = dsutil.read_varlen(trk, i + (2 if b == 0xFF else 1))
                 if mtype == 0x51 and bpm is None:
                     bpm = 60e6 / int.from_bytes(trk[i:i + 3], "big")
                 i += L

@@ -500,6 +500,28 @@ def crop_tags(active_parts, clip):
     return sorted(tags)
 
 
+def activity_threshold(mix_crop):
+    """A stem frame counts as active above -20 dB relative to the (normalised) mix crop's RMS, and
+    never below -60 dBFS."""
+    mrms = float(np.sqrt(np.mean(mix_crop ** 2)))
+    return max(10 ** (-20 / 20) * mrms, 1e-3)
+
+
+def stem_activity(seg, thr):
+    """(RMS of a stem's crop, fraction of its ~93 ms frames above thr)."""
+    srms = float(np.sqrt(np.mean(seg ** 2)))
+    frames = np.sqrt(np.mean(seg[:CROP // FRAME * FRAME].reshape(-1, FRAME) ** 2, axis=1))
+    return srms, float(np.mean(frames > thr))
+
+
+def stem_state(srms, frac, thr):
+    """The label rule: "present" when active in >= 25 % of the frames, "absent" below 5 %, else
+    "ambiguous" (neither label would be a fact, so the crop is dropped)."""
+    if MIN_ABSENT_FRAC <= frac < MIN_PRESENT_FRAC:
+        return "ambiguous"
+    return "present" if frac >= MIN_PRESENT_FRAC and srms > thr else "absent"
+
+
 def make_clip(split, idx, cfg, presets, rend, outdir, tmp, clip=None):
     """Render, mix and label one clip (composed from the split's seed unless `clip` is given);
     writes its crop files and returns one row per crop that has at least one active stem."""
@@ -547,20 +569,17 @@ def make_clip(split, idx, cfg, presets, rend, outdir, tmp, clip=None):
     rows = []
     for k in range(CROPS_PER_CLIP):
         sl = slice(k * CROP, (k + 1) * CROP)
-        mrms = float(np.sqrt(np.mean((mix[sl] * norm) ** 2)))
         act, levels = [], {}
         ambiguous = False
-        thr = max(10 ** (-20 / 20) * mrms, 1e-3)
+        thr = activity_threshold(mix[sl] * norm)
         for part, s in stems:
-            seg = s[sl] * norm
-            srms = float(np.sqrt(np.mean(seg ** 2)))
-            frames = np.sqrt(np.mean(seg[:CROP // FRAME * FRAME].reshape(-1, FRAME) ** 2, axis=1))
-            frac = float(np.mean(frames > thr))
+            srms, frac = stem_activity(s[sl] * norm, thr)
             name = part.get("voice") or str(part.get("program"))
             levels["%s:%s" % (part["role"], name)] = [round(20 * np.log10(max(srms, 1e-9)), 1), round(frac, 2)]
-            if MIN_ABSENT_FRAC <= frac < MIN_PRESENT_FRAC:
+            state = stem_state(srms, frac, thr)
+            if state == "ambiguous":
                 ambiguous = True  # e.g. a voice in the last 0.5 s of the crop: neither label is a fact
-            if frac >= MIN_PRESENT_FRAC and srms > thr:
+            if state == "present":
                 # distinct onsets of this part inside the crop, per beat (chords count once)
                 t0, t1 = k * CROP / SR, (k + 1) * CROP / SR
                 sec_per_tick = clip["spb"] / PPQ

@@ -70,7 +70,6 @@ import make_labelled as ml  # noqa: E402
 
 SR = ml.SR
 CROP = ml.CROP
-FRAME = ml.FRAME
 VERSION = 1  # bump when allow-lists or generation change: every item is regenerated
 DEFAULT_PACKAGES = ["sonic-pi-samples", "hydrogen-drumkits", "lmms-common"]
 NO_VOICE = ["no vocal", "no vocals", "no voice"]
@@ -418,18 +417,15 @@ def label(stems, rng):
     mix = np.sum([s for _, s in scaled], axis=0)
     peak = float(np.max(np.abs(mix)))
     norm = 0.89 / peak if peak > 0 else 1.0
-    mrms = float(np.sqrt(np.mean((mix * norm) ** 2)))
-    thr = max(10 ** (-20 / 20) * mrms, 1e-3)
+    thr = ml.activity_threshold(mix * norm)
     act, levels = [], {}
     for st, s in scaled:
-        seg = s * norm
-        srms = float(np.sqrt(np.mean(seg ** 2)))
-        frames = np.sqrt(np.mean(seg[:CROP // FRAME * FRAME].reshape(-1, FRAME) ** 2, axis=1))
-        frac = float(np.mean(frames > thr))
+        srms, frac = ml.stem_activity(s * norm, thr)
         levels["%s:%s" % (st["role"], st["name"])] = [round(20 * np.log10(max(srms, 1e-9)), 1), round(frac, 2)]
-        if ml.MIN_ABSENT_FRAC <= frac < ml.MIN_PRESENT_FRAC:
+        state = ml.stem_state(srms, frac, thr)
+        if state == "ambiguous":
             return None  # neither present nor absent: no label would be a fact
-        if frac >= ml.MIN_PRESENT_FRAC and srms > thr:
+        if state == "present":
             act.append(st)
     if not act:
         return None

@@ -17,6 +17,8 @@ import sys
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tools", "eval"))
+from reproduce_card import committed_sums  # noqa: E402
 COMMITTED = os.path.join(ROOT, "models", "eval", "labelled")
 SOUNDFONTS = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2",
               "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"]
@@ -29,15 +31,6 @@ needs_renderers = pytest.mark.skipif(
 def read_manifest(path):
     with open(path, encoding="utf-8") as f:
         return {row["path"]: sorted(row["tags"]) for row in map(json.loads, filter(str.strip, f))}
-
-
-def committed_sums():
-    sums = {}
-    with open(os.path.join(COMMITTED, "SHA256SUMS"), encoding="utf-8") as f:
-        for line in f:
-            digest, name = line.rstrip("\n").split("  ", 1)
-            sums[name] = digest
-    return sums
 
 
 def test_committed_manifests_are_complete():

@@ -30,6 +30,16 @@ SPLITS = {
 }
 
 
+def committed_sums():
+    """{"split/crops/x.wav": sha256 hex} from models/eval/labelled/SHA256SUMS."""
+    sums = {}
+    with open(os.path.join(COMMITTED, "SHA256SUMS"), encoding="utf-8") as f:
+        for line in f:
+            digest, name = line.rstrip("\n").split("  ", 1)
+            sums[name] = digest
+    return sums
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder for the regenerated sets (kept between runs)")
@@ -46,11 +56,7 @@ def main():
 
     card = json.load(open(args.expected, encoding="utf-8"))
     expected = card["eval"]
-    sums = {}
-    with open(os.path.join(COMMITTED, "SHA256SUMS"), encoding="utf-8") as f:
-        for line in f:
-            digest, name = line.rstrip("\n").split("  ", 1)
-            sums[name] = digest
+    sums = committed_sums()
     failures = 0
     for split in args.splits.split(","):
         gen, manifests = SPLITS[split]

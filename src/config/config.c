@@ -132,9 +132,10 @@ static int bad(char **errmsg, const clmr_config_key_t *k, const char *value, con
 {
     char range[128];
     range_text(k, range, sizeof range);
+    /* A secret is never echoed: the message goes to the terminal, logs and CI output. */
     return clmr_set_err(errmsg, CLMR_EINVAL,
                         "configuration key '%s' (from %s): '%s' is invalid; expected %s", k->name,
-                        source, value, range);
+                        source, k->secret ? "(hidden)" : value, range);
 }
 
 static int parse_listen(clmr_config_t *cfg, const char *v)

@@ -163,14 +163,20 @@ int clmr__st_parse(clmr_st_file_t *f, const void *buf, size_t size, char **errms
         f->n++;
     }
     qsort(f->t, (size_t)f->n, sizeof(*f->t), cmp_begin);
-    for (int i = 1; i < f->n; i++) {
-        const clmr_st_tensor_t *a = &f->t[i - 1], *b = &f->t[i];
-        if (a->end > b->begin && a->end > a->begin && b->end > b->begin) {
+    /* Sorted by begin, a non-empty tensor overlaps an earlier one exactly when it begins before
+     * the largest end seen so far; comparing neighbours only would miss a small tensor inside a
+     * big one with another (or an empty one) sorted between them. Empty tensors hold no bytes. */
+    const clmr_st_tensor_t *widest = NULL; /* the non-empty tensor with the largest end so far */
+    for (int i = 0; i < f->n; i++) {
+        const clmr_st_tensor_t *b = &f->t[i];
+        if (b->end <= b->begin) continue;
+        if (widest && widest->end > b->begin) {
             rc = clmr_set_err(errmsg, CLMR_EMODEL_FORMAT,
-                              "tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap", a->name,
-                              a->begin, a->end, b->name, b->begin, b->end);
+                              "tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap", widest->name,
+                              widest->begin, widest->end, b->name, b->begin, b->end);
             goto fail;
         }
+        if (!widest || b->end > widest->end) widest = b;
     }
     f->header = h;
     f->data_size = data_size;

@@ -2,7 +2,8 @@
  *
  * DESIGN: one line = one fwrite of a stack buffer (messages longer than the buffer are truncated
  * with "..."), so concurrent threads never interleave. JSON mode escapes the message itself rather
- * than pulling in jansson, because logging must keep working when allocation fails.
+ * than pulling in jansson, because logging must keep working when allocation fails; text mode
+ * escapes control characters, so one call is always exactly one line.
  */
 #include "util/log.h"
 
@@ -65,6 +66,24 @@ static void json_escape(char *buf, size_t *n, size_t cap, const char *s)
     }
 }
 
+/* Appends s to buf[*n..cap) with control characters written as \n, \r, \t or \xHH, so that a
+ * decoded URL path ("%0A" is a line break) or any other client text can never start a forged log
+ * line or move the terminal's cursor. Stops quietly when full. */
+static void text_escape(char *buf, size_t *n, size_t cap, const char *s)
+{
+    for (; s && *s && *n + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n' || c == '\r' || c == '\t') {
+            buf[(*n)++] = '\\';
+            buf[(*n)++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            *n += (size_t)snprintf(buf + *n, cap - *n, "\\x%02x", c);
+        } else {
+            buf[(*n)++] = (char)c;
+        }
+    }
+}
+
 void clmr_log_write(clmr_log_level_t level, const char *request_id, const char *func,
                     const char *fmt, ...)
 {
@@ -104,10 +123,7 @@ void clmr_log_write(clmr_log_level_t level, const char *request_id, const char *
                               request_id ? request_id : "", request_id ? "] " : "",
                               func ? func : "", func ? ": " : "");
         if (n > cap) n = cap;
-        size_t ml = strlen(msg);
-        if (ml > cap - n) ml = cap - n;
-        memcpy(line + n, msg, ml);
-        n += ml;
+        text_escape(line, &n, cap, msg);
     }
     line[n++] = '\n';
     fwrite(line, 1, n, stderr);

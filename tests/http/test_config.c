@@ -126,11 +126,29 @@ static void test_trusted_proxies(void)
     free(msg);
 }
 
+/* A secret that fails validation is never echoed (the message reaches terminals and logs). */
+static void test_secret_not_echoed(void)
+{
+    clmr_config_t c;
+    clmr_config_defaults(&c);
+    char *msg = NULL;
+    char longv[400];
+    memset(longv, 'k', sizeof longv - 1);
+    memcpy(longv, "TOPSECRET", 9);
+    longv[sizeof longv - 1] = 0;
+    CHECK(clmr_config_set(&c, "admin-token", longv, "CLMRD_ADMIN_TOKEN", &msg) == CLMR_EINVAL);
+    printf("# %s\n", msg ? msg : "");
+    CHECK(msg && !strstr(msg, "TOPSECRET") && strstr(msg, "(hidden)") &&
+          strstr(msg, "admin-token"));
+    free(msg);
+}
+
 int main(void)
 {
     RUN_TEST(test_defaults_valid);
     RUN_TEST(test_validation_messages);
     RUN_TEST(test_precedence);
     RUN_TEST(test_trusted_proxies);
+    RUN_TEST(test_secret_not_echoed);
     return TEST_END();
 }

@@ -256,6 +256,19 @@ static void test_tensor_table_errors(void)
                "sequential.1.0.bias", "sequential.1.1.bias");
     json_decref(h);
 
+    /* Overlap that is not between neighbours once sorted: an empty tensor sorts between the
+     * big one and the small one inside it. Comparing neighbours only (and skipping the empty
+     * one) missed this; the running maximum end catches it. */
+    h = hdr_copy();
+    size_t w = tensor_begin("sequential.1.0.weight");
+    set_offsets(h, "sequential.1.0.bias", w + 8, w + 40);
+    json_object_set_new(h, "zz.empty",
+                        json_pack("{s:s,s:[i],s:[I,I]}", "dtype", "F32", "shape", 0, "data_offsets",
+                                  (json_int_t)(w + 4), (json_int_t)(w + 4)));
+    EXPECT_ERR(load_with(h, NULL, 0, &err), CLMR_EMODEL_FORMAT, err, "overlap",
+               "sequential.1.0.bias", "sequential.1.0.weight");
+    json_decref(h);
+
     h = hdr_copy(); /* byte count does not match the shape */
     set_shape(h, "fc.bias", 1, (long long[]){49});
     EXPECT_ERR(load_with(h, NULL, 0, &err), CLMR_EMODEL_FORMAT, err, "fc.bias", "196", "200");

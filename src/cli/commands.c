@@ -10,6 +10,7 @@ int clmr_cli_fit_head(int argc, char **argv);
 int clmr_cli_eval(int argc, char **argv);
 int clmr_cli_pretrain(int argc, char **argv);
 int clmr_cli_fit_supervised(int argc, char **argv);
+int clmr_cli_keys(int argc, char **argv);
 
 const clmr_cli_command_t clmr_cli_commands[] = {
     {"tag", clmr_cli_tag, "tag audio files with the model (prints tags or JSON lines)"},
@@ -21,5 +22,6 @@ const clmr_cli_command_t clmr_cli_commands[] = {
     {"fit-supervised", clmr_cli_fit_supervised,
      "train the whole encoder and a tag head from labelled audio (supervised baseline)"},
     {"eval", clmr_cli_eval, "macro ROC-AUC / PR-AUC of a model's tags on labelled audio"},
+    {"keys", clmr_cli_keys, "create, list and revoke API keys of a data directory"},
     {NULL, NULL, NULL},
 };

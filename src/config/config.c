@@ -62,6 +62,20 @@ const clmr_config_key_t clmr_config_keys[] = {
      SZ(admin_token), 1,
      "bearer token for admin endpoints (prefer the environment or admin-token-file: a flag is "
      "visible in the process list); used when admin-token-file is empty"},
+    {"require-read-key", "CLMRD_REQUIRE_READ_KEY", CLMR_CFG_INT, "0", 0, 1, NULL,
+     OFF(require_read_key), 0, 0,
+     "1: tagging, search and listing need an API key with read scope too (writes always need a "
+     "write key once any key or admin token exists; see docs/api.md)"},
+    {"max-pool-bytes", "CLMRD_MAX_POOL_BYTES", CLMR_CFG_BYTES, "100G", 0, 1125899906842624.0, NULL,
+     OFF(max_pool_bytes), 0, 0,
+     "budget for the FLAC audio pool of catalogued tracks; ingest answers 507 beyond it (0 = no "
+     "limit)"},
+    {"tag-cache-max-rows", "CLMRD_TAG_CACHE_MAX_ROWS", CLMR_CFG_BYTES, "100000", 0, 1e12, NULL,
+     OFF(tag_cache_max_rows), 0, 0,
+     "results kept in the tag cache; the oldest are evicted beyond it (0 = no limit)"},
+    {"tag-cache-max-age-s", "CLMRD_TAG_CACHE_MAX_AGE_S", CLMR_CFG_BYTES, "2592000", 0, 1e10, NULL,
+     OFF(tag_cache_max_age_s), 0, 0,
+     "age after which a cached tag result is evicted and recomputed (0 = no limit)"},
     {"finetune-threads", "CLMRD_FINETUNE_THREADS", CLMR_CFG_INT, "1", 1, 256, NULL,
      OFF(finetune_threads), 0, 0,
      "OpenMP threads of a background fine-tuning job (the default 1 leaves the other cores to "

@@ -36,6 +36,10 @@ typedef struct {
     char trusted_proxies[1024]; /* comma-separated addresses/prefixes, validated; empty = none */
     char admin_token_file[CLMR_CONFIG_PATH_MAX];
     char admin_token[256]; /* secret; admin_token_file wins when both are set */
+    int require_read_key;  /* 1: read routes need a key too (http/auth.h) */
+    long long max_pool_bytes;
+    long long tag_cache_max_rows;
+    long long tag_cache_max_age_s;
     int finetune_threads;
     int finetune_min_tracks;
     int finetune_auto_activate;

@@ -1,4 +1,4 @@
-/* admin.c - /v1/admin: token check, fine-tuning jobs (POST/GET/DELETE) and model activation.
+/* admin.c - /v1/admin: fine-tuning jobs (POST/GET/DELETE), model activation and API keys.
  *
  * DESIGN: see admin.h. The job thread owns everything it uses (its parameters, the pool file list,
  * its own copy of the parent model loaded from the parent's file), so it never touches the models
@@ -8,6 +8,8 @@
  * step: the run writes its checkpoint and stops.
  */
 #include "http/admin.h"
+
+#include "http/auth.h"
 
 #include "clmr/error.h"
 #include "http/http_internal.h"
@@ -25,13 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ADMIN_BODY_LIMIT (64u * 1024u)
-#define TOKEN_MAX 255
 #define LOSS_RING 32 /* loss records kept in the job row */
 
 struct clmr_admin {
-    char token[TOKEN_MAX + 1];
-    size_t token_len;
     pthread_mutex_t mu;
     pthread_t th;
     int th_live; /* started and not joined */
@@ -59,55 +57,12 @@ typedef struct {
     double last_write; /* monotonic seconds of the last progress row written */
 } job_ctx_t;
 
-int clmr__admin_token_equal(const char *a, size_t na, const char *b, size_t nb)
-{
-    /* Walk the full length of a (the secret) whatever b is, so the time depends only on na. */
-    volatile unsigned char d = (unsigned char)(na != nb);
-    for (size_t i = 0; i < na; i++)
-        d |= (unsigned char)(a[i] ^ (i < nb ? b[i] : 0));
-    return d == 0;
-}
-
-static int read_token_file(const char *path, char *out, size_t cap, size_t *len, char **errmsg)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return clmr_set_err(errmsg, CLMR_EIO,
-                            "configuration key 'admin-token-file': cannot open '%s': %s", path,
-                            strerror(errno));
-    char buf[TOKEN_MAX + 2];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n < 0) return clmr_set_err(errmsg, CLMR_EIO, "cannot read the admin token file");
-    buf[n] = 0;
-    while (n > 0 && isspace((unsigned char)buf[n - 1]))
-        buf[--n] = 0;
-    if (n == 0 || (size_t)n >= cap)
-        return clmr_set_err(errmsg, CLMR_EINVAL,
-                            "configuration key 'admin-token-file': the token must be 1 to %d "
-                            "characters on one line",
-                            TOKEN_MAX);
-    memcpy(out, buf, (size_t)n + 1);
-    *len = (size_t)n;
-    memset(buf, 0, sizeof buf);
-    return 0;
-}
-
 int clmr__admin_open(clmr_server_t *s, char **errmsg)
 {
     struct clmr_admin *a = calloc(1, sizeof *a);
     if (!a) return CLMR_ENOMEM;
     pthread_mutex_init(&a->mu, NULL);
     s->admin = a;
-    if (s->cfg.admin_token_file[0]) {
-        int rc = read_token_file(s->cfg.admin_token_file, a->token, sizeof a->token, &a->token_len,
-                                 errmsg);
-        if (rc) return rc;
-    } else if (s->cfg.admin_token[0]) {
-        a->token_len = strlen(s->cfg.admin_token);
-        memcpy(a->token, s->cfg.admin_token, a->token_len + 1);
-    }
-    CLMR_LOG_INFO("admin API %s", a->token_len ? "enabled" : "disabled (no token configured)");
     return 0;
 }
 
@@ -128,109 +83,8 @@ void clmr__admin_close(clmr_server_t *s)
     atomic_store(&a->cancel, 1);
     join_job(a);
     pthread_mutex_destroy(&a->mu);
-    memset(a->token, 0, sizeof a->token);
     free(a);
     s->admin = NULL;
-}
-
-/* ---------------------------------------------------------------- matching */
-
-static int unauthorized(clmr_http_req_t *req, const char *why)
-{
-    clmr__http_error(req, 401, "unauthorized", "%s", why);
-    snprintf(req->www_auth, sizeof req->www_auth, "Bearer realm=\"clmrd-admin\"");
-    return -1;
-}
-
-static int parse_job_id(const char *p, int64_t *id)
-{
-    if (!*p || strlen(p) > 18) return -1;
-    for (const char *q = p; *q; q++)
-        if (!isdigit((unsigned char)*q)) return -1;
-    *id = strtoll(p, NULL, 10);
-    return *id >= 1 ? 0 : -1;
-}
-
-int clmr__admin_match(clmr_http_req_t *req, const char *method, const char *url, size_t *body_limit)
-{
-    struct clmr_admin *a = req->srv->admin;
-    req->route = R_ADMIN;
-    if (!a || !a->token_len) {
-        clmr__http_error(req, 404, "not_found",
-                         "the admin API is disabled: no admin token is configured "
-                         "(admin-token-file or CLMRD_ADMIN_TOKEN)");
-        return -1;
-    }
-    static const char *const query_keys[] = {"token",         "access_token", "admin_token",
-                                             "authorization", "auth",         "bearer"};
-    for (size_t i = 0; i < sizeof query_keys / sizeof query_keys[0]; i++)
-        if (MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, query_keys[i]))
-            return unauthorized(req, "admin tokens are never accepted in the query string; send "
-                                     "'Authorization: Bearer <token>'");
-    const char *h = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
-    if (!h) return unauthorized(req, "admin endpoints need 'Authorization: Bearer <token>'");
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return unauthorized(req, "the Authorization header must use the Bearer scheme");
-    const char *tok = h + 7;
-    while (*tok == ' ')
-        tok++;
-    if (!clmr__admin_token_equal(a->token, a->token_len, tok, strlen(tok)))
-        return unauthorized(req, "wrong admin token");
-
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    int post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
-    const char *allow = NULL;
-    *body_limit = 0;
-    if (!strcmp(url, "/v1/admin/finetune")) {
-        req->admin_op = ADMIN_FINETUNE;
-        if (post) {
-            *body_limit = ADMIN_BODY_LIMIT;
-            return 0;
-        }
-        allow = "POST";
-    } else if (!strcmp(url, "/v1/admin/jobs")) {
-        req->admin_op = ADMIN_JOBS;
-        if (get) return 0;
-        allow = "GET, HEAD";
-    } else if (!strncmp(url, "/v1/admin/jobs/", 15)) {
-        int64_t id;
-        if (parse_job_id(url + 15, &id)) {
-            clmr__http_error(req, 404, "not_found", "job ids are positive integers");
-            return -1;
-        }
-        snprintf(req->id, sizeof req->id, "%lld", (long long)id);
-        req->admin_op = ADMIN_JOB;
-        if (get || del) return 0;
-        allow = "GET, HEAD, DELETE";
-    } else if (!strncmp(url, "/v1/admin/models/", 17)) {
-        const char *id = url + 17, *slash = strchr(id, '/');
-        size_t n = slash ? (size_t)(slash - id) : 0;
-        if (!slash || n == 0 || n >= sizeof req->id ||
-            (strcmp(slash, "/activate") && strcmp(slash, "/rollback-to"))) {
-            clmr__http_error(req, 404, "not_found", "no route %s %s", method, url);
-            return -1;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_' && id[i] != '.') {
-                clmr__http_error(req, 404, "not_found", "no such model");
-                return -1;
-            }
-        memcpy(req->id, id, n);
-        req->id[n] = 0;
-        req->admin_op = strcmp(slash, "/activate") ? ADMIN_ROLLBACK : ADMIN_ACTIVATE;
-        if (post) {
-            *body_limit = ADMIN_BODY_LIMIT;
-            return 0;
-        }
-        allow = "POST";
-    } else {
-        clmr__http_error(req, 404, "not_found", "no route %s %s", method, url);
-        return -1;
-    }
-    snprintf(req->allow, sizeof req->allow, "%s", allow);
-    clmr__http_error(req, 405, "method_not_allowed", "%s is not allowed here; allowed: %s", method,
-                     allow);
-    return -1;
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -764,9 +618,101 @@ out:
     free(msg);
 }
 
+static json_t *key_json(const clmr_store_key_t *k)
+{
+    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:I}", "id", (json_int_t)k->id, "name",
+                          k->name ? k->name : "", "scope", clmr_key_scope_name(k->scope), "prefix",
+                          k->prefix, "created_at", (json_int_t)k->created_at);
+    json_object_set_new(o, "revoked_at", k->revoked_at ? json_integer(k->revoked_at) : json_null());
+    return o;
+}
+
+/* GET /v1/admin/keys lists keys (?all=1 adds revoked ones); POST makes one ({"name","scope"})
+ * and answers its secret once. */
+static void h_keys(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    char *msg = NULL;
+    if (strcmp(req->method, "POST") != 0) {
+        clmr_store_key_t *items = NULL;
+        size_t n = 0;
+        const char *all = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "all");
+        int rc = clmr_store_key_list(s->store, all && !strcmp(all, "1"), &items, &n, &msg);
+        if (rc) {
+            clmr__http_error_clmr(req, rc, msg);
+        } else {
+            json_t *arr = json_array();
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, key_json(&items[i]));
+            clmr__http_json(req, 200, json_pack("{s:o}", "keys", arr));
+        }
+        clmr_store_key_list_free(items, n);
+        free(msg);
+        return;
+    }
+    json_error_t je;
+    json_t *body = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *name = body ? json_object_get(body, "name") : NULL;
+    json_t *scope = body ? json_object_get(body, "scope") : NULL;
+    int sc = json_is_string(scope) ? clmr_key_scope_parse(json_string_value(scope)) : -1;
+    if (!body || !json_is_object(body) || json_object_size(body) != 2 || !json_is_string(name) ||
+        sc < 0) {
+        clmr__http_error(req, 400, "invalid_argument",
+                         "the body must be {\"name\": \"...\", \"scope\": \"read\"|\"write\"|"
+                         "\"admin\"}");
+        json_decref(body);
+        return;
+    }
+    char key[CLMR_KEY_TEXT_MAX];
+    clmr_store_key_t k;
+    int rc = clmr_store_key_create(s->store, json_string_value(name), (clmr_key_scope_t)sc, key, &k,
+                                   &msg);
+    json_decref(body);
+    if (rc) {
+        clmr__http_error_clmr(req, rc, msg);
+        free(msg);
+        return;
+    }
+    clmr__auth_refresh(s);
+    json_t *o = key_json(&k);
+    json_object_set_new(o, "key", json_string(key));
+    memset(key, 0, sizeof key);
+    CLMR_RLOG_INFO(req->request_id, "API key %lld (%s, scope %s) created", (long long)k.id,
+                   k.prefix, clmr_key_scope_name(k.scope));
+    snprintf(req->location, sizeof req->location, "/v1/admin/keys/%lld", (long long)k.id);
+    clmr_store_key_clear(&k);
+    clmr__http_json(req, 201, json_pack("{s:o}", "key", o));
+}
+
+/* DELETE /v1/admin/keys/{id}: revokes the key (takes effect before the answer is sent). */
+static void h_key_revoke(clmr_http_req_t *req)
+{
+    clmr_server_t *s = req->srv;
+    clmr_store_key_t k;
+    char *msg = NULL;
+    int rc = clmr_store_key_revoke(s->store, strtoll(req->id, NULL, 10), &k, &msg);
+    if (rc == CLMR_ENOT_FOUND) {
+        clmr__http_error(req, 404, "not_found", "no key %s", req->id);
+    } else if (rc) {
+        clmr__http_error_clmr(req, rc, msg);
+    } else {
+        clmr__auth_refresh(s);
+        CLMR_RLOG_INFO(req->request_id, "API key %lld (%s) revoked", (long long)k.id, k.prefix);
+        clmr__http_json(req, 200, json_pack("{s:o}", "key", key_json(&k)));
+        clmr_store_key_clear(&k);
+    }
+    free(msg);
+}
+
 void clmr__admin_handle(clmr_http_req_t *req)
 {
     switch (req->admin_op) {
+    case ADMIN_KEYS:
+        h_keys(req);
+        break;
+    case ADMIN_KEY:
+        h_key_revoke(req);
+        break;
     case ADMIN_FINETUNE:
         h_finetune(req);
         break;

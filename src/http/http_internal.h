@@ -68,6 +68,8 @@ typedef struct clmr_http_req {
     char client[CLMR_IPNET_ADDRSTRLEN]; /* the client: the peer, or from X-Forwarded-For */
     char peer[CLMR_IPNET_ADDRSTRLEN];   /* the TCP peer */
     int client_source;                  /* clmr_client_addr_source_t */
+    int local;        /* loopback peer and no forwarding header (auth.h: keyless writes) */
+    long long key_id; /* API key that authorised the request; -1 admin token; 0 none */
     char method[8];
     char path[256];
     clmr_route_t route;
@@ -100,7 +102,16 @@ typedef struct clmr_http_req {
     int q_nul; /* one of the strings above had a NUL inside (%00): refused with 400 */
 } clmr_http_req_t;
 
-enum { ADMIN_NONE = 0, ADMIN_FINETUNE, ADMIN_JOBS, ADMIN_JOB, ADMIN_ACTIVATE, ADMIN_ROLLBACK };
+enum {
+    ADMIN_NONE = 0,
+    ADMIN_FINETUNE,
+    ADMIN_JOBS,
+    ADMIN_JOB,
+    ADMIN_ACTIVATE,
+    ADMIN_ROLLBACK,
+    ADMIN_KEYS,
+    ADMIN_KEY
+};
 
 struct clmr_server {
     clmr_config_t cfg;
@@ -109,6 +120,7 @@ struct clmr_server {
     int port;
     struct clmr_rollover *ro; /* served models (rollover.c) */
     struct clmr_admin *admin; /* admin API state (admin.c) */
+    struct clmr_auth *auth;   /* admin token and API key table (auth.c) */
     clmr_store_t *store;
     clmr_workers_t *workers;   /* decode + inference, one clmr_infer_t per thread */
     clmr_workers_t *catalogue; /* catalogue reads and searches, no model context */

@@ -9,6 +9,7 @@
  */
 #include "clmr/error.h"
 #include "http/admin.h"
+#include "http/auth.h"
 #include "http/http_internal.h"
 #include "http/multipart.h"
 #include "http/rollover.h"
@@ -95,105 +96,188 @@ static void sha256_hex(const void *data, size_t n, char out[65])
 
 /* ---------------------------------------------------------------- route table */
 
-static int route_table(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
-                       size_t *body_limit);
+enum { BODY_NONE = 0, BODY_UPLOAD, BODY_JSON, BODY_ADMIN };
+#define ADMIN_BODY_LIMIT (64u * 1024u)
+
+/* One row per (method, path): where it runs, what body it takes and the scope a caller needs
+ * (auth.h). A GET row answers HEAD too. Path segments in braces are parameters: {track} is a
+ * track id (64 hex digits; anything else is a 400), {job} and {key} positive integers, {model} a
+ * model id. New routes only add a row here: matching, 405's Allow, the body limit and the access
+ * check all come from the table. */
+typedef struct {
+    const char *method;
+    const char *path;
+    clmr_route_t route;
+    clmr_scope_t scope;
+    int pool;
+    int body;
+    int admin_op;
+} route_def_t;
+
+static const route_def_t ROUTES[] = {
+    {"GET", "/healthz", R_HEALTHZ, CLMR_SCOPE_PUBLIC, CLMR_POOL_INLINE, BODY_NONE, 0},
+    /* the database probe may wait (bounded) for a reader: off the polling thread */
+    {"GET", "/readyz", R_READYZ, CLMR_SCOPE_PUBLIC, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
+    {"GET", "/metrics", R_METRICS, CLMR_SCOPE_PUBLIC, CLMR_POOL_INLINE, BODY_NONE, 0},
+    {"GET", "/v1/openapi.json", R_OPENAPI, CLMR_SCOPE_PUBLIC, CLMR_POOL_INLINE, BODY_NONE, 0},
+    {"GET", "/v1/config", R_CONFIG, CLMR_SCOPE_READ, CLMR_POOL_INLINE, BODY_NONE, 0},
+    {"GET", "/v1/tags", R_TAGS, CLMR_SCOPE_READ, CLMR_POOL_INLINE, BODY_NONE, 0},
+    {"GET", "/v1/models", R_MODELS, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
+    {"POST", "/v1/tag", R_TAG, CLMR_SCOPE_READ, CLMR_POOL_INFERENCE, BODY_UPLOAD, 0},
+    {"POST", "/v1/similar", R_SIMILAR, CLMR_SCOPE_READ, CLMR_POOL_INFERENCE, BODY_UPLOAD, 0},
+    {"POST", "/v1/search", R_SEARCH, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE, BODY_JSON, 0},
+    {"GET", "/v1/tracks", R_TRACKS, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
+    {"POST", "/v1/tracks", R_TRACKS, CLMR_SCOPE_WRITE, CLMR_POOL_INFERENCE, BODY_UPLOAD, 0},
+    {"GET", "/v1/tracks/{track}", R_TRACK, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
+    {"DELETE", "/v1/tracks/{track}", R_TRACK, CLMR_SCOPE_WRITE, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
+    {"GET", "/v1/tracks/{track}/similar", R_TRACK_SIM, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE,
+     BODY_NONE, 0},
+    {"POST", "/v1/admin/finetune", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_ADMIN,
+     ADMIN_FINETUNE},
+    {"GET", "/v1/admin/jobs", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_NONE,
+     ADMIN_JOBS},
+    {"GET", "/v1/admin/jobs/{job}", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_NONE,
+     ADMIN_JOB},
+    {"DELETE", "/v1/admin/jobs/{job}", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_NONE,
+     ADMIN_JOB},
+    {"POST", "/v1/admin/models/{model}/activate", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE,
+     BODY_ADMIN, ADMIN_ACTIVATE},
+    {"POST", "/v1/admin/models/{model}/rollback-to", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE,
+     BODY_ADMIN, ADMIN_ROLLBACK},
+    {"GET", "/v1/admin/keys", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_NONE,
+     ADMIN_KEYS},
+    {"POST", "/v1/admin/keys", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_ADMIN,
+     ADMIN_KEYS},
+    {"DELETE", "/v1/admin/keys/{key}", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_NONE,
+     ADMIN_KEY},
+};
+#define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
+
+/* 1 for a path a client should never send: empty segments, "." or ".." segments (also once
+ * percent-decoded: libmicrohttpd hands the path over decoded), a '%' left after decoding (double
+ * encoding) or a backslash. A proxy's allow-list matches text, so such paths could reach a route
+ * its rule was meant to cover under another spelling. */
+static int path_unsafe(const char *url)
+{
+    if (url[0] != '/' || strchr(url, '%') || strchr(url, '\\')) return 1;
+    for (const char *p = url; *p; p++) {
+        if (*p != '/') continue;
+        const char *seg = p + 1, *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        if (n == 0 && (end || p != url)) return 1; /* "//" or a trailing slash */
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) return 1;
+    }
+    return 0;
+}
+
+/* Matches url against pattern; fills req->id from the parameter. Returns 1 on a match, 0
+ * otherwise, and -1 when the shape matches but a {track} id is malformed (a 400). */
+static int path_match(clmr_http_req_t *req, const char *pattern, const char *url)
+{
+    const char *p = pattern, *u = url;
+    char id[65] = "";
+    int bad = 0;
+    while (*p && *u) {
+        if (*p == '{') {
+            const char *pe = strchr(p, '}'), *ue = strchr(u, '/');
+            size_t pn = (size_t)(pe - p) + 1, un = ue ? (size_t)(ue - u) : strlen(u);
+            if (un == 0) return 0;
+            if (!strncmp(p, "{track}", pn)) {
+                if (!is_hex64(u, un)) {
+                    bad = 1;
+                } else {
+                    for (size_t i = 0; i < 64; i++)
+                        id[i] = (char)tolower((unsigned char)u[i]);
+                    id[64] = 0;
+                }
+            } else if (!strncmp(p, "{model}", pn)) {
+                if (un >= sizeof id) return 0;
+                for (size_t i = 0; i < un; i++)
+                    if (!isalnum((unsigned char)u[i]) && u[i] != '-' && u[i] != '_' && u[i] != '.')
+                        return 0;
+                memcpy(id, u, un);
+                id[un] = 0;
+            } else { /* {job}, {key}: a positive integer */
+                if (un > 18) return 0;
+                for (size_t i = 0; i < un; i++)
+                    if (!isdigit((unsigned char)u[i])) return 0;
+                long long v = strtoll(u, NULL, 10);
+                if (v < 1) return 0;
+                snprintf(id, sizeof id, "%lld", v);
+            }
+            p += pn;
+            u += un;
+            continue;
+        }
+        if (*p != *u) return 0;
+        p++;
+        u++;
+    }
+    if (*p || *u) return 0;
+    if (bad) return -1;
+    memcpy(req->id, id, sizeof id);
+    return 1;
+}
 
 int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url, int *pool,
                       size_t *body_limit)
 {
-    int rc = route_table(req, method, url, pool, body_limit);
-    /* Catalogue reads and searches leave the polling thread too: a search over a large index or
-     * a long page must not stall every other connection. */
-    if (rc == 0 && *pool == CLMR_POOL_INLINE &&
-        (req->route == R_TRACKS || req->route == R_TRACK || req->route == R_TRACK_SIM ||
-         req->route == R_SEARCH || req->route == R_MODELS || req->route == R_ADMIN))
-        *pool = CLMR_POOL_CATALOGUE;
-    return rc;
-}
-
-static int route_table(clmr_http_req_t *req, const char *method, const char *url, int *heavy,
-                       size_t *body_limit)
-{
-    size_t upload = (size_t)req->srv->cfg.max_upload_bytes;
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    int post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
-    const char *allow = NULL;
-    *heavy = CLMR_POOL_INLINE;
+    *pool = CLMR_POOL_INLINE;
     *body_limit = 0;
-    /* Admin routes first: without a valid token nothing about them is revealed. */
-    if (!strcmp(url, "/v1/admin") || !strncmp(url, "/v1/admin/", 10))
-        return clmr__admin_match(req, method, url, body_limit);
-    static const struct {
-        const char *path;
-        clmr_route_t route;
-    } get_only[] = {{"/healthz", R_HEALTHZ},  {"/readyz", R_READYZ},
-                    {"/metrics", R_METRICS},  {"/v1/openapi.json", R_OPENAPI},
-                    {"/v1/config", R_CONFIG}, {"/v1/tags", R_TAGS},
-                    {"/v1/models", R_MODELS}};
-    for (size_t i = 0; i < sizeof get_only / sizeof get_only[0]; i++)
-        if (!strcmp(url, get_only[i].path)) {
-            req->route = get_only[i].route;
-            if (get) return 0;
-            allow = "GET, HEAD";
-            goto not_allowed;
-        }
-    if (!strcmp(url, "/v1/tag") || !strcmp(url, "/v1/similar")) {
-        req->route = url[4] == 't' ? R_TAG : R_SIMILAR;
-        if (post) {
-            *heavy = CLMR_POOL_INFERENCE;
-            *body_limit = upload;
-            return 0;
-        }
-        allow = "POST";
-        goto not_allowed;
+    req->route = R_UNKNOWN;
+    if (path_unsafe(url)) {
+        clmr__http_error(req, 400, "invalid_path",
+                         "the path must not contain empty, '.' or '..' segments, '%%' or '\\'");
+        return -1;
     }
-    if (!strcmp(url, "/v1/search")) {
-        req->route = R_SEARCH;
-        if (post) {
-            *body_limit = SEARCH_BODY_LIMIT;
-            return 0;
-        }
-        allow = "POST";
-        goto not_allowed;
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    /* Nothing about the admin API is revealed (not even 404 vs 405) without an admin
+     * credential. */
+    if (!strcmp(url, "/v1/admin") || !strncmp(url, "/v1/admin/", 10)) {
+        req->route = R_ADMIN;
+        if (clmr__auth_allow(req, CLMR_SCOPE_ADMIN)) return -1;
     }
-    if (!strcmp(url, "/v1/tracks")) {
-        req->route = R_TRACKS;
-        if (post) {
-            *heavy = CLMR_POOL_INFERENCE;
-            *body_limit = upload;
-            return 0;
-        }
-        if (get) return 0;
-        allow = "GET, HEAD, POST";
-        goto not_allowed;
+    const route_def_t *hit = NULL;
+    char allow[64] = "";
+    int shape = 0, bad_id = 0;
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        const route_def_t *r = &ROUTES[i];
+        int m = path_match(req, r->path, url);
+        if (m < 0) bad_id = 1;
+        if (m <= 0) continue;
+        shape = 1;
+        req->route = r->route;
+        size_t al = strlen(allow);
+        snprintf(allow + al, sizeof allow - al, "%s%s", al ? ", " : "",
+                 !strcmp(r->method, "GET") ? "GET, HEAD" : r->method);
+        if (!hit && (!strcmp(r->method, method) || (is_get && !strcmp(r->method, "GET")))) hit = r;
     }
-    if (!strncmp(url, "/v1/tracks/", 11)) {
-        const char *id = url + 11, *slash = strchr(id, '/');
-        size_t idlen = slash ? (size_t)(slash - id) : strlen(id);
-        int similar = slash && !strcmp(slash, "/similar");
-        if (slash && !similar) goto not_found;
-        req->route = similar ? R_TRACK_SIM : R_TRACK;
-        if (!is_hex64(id, idlen)) {
+    if (!shape) {
+        if (bad_id) {
+            req->route = R_TRACK;
             clmr__http_error(req, 400, "invalid_id",
                              "track ids are 64 hexadecimal digits (sha256)");
             return -1;
         }
-        for (size_t i = 0; i < 64; i++)
-            req->id[i] = (char)tolower((unsigned char)id[i]);
-        req->id[64] = 0;
-        if (get || (!similar && del)) return 0;
-        allow = similar ? "GET, HEAD" : "GET, HEAD, DELETE";
-        goto not_allowed;
+        if (req->route != R_ADMIN) req->route = R_UNKNOWN;
+        clmr__http_error(req, 404, "not_found", "no route %s %s", method, url);
+        return -1;
     }
-not_found:
-    req->route = R_UNKNOWN;
-    clmr__http_error(req, 404, "not_found", "no route %s %s", method, url);
-    return -1;
-not_allowed:
-    snprintf(req->allow, sizeof req->allow, "%s", allow);
-    clmr__http_error(req, 405, "method_not_allowed", "%s is not allowed here; allowed: %s", method,
-                     allow);
-    return -1;
+    if (!hit) {
+        snprintf(req->allow, sizeof req->allow, "%s", allow);
+        clmr__http_error(req, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
+                         method, allow);
+        return -1;
+    }
+    req->route = hit->route;
+    req->admin_op = hit->admin_op;
+    if (hit->scope != CLMR_SCOPE_ADMIN && clmr__auth_allow(req, hit->scope)) return -1;
+    *pool = hit->pool;
+    *body_limit = hit->body == BODY_UPLOAD  ? (size_t)req->srv->cfg.max_upload_bytes
+                  : hit->body == BODY_JSON  ? SEARCH_BODY_LIMIT
+                  : hit->body == BODY_ADMIN ? ADMIN_BODY_LIMIT
+                                            : 0;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- JSON builders */
@@ -995,6 +1079,9 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
 {
     clmr_store_params_t sp = clmr_store_default_params();
     sp.data_dir = s->cfg.data_dir;
+    sp.cache_max_rows = s->cfg.tag_cache_max_rows;
+    sp.cache_max_age_s = s->cfg.tag_cache_max_age_s;
+    sp.pool_max_bytes = s->cfg.max_pool_bytes;
     int rc = clmr_store_open(&s->store, &sp, errmsg);
     if (rc) return rc;
     int failed = 0; /* a fine-tuning job cannot survive a restart */

@@ -15,6 +15,7 @@
 
 #include "clmr/error.h"
 #include "http/admin.h"
+#include "http/auth.h"
 #include "http/client_addr.h"
 #include "http/http_internal.h"
 #include "http/rollover.h"
@@ -100,6 +101,12 @@ static void identify_client(clmr_server_t *s, clmr_http_req_t *req, struct MHD_C
     req->client_source =
         (int)clmr_client_addr_resolve(&client, &s->trusted_proxies, &peer, x.values, x.lens, n);
     clmr_ipnet_addr_format(&peer, req->peer, sizeof req->peer);
+    /* "Local" (auth.h: keyless writes while no key exists) means the TCP peer is loopback and
+     * nothing says the request was forwarded: a proxy on the same host is a loopback peer too. */
+    req->local = clmr__auth_is_loopback(s, &peer) &&
+                 !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For") &&
+                 !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Forwarded") &&
+                 !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Real-IP");
     clmr_ipnet_addr_format(&client, req->client, sizeof req->client);
 }
 
@@ -371,9 +378,14 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     /* client= always; peer= too when a trusted proxy named someone else (or sent a header that
      * could not be used, which usually means the proxy is misconfigured). */
     int show_peer = strcmp(req->client, req->peer) != 0;
-    CLMR_RLOG_INFO(req->request_id, "%s %s -> %u (%.1f ms, %zu bytes in) client=%s%s%s%s%s",
+    char key[32] = "";
+    if (req->key_id > 0)
+        snprintf(key, sizeof key, " key=%lld", req->key_id);
+    else if (req->key_id < 0)
+        snprintf(key, sizeof key, " key=admin-token");
+    CLMR_RLOG_INFO(req->request_id, "%s %s -> %u (%.1f ms, %zu bytes in) client=%s%s%s%s%s%s",
                    req->method, req->path, status, dt * 1e3, req->body_len, req->client,
-                   show_peer ? " peer=" : "", show_peer ? req->peer : "",
+                   show_peer ? " peer=" : "", show_peer ? req->peer : "", key,
                    req->client_source == CLMR_CLIENT_BAD_HEADER ? " [bad X-Forwarded-For]" : "",
                    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " [connection ended early]");
     free(req->body);
@@ -401,22 +413,28 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     CLMR_LOG_WARN("libmicrohttpd: %s", msg);
 }
 
-/* Periodic passive WAL checkpoints, so the WAL shrinks back soon after a long reader is done. */
+/* Periodic passive WAL checkpoints, so the WAL shrinks back soon after a long reader is done,
+ * and reloads of the API key table, so keys made or revoked with the CLI take effect. */
 static void *maint_main(void *p)
 {
     clmr_server_t *s = p;
+    double next_ckpt = clmr__http_now() + CHECKPOINT_PERIOD_S;
     pthread_mutex_lock(&s->maint_mu);
     while (!s->maint_stop) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += CHECKPOINT_PERIOD_S;
+        ts.tv_sec += CLMR_AUTH_REFRESH_S;
         pthread_cond_timedwait(&s->maint_cv, &s->maint_mu, &ts);
         if (s->maint_stop) break;
         pthread_mutex_unlock(&s->maint_mu);
-        char *msg = NULL;
-        if (clmr_store_checkpoint(s->store, &msg))
-            CLMR_LOG_WARN("WAL checkpoint failed: %s", msg ? msg : "");
-        free(msg);
+        clmr__auth_refresh(s);
+        if (clmr__http_now() >= next_ckpt) {
+            next_ckpt = clmr__http_now() + CHECKPOINT_PERIOD_S;
+            char *msg = NULL;
+            if (clmr_store_checkpoint(s->store, &msg))
+                CLMR_LOG_WARN("WAL checkpoint failed: %s", msg ? msg : "");
+            free(msg);
+        }
         pthread_mutex_lock(&s->maint_mu);
     }
     pthread_mutex_unlock(&s->maint_mu);
@@ -436,6 +454,7 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     if ((rc = clmr__rollover_open(s, errmsg))) goto fail;
     if ((rc = clmr__admin_open(s, errmsg))) goto fail;
     if ((rc = clmr__routes_open(s, errmsg))) goto fail;
+    if ((rc = clmr__auth_open(s, errmsg))) goto fail;
     if ((rc = clmr_workers_open_source(&s->workers, NULL, clmr__rollover_acquire,
                                        clmr__rollover_release, s, cfg->workers,
                                        cfg->inference_threads, cfg->queue_depth, errmsg)))
@@ -526,6 +545,7 @@ int clmr_server_shutdown(clmr_server_t **ps, double drain_s)
     clmr_workers_close(&s->workers);
     clmr_workers_close(&s->catalogue);
     clmr__rollover_close(s);
+    clmr__auth_close(s);
     clmr__routes_close(s);
     clmr__metrics_destroy(&s->metrics);
     free(s);

@@ -31,6 +31,9 @@ clmr_store_params_t clmr_store_default_params(void)
     p.journal_size_limit = 64 << 20;
     p.max_page_count = 0;
     p.quick_check = 1;
+    p.cache_max_rows = 100000;
+    p.cache_max_age_s = 30 * 86400;
+    p.pool_max_bytes = 0;
     return p;
 }
 
@@ -191,6 +194,25 @@ sqlite3 *clmr__store_racquire(clmr_store_t *s)
     while (s->n_free == 0)
         pthread_cond_wait(&s->rcv, &s->rmu);
     sqlite3 *db = s->free_readers[--s->n_free];
+    pthread_mutex_unlock(&s->rmu);
+    return db;
+}
+
+sqlite3 *clmr__store_racquire_timed(clmr_store_t *s, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    sqlite3 *db = NULL;
+    pthread_mutex_lock(&s->rmu);
+    while (s->n_free == 0)
+        if (pthread_cond_timedwait(&s->rcv, &s->rmu, &until) != 0) break;
+    if (s->n_free > 0) db = s->free_readers[--s->n_free];
     pthread_mutex_unlock(&s->rmu);
     return db;
 }
@@ -369,6 +391,26 @@ int clmr_store_open(clmr_store_t **out, const clmr_store_params_t *params, char 
         goto fail;
     }
     if ((rc = mkdir_p(s->data_dir, errmsg)) || (rc = mkdir_p(s->pool_dir, errmsg))) goto fail;
+    /* Resolved once: every path derived from the data directory is then absolute, whatever the
+     * working directory of a later reader (issue 12: "./data" used to be prefixed twice). */
+    char *abs_dir = realpath(s->data_dir, NULL);
+    if (abs_dir) {
+        free(s->data_dir);
+        free(s->pool_dir);
+        s->data_dir = abs_dir;
+        if (asprintf(&s->pool_dir, "%s/pool", abs_dir) < 0) s->pool_dir = NULL;
+        if (!params->db_path) {
+            free(s->db_path);
+            if (asprintf(&s->db_path, "%s/clmrd.sqlite", abs_dir) < 0) s->db_path = NULL;
+        }
+        if (!s->pool_dir || !s->db_path) {
+            rc = CLMR_ENOMEM;
+            goto fail;
+        }
+    }
+    s->cache_max_rows = params->cache_max_rows;
+    s->cache_max_age_s = params->cache_max_age_s;
+    s->pool_max_bytes = params->pool_max_bytes;
 
     rc = open_conn(s->db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, s->busy_timeout_ms,
                    &s->writer, errmsg);
@@ -458,6 +500,26 @@ const char *clmr_store_pool_dir(const clmr_store_t *s)
 int clmr_store_schema_version(clmr_store_t *s, int *version, char **errmsg)
 {
     sqlite3 *db = clmr__store_racquire(s);
+    sqlite3_stmt *st;
+    int rc = clmr__prep(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", &st, errmsg);
+    if (!rc) {
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            *version = sqlite3_column_int(st, 0);
+        else
+            rc = clmr__db_err(db, src, "schema version", errmsg);
+        sqlite3_finalize(st);
+    }
+    clmr__store_rrelease(s, db);
+    return rc;
+}
+
+int clmr_store_ping(clmr_store_t *s, int timeout_ms, int *version, char **errmsg)
+{
+    sqlite3 *db = clmr__store_racquire_timed(s, timeout_ms);
+    if (!db)
+        return clmr_set_err(errmsg, CLMR_EBUSY, "no database connection came free within %d ms",
+                            timeout_ms);
     sqlite3_stmt *st;
     int rc = clmr__prep(db, "SELECT coalesce(max(version), 0) FROM schema_migrations", &st, errmsg);
     if (!rc) {

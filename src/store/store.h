@@ -38,6 +38,14 @@ typedef struct {
     int64_t journal_size_limit; /* WAL size kept after checkpoints (default 64 MiB) */
     int64_t max_page_count;     /* >0: PRAGMA max_page_count on the writer (tests of SQLITE_FULL) */
     int quick_check;            /* run PRAGMA quick_check at open (default 1) */
+    /* Bounds (issue 12): the tag cache keeps at most cache_max_rows rows (0 = no limit, default
+     * 100000) no older than cache_max_age_s seconds (0 = no limit, default 30 days), evicting the
+     * oldest on every write; new tracks are refused with CLMR_EDB_FULL once the pool files of
+     * all tracks would pass pool_max_bytes (0 = no limit, the default here; the daemon passes
+     * its max-pool-bytes). */
+    int64_t cache_max_rows;
+    int64_t cache_max_age_s;
+    int64_t pool_max_bytes;
 } clmr_store_params_t;
 
 /* Defaults for every field (data_dir NULL: the caller must set it). Thread-safe. */
@@ -60,9 +68,13 @@ int clmr_store_schema_version(clmr_store_t *s, int *version, char **errmsg);
 /* Number of migrations compiled into this binary (the version a fresh database reaches). */
 int clmr_store_migration_count(void);
 
-/* DATA_DIR and DATA_DIR/pool as given at open; static for the life of the store. */
+/* DATA_DIR (made absolute at open) and DATA_DIR/pool; static for the life of the store. */
 const char *clmr_store_data_dir(const clmr_store_t *s);
 const char *clmr_store_pool_dir(const clmr_store_t *s);
+
+/* The schema version, read on a reader connection that must come free within timeout_ms:
+ * CLMR_EBUSY otherwise, so a readiness probe never waits behind long readers. */
+int clmr_store_ping(clmr_store_t *s, int timeout_ms, int *version, char **errmsg);
 
 /* Runs PRAGMA quick_check on a reader connection: 0 when "ok", CLMR_EDB with the first problem in
  * errmsg otherwise. Used by /readyz and tests. */
@@ -92,6 +104,7 @@ typedef struct {
     double duration_s;
     int64_t created_at;
     char *audio_path; /* pool file relative to DATA_DIR ("pool/ab/<id>.flac"), NULL if none kept */
+    int64_t audio_bytes; /* size of the pool file (counted against pool_max_bytes) */
 } clmr_track_record_t;
 
 /* Frees the strings of *t and zeroes it (accepts NULL). */
@@ -106,7 +119,9 @@ int clmr_store_track_put(clmr_store_t *s, const clmr_track_record_t *t, int *cre
 /* Ingest in ONE transaction: clmr_store_track_put() plus the track's embedding and tag scores for
  * model_id (which must exist in models). emb/scores may be NULL (dim/n_scores then ignored). When
  * the track already exists, its metadata is kept, and embedding/scores are upserted. Write the pool
- * file (clmr_pool_write) BEFORE calling this, so a committed row always has its audio. */
+ * file (clmr_pool_write) BEFORE calling this, so a committed row always has its audio. A new track
+ * whose audio_bytes would take the pool past pool_max_bytes is refused with CLMR_EDB_FULL (the
+ * caller removes the file it wrote). */
 int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_record_t *t, const char *model_id,
                             const float *emb, int dim, const float *scores, int n_scores,
                             int *created, char **errmsg);
@@ -186,7 +201,8 @@ void clmr_tag_result_clear(clmr_tag_result_t *r);
 /* Upsert of one cached result (model must exist: CLMR_ENOT_FOUND otherwise). */
 int clmr_store_cache_put(clmr_store_t *s, const clmr_tag_result_t *r, char **errmsg);
 
-/* CLMR_ENOT_FOUND on a miss; *out filled (caller clears it) on a hit. */
+/* CLMR_ENOT_FOUND on a miss (an entry older than cache_max_age_s is a miss); *out filled
+ * (caller clears it) on a hit. */
 int clmr_store_cache_get(clmr_store_t *s, const char *sha256, const char *model_id,
                          clmr_tag_result_t *out, char **errmsg);
 
@@ -308,6 +324,55 @@ int clmr_store_job_delete(clmr_store_t *s, int64_t id, char **errmsg);
 /* Start-up recovery: every queued/running/evaluating job becomes FAILED with reason (e.g.
  * "interrupted by a restart"). *n (optional) = number of jobs changed. */
 int clmr_store_job_fail_unfinished(clmr_store_t *s, const char *reason, int *n, char **errmsg);
+
+/* Rows in the tag cache (tests of the bound). */
+int clmr_store_cache_count(clmr_store_t *s, int64_t *count, char **errmsg);
+
+/* Sum of audio_bytes over all tracks (the pool budget's use). */
+int clmr_store_pool_bytes(clmr_store_t *s, int64_t *bytes, char **errmsg);
+
+/* --- API keys (issue 12) ---------------------------------------------------------------------
+ * A key is "clmr_" + 43 base64url characters (32 random bytes from getrandom). Only its sha256
+ * (64 hex digits) is stored; the key itself is returned once, by create. Scopes are ordered: a
+ * write key may also read, an admin key may do everything. */
+
+typedef enum { CLMR_KEY_READ = 1, CLMR_KEY_WRITE = 2, CLMR_KEY_ADMIN = 3 } clmr_key_scope_t;
+
+#define CLMR_KEY_TEXT_MAX 64   /* buffer for a key as text, NUL included */
+#define CLMR_KEY_PREFIX_LEN 12 /* characters of the key kept to tell keys apart */
+
+/* "read", "write", "admin"; parse returns -1 for anything else. */
+const char *clmr_key_scope_name(clmr_key_scope_t scope);
+int clmr_key_scope_parse(const char *name);
+
+typedef struct {
+    int64_t id;
+    char *name;
+    clmr_key_scope_t scope;
+    char prefix[CLMR_KEY_PREFIX_LEN + 1];
+    char hash[65];                  /* sha256 of the key, lowercase hex */
+    int64_t created_at, revoked_at; /* revoked_at 0 = in force */
+} clmr_store_key_t;
+
+void clmr_store_key_clear(clmr_store_key_t *k);
+void clmr_store_key_list_free(clmr_store_key_t *items, size_t n);
+
+/* sha256 of n bytes of key as 64 lowercase hex digits. Thread-safe. */
+void clmr_store_key_hash(const char *key, size_t n, char hex[65]);
+
+/* Makes a new key: writes it (NUL-terminated) to key_out and its row to *out (caller clears).
+ * name: 1..128 bytes of text. CLMR_EINVAL for a bad name or scope, CLMR_EIO when the system has
+ * no randomness to give. */
+int clmr_store_key_create(clmr_store_t *s, const char *name, clmr_key_scope_t scope,
+                          char key_out[CLMR_KEY_TEXT_MAX], clmr_store_key_t *out, char **errmsg);
+
+/* Keys oldest first; revoked ones only when include_revoked. */
+int clmr_store_key_list(clmr_store_t *s, int include_revoked, clmr_store_key_t **items, size_t *n,
+                        char **errmsg);
+
+/* Revokes key id (revoking a revoked key changes nothing); *out (optional) receives the row.
+ * CLMR_ENOT_FOUND when absent. */
+int clmr_store_key_revoke(clmr_store_t *s, int64_t id, clmr_store_key_t *out, char **errmsg);
 
 /* --- Pool maintenance ----------------------------------------------------------------------- */
 

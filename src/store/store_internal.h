@@ -39,6 +39,8 @@ struct clmr_store {
     int wdepth;  /* owner only: 0 none; 1 BEGIN IMMEDIATE; >1 savepoints */
     int wdoomed; /* owner only: SQLite rolled the outer transaction back behind our back */
 
+    int64_t cache_max_rows, cache_max_age_s, pool_max_bytes; /* bounds (store.h params) */
+
     sqlite3 **readers;
     int n_readers, n_free;
     sqlite3 **free_readers;
@@ -60,6 +62,8 @@ int clmr__store_wend(clmr_store_t *s, int rc, char **errmsg);
 /* Reader pool: blocks until a connection is free. Never returns NULL. */
 sqlite3 *clmr__store_racquire(clmr_store_t *s);
 void clmr__store_rrelease(clmr_store_t *s, sqlite3 *db);
+/* Same, waiting at most timeout_ms; NULL when no connection came free in time. */
+sqlite3 *clmr__store_racquire_timed(clmr_store_t *s, int timeout_ms);
 
 /* Prepares sql on db; on failure maps the error (CLMR_EDB...) into errmsg. */
 int clmr__prep(sqlite3 *db, const char *sql, sqlite3_stmt **st, char **errmsg);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "clmr/error.h"
 #include "store/pool.h"
@@ -70,7 +71,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what, char **err
 
 static void read_track(sqlite3_stmt *st, clmr_track_record_t *t)
 {
-    /* columns: id, title, artist, external_id, duration_s, created_at, audio_path */
+    /* columns: id, title, artist, external_id, duration_s, created_at, audio_path, audio_bytes */
     memset(t, 0, sizeof *t);
     const unsigned char *id = sqlite3_column_text(st, 0);
     snprintf(t->id, sizeof t->id, "%s", id ? (const char *)id : "");
@@ -80,9 +81,10 @@ static void read_track(sqlite3_stmt *st, clmr_track_record_t *t)
     t->duration_s = sqlite3_column_double(st, 4);
     t->created_at = sqlite3_column_int64(st, 5);
     t->audio_path = clmr__col_dup(st, 6);
+    t->audio_bytes = sqlite3_column_int64(st, 7);
 }
 
-#define TRACK_COLS "id, title, artist, external_id, duration_s, created_at, audio_path"
+#define TRACK_COLS "id, title, artist, external_id, duration_s, created_at, audio_path, audio_bytes"
 
 /* ---- tracks ---- */
 
@@ -90,7 +92,7 @@ static int insert_track(clmr_store_t *s, const clmr_track_record_t *t, int *crea
 {
     sqlite3_stmt *st;
     int rc = clmr__prep(s->writer,
-                        "INSERT INTO tracks(" TRACK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?) "
+                        "INSERT INTO tracks(" TRACK_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                         "ON CONFLICT(id) DO NOTHING",
                         &st, errmsg);
     if (rc) return rc;
@@ -101,6 +103,7 @@ static int insert_track(clmr_store_t *s, const clmr_track_record_t *t, int *crea
     sqlite3_bind_double(st, 5, t->duration_s);
     sqlite3_bind_int64(st, 6, t->created_at ? t->created_at : clmr__now_ms());
     sqlite3_bind_text(st, 7, t->audio_path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, t->audio_bytes > 0 ? t->audio_bytes : 0);
     rc = step_done(s->writer, st, "insert track", errmsg);
     sqlite3_finalize(st);
     if (!rc && created) *created = sqlite3_changes(s->writer) > 0;
@@ -169,15 +172,33 @@ int clmr_store_track_ingest(clmr_store_t *s, const clmr_track_record_t *t, const
     if ((rc = clmr__store_wbegin(s, errmsg))) return rc;
     int made = 0;
     rc = insert_track(s, t, &made, errmsg);
+    if (!rc && made && s->pool_max_bytes > 0) {
+        /* Checked after the insert, inside the transaction, so concurrent ingests cannot both
+         * pass the budget; a refusal rolls the row back. */
+        int64_t used = 0;
+        sqlite3_stmt *st;
+        rc = clmr__prep(s->writer, "SELECT coalesce(sum(audio_bytes), 0) FROM tracks", &st, errmsg);
+        if (!rc) {
+            if (sqlite3_step(st) == SQLITE_ROW) used = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+            if (used > s->pool_max_bytes)
+                rc = clmr_set_err(errmsg, CLMR_EDB_FULL,
+                                  "the audio pool budget is used up: %lld of %lld bytes "
+                                  "(configuration key 'max-pool-bytes'); delete tracks or raise it",
+                                  (long long)(used - t->audio_bytes), (long long)s->pool_max_bytes);
+        }
+    }
     if (!rc && !made && t->audio_path) {
         /* Re-ingest of a track stored without audio: remember the audio now kept. */
         sqlite3_stmt *st;
         rc = clmr__prep(s->writer,
-                        "UPDATE tracks SET audio_path = ? WHERE id = ? AND audio_path IS NULL", &st,
-                        errmsg);
+                        "UPDATE tracks SET audio_path = ?1, audio_bytes = ?3 WHERE id = ?2 AND "
+                        "audio_path IS NULL",
+                        &st, errmsg);
         if (!rc) {
             sqlite3_bind_text(st, 1, t->audio_path, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, t->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, t->audio_bytes > 0 ? t->audio_bytes : 0);
             rc = step_done(s->writer, st, "update track", errmsg);
             sqlite3_finalize(st);
         }
@@ -261,7 +282,7 @@ int clmr_store_track_list(clmr_store_t *s, const char *cursor, int limit,
                 break;
             }
             read_track(st, &arr[got++]);
-            last = sqlite3_column_int64(st, 7);
+            last = sqlite3_column_int64(st, 8);
         }
         if (src != SQLITE_ROW && src != SQLITE_DONE) rc = clmr__db_err(db, src, "list", errmsg);
         sqlite3_finalize(st);
@@ -475,6 +496,47 @@ int clmr_store_embedding_count(clmr_store_t *s, const char *model_id, int64_t *c
 
 /* ---- tag-result cache ---- */
 
+/* Keeps the cache within its bounds, in the writer transaction of the put that may have passed
+ * them: rows older than cache_max_age_s go, then the oldest rows beyond cache_max_rows. Both
+ * deletes walk an index (created_at; rowid), so each put costs O(rows evicted). An upsert
+ * counts as new (created_at moves), so a result in use stays. */
+static int cache_evict(clmr_store_t *s, char **errmsg)
+{
+    sqlite3_stmt *st;
+    int rc = 0;
+    if (s->cache_max_age_s > 0) {
+        rc = clmr__prep(s->writer, "DELETE FROM tag_cache WHERE created_at < ?", &st, errmsg);
+        if (rc) return rc;
+        sqlite3_bind_int64(st, 1, clmr__now_ms() - s->cache_max_age_s * 1000);
+        rc = step_done(s->writer, st, "evict old cached results", errmsg);
+        sqlite3_finalize(st);
+        if (rc) return rc;
+    }
+    if (s->cache_max_rows > 0) {
+        /* Deletes everything but the newest cache_max_rows rows by rowid (rowids grow with every
+         * insert, and an ON CONFLICT update keeps its rowid but is rare next to new uploads). */
+        rc = clmr__prep(s->writer,
+                        "DELETE FROM tag_cache WHERE rowid <= (SELECT rowid FROM tag_cache "
+                        "ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                        &st, errmsg);
+        if (rc) return rc;
+        sqlite3_bind_int64(st, 1, s->cache_max_rows);
+        rc = step_done(s->writer, st, "evict cached results", errmsg);
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+int clmr_store_cache_count(clmr_store_t *s, int64_t *count, char **errmsg)
+{
+    return count_query(s, "SELECT count(*) FROM tag_cache", NULL, count, errmsg);
+}
+
+int clmr_store_pool_bytes(clmr_store_t *s, int64_t *bytes, char **errmsg)
+{
+    return count_query(s, "SELECT coalesce(sum(audio_bytes), 0) FROM tracks", NULL, bytes, errmsg);
+}
+
 int clmr_store_cache_put(clmr_store_t *s, const clmr_tag_result_t *r, char **errmsg)
 {
     if (!r || !clmr__is_sha256_hex(r->sha256))
@@ -510,6 +572,7 @@ int clmr_store_cache_put(clmr_store_t *s, const clmr_tag_result_t *r, char **err
         rc = step_done(s->writer, st, "put cached result", errmsg);
         sqlite3_finalize(st);
     }
+    if (!rc) rc = cache_evict(s, errmsg);
     return clmr__store_wend(s, rc, errmsg);
 }
 
@@ -523,11 +586,13 @@ int clmr_store_cache_get(clmr_store_t *s, const char *sha256, const char *model_
     sqlite3_stmt *st;
     int rc = clmr__prep(db,
                         "SELECT duration_s, chunks, n_scores, scores, dim, embedding, created_at "
-                        "FROM tag_cache WHERE sha256 = ? AND model_id = ?",
+                        "FROM tag_cache WHERE sha256 = ? AND model_id = ? AND created_at >= ?",
                         &st, errmsg);
     if (!rc) {
         sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, model_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(
+            st, 3, s->cache_max_age_s > 0 ? clmr__now_ms() - s->cache_max_age_s * 1000 : INT64_MIN);
         int src = sqlite3_step(st);
         if (src == SQLITE_ROW) {
             snprintf(out->sha256, sizeof out->sha256, "%s", sha256);
@@ -578,6 +643,60 @@ static int sweep_remove(void *ud, const char *path, int is_tmp)
     return 0;
 }
 
+/* Tracks stored before migration 0003 have audio_bytes 0: fill it from their files, once, so
+ * the pool budget counts them. */
+static int backfill_sizes(clmr_store_t *s, char **errmsg)
+{
+    sqlite3 *db = clmr__store_racquire(s);
+    sqlite3_stmt *st;
+    char **ids = NULL, **paths = NULL;
+    size_t n = 0, cap = 0;
+    int rc = clmr__prep(db,
+                        "SELECT id, audio_path FROM tracks WHERE audio_bytes = 0 AND "
+                        "audio_path IS NOT NULL",
+                        &st, errmsg);
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **a = realloc(ids, cap * sizeof *a),
+                 **b = a ? realloc(paths, cap * sizeof *b) : NULL;
+            if (a) ids = a;
+            if (b) paths = b;
+            if (!a || !b) {
+                rc = CLMR_ENOMEM;
+                break;
+            }
+        }
+        ids[n] = clmr__col_dup(st, 0);
+        paths[n] = clmr__col_dup(st, 1);
+        n++;
+    }
+    if (st) sqlite3_finalize(st);
+    clmr__store_rrelease(s, db);
+    if (!rc && n && !(rc = clmr__store_wbegin(s, errmsg))) {
+        rc = clmr__prep(s->writer, "UPDATE tracks SET audio_bytes = ? WHERE id = ?", &st, errmsg);
+        for (size_t i = 0; !rc && i < n; i++) {
+            char full[4096];
+            struct stat sb;
+            snprintf(full, sizeof full, "%s/%s", s->data_dir, paths[i] ? paths[i] : "");
+            if (!ids[i] || !paths[i] || stat(full, &sb) != 0) continue;
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, (int64_t)sb.st_size);
+            sqlite3_bind_text(st, 2, ids[i], -1, SQLITE_STATIC);
+            rc = step_done(s->writer, st, "record pool file size", errmsg);
+        }
+        if (st) sqlite3_finalize(st);
+        rc = clmr__store_wend(s, rc, errmsg);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(ids[i]);
+        free(paths[i]);
+    }
+    free(ids);
+    free(paths);
+    return rc;
+}
+
 int clmr_store_pool_sweep(clmr_store_t *s, int *removed, char **errmsg)
 {
     sweep_ctx_t c = {0};
@@ -589,5 +708,6 @@ int clmr_store_pool_sweep(clmr_store_t *s, int *removed, char **errmsg)
     }
     clmr__store_rrelease(s, db);
     if (removed) *removed = c.removed;
+    if (!rc) rc = backfill_sizes(s, errmsg);
     return rc;
 }

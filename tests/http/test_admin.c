@@ -3,6 +3,7 @@
  * balanced). */
 #include "harness.h"
 #include "http/admin.h"
+#include "http/auth.h"
 #include "http/workers.h"
 
 #include <pthread.h>
@@ -14,15 +15,36 @@ static void test_token_equal(void)
 {
     const char *t = "s3cret-token";
     size_t n = strlen(t);
-    CHECK(clmr__admin_token_equal(t, n, "s3cret-token", n));
-    CHECK(!clmr__admin_token_equal(t, n, "s3cret-tokeN", n));
-    CHECK(!clmr__admin_token_equal(t, n, "s3cret-toke", n - 1));   /* prefix */
-    CHECK(!clmr__admin_token_equal(t, n, "s3cret-token2", n + 1)); /* longer */
-    CHECK(!clmr__admin_token_equal(t, n, "", 0));
-    CHECK(!clmr__admin_token_equal(t, n, "x3cret-token", n)); /* first byte */
+    CHECK(clmr__auth_equal(t, n, "s3cret-token", n));
+    CHECK(!clmr__auth_equal(t, n, "s3cret-tokeN", n));
+    CHECK(!clmr__auth_equal(t, n, "s3cret-toke", n - 1));   /* prefix */
+    CHECK(!clmr__auth_equal(t, n, "s3cret-token2", n + 1)); /* longer */
+    CHECK(!clmr__auth_equal(t, n, "", 0));
+    CHECK(!clmr__auth_equal(t, n, "x3cret-token", n)); /* first byte */
     char nul[13] = "s3cret-token";
     nul[5] = 0; /* an embedded NUL with the right length is still wrong */
-    CHECK(!clmr__admin_token_equal(t, n, nul, n));
+    CHECK(!clmr__auth_equal(t, n, nul, n));
+}
+
+/* Issue 12: short, low-entropy and placeholder admin tokens are refused at start-up. */
+static void test_token_strength(void)
+{
+    const char *why = NULL;
+    const char *bad[] = {"x",
+                         "s3cret-admin-token-0123456789", /* 29 characters */
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                         "abababababababababababababababababab", /* 2 distinct */
+                         "change-me-to-a-long-random-string",
+                         "a token with spaces in it that is long enough",
+                         "0123456789abcdef0123456789abcde"}; /* 31 */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        CHECKF(!clmr__auth_token_ok(bad[i], strlen(bad[i]), &why) && why, "accepted '%s'", bad[i]);
+    }
+    const char *good[] = {"0123456789abcdef0123456789abcdef", "Zq3kP9vX2mW8nR4tY6uB1cD5eF7gH0jL",
+                          "u7K+2mQ9/xW3pL8vN4rT6yB1cZ5dF0hJ=="};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECKF(clmr__auth_token_ok(good[i], strlen(good[i]), &why), "refused '%s'", good[i]);
 }
 
 /* A fake model source: the "model" is a counter value; references are counted. */
@@ -69,6 +91,7 @@ static void test_model_source(void)
 int main(void)
 {
     RUN_TEST(test_token_equal);
+    RUN_TEST(test_token_strength);
     RUN_TEST(test_model_source);
     return TEST_END();
 }

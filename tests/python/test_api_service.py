@@ -30,7 +30,7 @@ def test_tags_and_models(daemon):
 
 def test_config_has_every_key_and_no_secret(make_daemon, tmp_path):
     token = tmp_path / "token"
-    token.write_text("s3cret-token-value\n")
+    token.write_text("s3cret-token-value-Zq3kP9vX2mW8nR4tY6uB\n")
     d = make_daemon("--admin-token-file", str(token), "--queue-depth", "5")
     cfg = requests.get(d.url("/v1/config")).json()
     for key in ("listen", "data-dir", "model", "workers", "inference-threads", "queue-depth",

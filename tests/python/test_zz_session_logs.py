@@ -19,7 +19,7 @@ from api_helpers import make_audio
 
 TOKEN = "zz-session-admin-token-9876543210"
 # Secrets the test modules send (test_api_admin.py, test_api_service.py, test_nginx.py, this one).
-SECRETS = (TOKEN, "s3cret-admin-token-0123456789", "hunter2", "filetoken123", "Bearer ")
+SECRETS = (TOKEN, "s3cret-admin-token-0123456789-Zq3kP9vX2m", "hunter2", "filetoken123-Zq3kP9vX2mW8nR4tY6uB1cD5", "Bearer ")
 # Functions that log outside any request (start-up, shutdown, the maintenance thread, background
 # jobs and re-embedding, libmicrohttpd's own messages), so they have no request id to write.
 BACKGROUND = {"clmr_cli_serve", "clmr__rollover_open", "clmr__rollover_boot_replace",

@@ -25,6 +25,7 @@ static clmr_store_t *open_store(const char *dir, int64_t max_pages)
     clmr_store_params_t p = clmr_store_default_params();
     p.data_dir = dir;
     p.max_page_count = max_pages;
+    p.cache_max_age_s = 0; /* the v1 fixture's cached result is older than the default age */
     clmr_store_t *s = NULL;
     char *err = NULL;
     int rc = clmr_store_open(&s, &p, &err);

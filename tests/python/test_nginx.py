@@ -32,6 +32,7 @@ SHIPPED = os.path.join(ROOT, "deploy", "nginx", "clmrd.conf")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MiB = 1 << 20
 LIMIT = 100 * MiB  # client_max_body_size 100m in the shipped file == clmrd's default max-upload-bytes
+WRITE_KEY = None  # set by the stack fixture
 
 
 def template(text, upstream_port, listen_port):
@@ -109,6 +110,12 @@ def stack(tmp_path_factory):
     if not os.path.exists(NGINX):
         pytest.fail("nginx not installed (scripts/install-deps.sh installs nginx-light)")
     base = tmp_path_factory.mktemp("nginx")
+    # Proxied writes need a key (issue 12): one write key, made with the CLI before start.
+    r = subprocess.run([CLMRD, "keys", "create", "--scope", "write", "--name", "nginx-test",
+                        "--data-dir", str(base / "data")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    global WRITE_KEY
+    WRITE_KEY = r.stdout.strip()
     # The daemon's own upload limit stays at its default (100M) so that it matches the proxy.
     # nginx reaches the upstream 127.0.0.1:PORT from 127.0.0.1: the one trusted proxy.
     d = Daemon(base / "data", "--workers", "2", "--trusted-proxies", "127.0.0.1").start()
@@ -174,7 +181,8 @@ def test_api_through_proxy(stack, wav):
     assert direct["id"] == tagged["id"] and direct["tags"] == tagged["tags"]
 
     r = requests.post(n.url("/v1/tracks"), params={"title": "proxied"},
-                      files={"file": ("a.wav", body, "audio/wav")}, timeout=60)
+                      files={"file": ("a.wav", body, "audio/wav")},
+                      headers={"Authorization": "Bearer " + WRITE_KEY}, timeout=60)
     assert r.status_code in (200, 201), r.text
     tid = r.json()["id"]
     g = requests.get(n.url("/v1/tracks/" + tid), timeout=10)
@@ -435,3 +443,75 @@ def test_gzip_for_large_json(stack):
     r = c.getresponse()
     assert r.getheader("Content-Encoding") is None and r.read() == direct.content
     c.close()
+
+
+def test_admin_without_slash_and_config_are_allow_listed(stack):
+    _, n = stack
+    for path in ("/v1/admin", "/v1/admin/jobs", "/v1/config", "/v1/tags/../admin/jobs"):
+        c = conn(n, "127.0.0.2")
+        c.putrequest("GET", path, skip_accept_encoding=True)
+        c.endheaders()
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        assert r.status == 403 and b"403 Forbidden" in body, (path, r.status, body[:200])
+    c = conn(n, "127.0.0.1")
+    c.request("GET", "/v1/config")
+    r = c.getresponse()
+    assert r.status == 200 and "listen" in json.loads(r.read())
+    c.close()
+
+
+def test_dot_segments_reach_the_daemon_as_400(stack):
+    # nginx picks the location from the normalised path (/v1/tags) but forwards the raw one:
+    # the daemon refuses it instead of routing it somewhere else.
+    _, n = stack
+    for path in ("/v1/admin/../v1/tags", "/v1//tags", "/v1/%2e%2e/v1/tags"):
+        c = conn(n, "127.0.0.2")
+        c.putrequest("GET", path, skip_accept_encoding=True)
+        c.endheaders()
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        assert r.status == 400, (path, r.status, body[:200])
+        assert json.loads(body)["error"]["code"] == "invalid_path", body
+
+
+def test_keyless_daemon_refuses_proxied_writes(tmp_path, wav):
+    """The default with no key at all: through the shipped proxy, a client (loopback or not) can
+    neither ingest nor delete; the same daemon reached directly on loopback can."""
+    d = Daemon(tmp_path / "data", "--workers", "1", "--trusted-proxies", "127.0.0.1").start()
+    n = Nginx(tmp_path, d.port)
+    try:
+        assert n.test_config().returncode == 0
+        n.start()
+        with open(wav, "rb") as f:
+            body = f.read()
+        for source in ("127.0.0.2", "127.0.0.1"):
+            c = conn(n, source)
+            c.request("POST", "/v1/tracks", body=body, headers={"Content-Type": "audio/wav"})
+            r = c.getresponse()
+            err = json.loads(r.read())
+            c.close()
+            assert r.status == 403 and err["error"]["code"] == "forbidden", (source, r.status, err)
+        assert requests.get(d.url("/v1/tracks"), timeout=10).json()["tracks"] == []
+        r = requests.post(d.url("/v1/tracks"), data=body, timeout=60)  # direct, loopback
+        assert r.status_code == 201, r.text
+        tid = r.json()["id"]
+        c = conn(n, "127.0.0.2")
+        c.request("DELETE", "/v1/tracks/" + tid)
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 403
+        assert requests.get(d.url("/v1/tracks/" + tid), timeout=10).status_code == 200
+        # reads through the proxy still work
+        c = conn(n, "127.0.0.2")
+        c.request("GET", "/v1/tracks/" + tid)
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 200
+    finally:
+        n.stop()
+        assert d.stop() == 0, d.logs()

@@ -194,11 +194,15 @@ static void *job_main(void *arg)
     char dir[CLMR_CONFIG_PATH_MAX + 64], ckpt[CLMR_CONFIG_PATH_MAX + 96],
         mdir[CLMR_CONFIG_PATH_MAX + 64], out[CLMR_CONFIG_PATH_MAX + 128],
         jdir[CLMR_CONFIG_PATH_MAX + 32];
-    snprintf(jdir, sizeof jdir, "%s/jobs", s->cfg.data_dir);
+    snprintf(jdir, sizeof jdir, "%s/jobs", clmr_store_data_dir(s->store));
     snprintf(dir, sizeof dir, "%s/%lld", jdir, (long long)c->id);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.ckpt", dir);
-    snprintf(mdir, sizeof mdir, "%s/models", s->cfg.data_dir);
+    snprintf(mdir, sizeof mdir, "%s/models", clmr_store_data_dir(s->store));
     snprintf(out, sizeof out, "%s/job-%lld.safetensors", mdir, (long long)c->id);
+    /* The store keeps the path relative to the data directory (readers resolve it with
+     * clmr__data_path), so the data directory can move and "./data" is never prefixed twice. */
+    char out_rel[64];
+    snprintf(out_rel, sizeof out_rel, "models/job-%lld.safetensors", (long long)c->id);
     mkdir_p2(jdir, dir);
     mkdir(mdir, 0755);
 
@@ -288,7 +292,7 @@ static void *job_main(void *arg)
     memset(&m, 0, sizeof m);
     snprintf(m.id, sizeof m.id, "%s", res.model_id);
     m.name = name;
-    m.path = out;
+    m.path = out_rel;
     m.parent_id = c->parent_id;
     m.status = CLMR_MODEL_CANDIDATE;
     m.metadata_json = meta_s;
@@ -346,7 +350,10 @@ static int collect_track(void *ud, const clmr_track_record_t *t)
     size_t n = strlen(k->data_dir) + strlen(t->audio_path) + 2;
     char *p = malloc(n);
     if (!p) return CLMR_ENOMEM;
-    snprintf(p, n, "%s/%s", k->data_dir, t->audio_path);
+    if (t->audio_path[0] == '/')
+        snprintf(p, n, "%s", t->audio_path);
+    else
+        snprintf(p, n, "%s/%s", k->data_dir, t->audio_path);
     np[k->c->n_paths++] = p;
     return 0;
 }
@@ -462,12 +469,8 @@ static void h_finetune(clmr_http_req_t *req)
     c->ckpt_every = (long)ckpt_every;
     c->tracks_all = !strcmp(tracks, "all");
     snprintf(c->parent_id, sizeof c->parent_id, "%s", pm.id);
-    if (pm.path && pm.path[0] == '/')
-        snprintf(c->parent_path, sizeof c->parent_path, "%s", pm.path);
-    else
-        snprintf(c->parent_path, sizeof c->parent_path, "%s/%s", s->cfg.data_dir,
-                 pm.path ? pm.path : "");
-    collect_t k = {c, s->cfg.data_dir};
+    clmr__data_path(s, pm.path, c->parent_path, sizeof c->parent_path);
+    collect_t k = {c, clmr_store_data_dir(s->store)};
     rc = clmr_store_track_foreach(s->store, c->tracks_all ? 0 : pm.created_at, collect_track, &k,
                                   &msg);
     if (rc) {

@@ -29,6 +29,15 @@ struct clmr_rollover {
     pthread_t th;
     int th_live;
     atomic_int stop;
+    /* The activation state machine (under mu): idle -> activating (one caller loads the model and
+     * records it) -> re-embedding ("running") -> complete | failed | cancelled. A second
+     * activation while either of the first two is under way gets CLMR_EBUSY, so only one thread
+     * ever starts, joins or replaces the re-embedding thread. */
+    int activating;
+    /* Tracks deleted while a new index is being built (state "running"): removed from it once it
+     * is complete, so a delete landing between its load and its publication is not lost. */
+    char (*pending)[65];
+    size_t n_pending, cap_pending;
     /* re-embedding status (under mu) */
     char model[CLMR_STORE_ID_MAX + 1];
     char state[16]; /* "idle", "running", "complete", "failed" */
@@ -167,6 +176,7 @@ void clmr__rollover_close(clmr_server_t *s)
     join_reembed(ro);
     clmr__served_release(ro->active);
     clmr__served_release(ro->search);
+    free(ro->pending);
     pthread_mutex_destroy(&ro->mu);
     free(ro);
     s->ro = NULL;
@@ -196,7 +206,10 @@ static int list_track(void *ud, const clmr_track_record_t *t)
     }
     size_t n = strlen(l->data_dir) + strlen(t->audio_path) + 2;
     if (!(l->paths[l->n] = malloc(n))) return CLMR_ENOMEM;
-    snprintf(l->paths[l->n], n, "%s/%s", l->data_dir, t->audio_path);
+    if (t->audio_path[0] == '/')
+        snprintf(l->paths[l->n], n, "%s", t->audio_path);
+    else
+        snprintf(l->paths[l->n], n, "%s/%s", l->data_dir, t->audio_path);
     memcpy(l->ids[l->n], t->id, 65);
     l->n++;
     return 0;
@@ -251,7 +264,7 @@ static void *reembed_main(void *p)
     struct clmr_rollover *ro = s->ro;
     clmr_served_t *m = a->m;
     free(a);
-    track_list_t l = {NULL, NULL, 0, 0, s->cfg.data_dir};
+    track_list_t l = {NULL, NULL, 0, 0, clmr_store_data_dir(s->store)};
     char *msg = NULL;
     clmr_infer_t *ctx = NULL;
     clmr_index_t *idx = NULL;
@@ -296,6 +309,7 @@ static void *reembed_main(void *p)
     }
     if ((rc = clmr_index_create(&idx, m->info.dim, l.n))) goto out;
     if ((rc = clmr_index_load(idx, s->store, m->info.id, NULL, &msg))) goto out;
+    if (clmr__rollover_test_hook && (rc = clmr__rollover_test_hook(s, "before_publish"))) goto out;
     atomic_store(&m->index, idx);
     idx = NULL;
     pthread_mutex_lock(&ro->mu);
@@ -308,6 +322,16 @@ static void *reembed_main(void *p)
     clmr__served_release(old);
     /* Tracks ingested while the index was being built: their rows are in the store now. */
     clmr_index_load(atomic_load(&m->index), s->store, m->info.id, NULL, NULL);
+    /* Deletes that landed since the track list was read: the loads above may have picked their
+     * rows up before they were deleted. Applied under the mutex together with the state change,
+     * so a later delete finds the index published (and removes from it directly). */
+    pthread_mutex_lock(&ro->mu);
+    for (size_t i = 0; i < ro->n_pending; i++)
+        clmr_index_remove(atomic_load(&m->index), ro->pending[i]);
+    ro->n_pending = 0;
+    snprintf(ro->state, sizeof ro->state, "complete");
+    ro->done = done;
+    pthread_mutex_unlock(&ro->mu);
     CLMR_LOG_INFO("re-embedding for model %s complete: %lld tracks embedded, %lld total; "
                   "similarity search now uses it",
                   m->info.id, embedded, done);
@@ -315,11 +339,13 @@ out:
     if (rc) {
         char e[256];
         snprintf(e, sizeof e, "%s", msg ? msg : clmr_strerror(rc));
+        pthread_mutex_lock(&ro->mu);
+        ro->n_pending = 0;
+        pthread_mutex_unlock(&ro->mu);
         set_status(ro, rc == CLMR_ECANCELLED ? "cancelled" : "failed", -1, -1, e);
         if (rc != CLMR_ECANCELLED)
-            CLMR_LOG_WARN("re-embedding for model %s failed: %s", m->info.id, e);
-    } else {
-        set_status(ro, "complete", done, -1, NULL);
+            CLMR_LOG_WARN("re-embedding for model %s failed (activating it again retries): %s",
+                          m->info.id, e);
     }
     clmr_index_destroy(&idx);
     clmr_http_infer_close(&ctx);
@@ -332,6 +358,49 @@ out:
     return NULL;
 }
 
+int (*clmr__rollover_test_hook)(clmr_server_t *s, const char *stage);
+
+void clmr__data_path(clmr_server_t *s, const char *rel, char *buf, size_t cap)
+{
+    if (rel && rel[0] == '/')
+        snprintf(buf, cap, "%s", rel);
+    else
+        snprintf(buf, cap, "%s/%s", s->store ? clmr_store_data_dir(s->store) : s->cfg.data_dir,
+                 rel ? rel : "");
+}
+
+void clmr__rollover_forget(clmr_server_t *s, const char *track_id)
+{
+    struct clmr_rollover *ro = s->ro;
+    pthread_mutex_lock(&ro->mu);
+    clmr_index_t *ia = atomic_load(&ro->active->index), *is = atomic_load(&ro->search->index);
+    if (ia) clmr_index_remove(ia, track_id);
+    if (is && is != ia) clmr_index_remove(is, track_id);
+    if (!strcmp(ro->state, "running")) {
+        if (ro->n_pending == ro->cap_pending) {
+            size_t cap = ro->cap_pending ? 2 * ro->cap_pending : 16;
+            void *p = realloc(ro->pending, cap * sizeof *ro->pending);
+            if (p) {
+                ro->pending = p;
+                ro->cap_pending = cap;
+            }
+        }
+        if (ro->n_pending < ro->cap_pending)
+            snprintf(ro->pending[ro->n_pending++], 65, "%s", track_id);
+        else
+            CLMR_LOG_WARN("out of memory: the delete of %s may reappear in search until restart",
+                          track_id);
+    }
+    pthread_mutex_unlock(&ro->mu);
+}
+
+static void activation_done(struct clmr_rollover *ro)
+{
+    pthread_mutex_lock(&ro->mu);
+    ro->activating = 0;
+    pthread_mutex_unlock(&ro->mu);
+}
+
 int clmr__rollover_activate(clmr_server_t *s, const char *id, char **errmsg)
 {
     struct clmr_rollover *ro = s->ro;
@@ -339,52 +408,65 @@ int clmr__rollover_activate(clmr_server_t *s, const char *id, char **errmsg)
     memset(&sm, 0, sizeof sm);
     int rc = clmr_store_model_get(s->store, id, &sm, errmsg);
     if (rc) return rc;
+    char path[CLMR_CONFIG_PATH_MAX + 160];
+    clmr__data_path(s, sm.path, path, sizeof path);
+    clmr_store_model_clear(&sm);
+
+    /* Enter the state machine: one activation at a time, none while a re-embedding runs. */
     pthread_mutex_lock(&ro->mu);
-    int busy = !strcmp(ro->state, "running");
-    int same = !strcmp(ro->active->info.id, id);
-    pthread_mutex_unlock(&ro->mu);
-    if (busy) {
-        clmr_store_model_clear(&sm);
+    if (ro->activating || !strcmp(ro->state, "running")) {
+        pthread_mutex_unlock(&ro->mu);
         return clmr_set_err(errmsg, CLMR_EBUSY,
-                            "the catalogue is being re-embedded for the previous activation; "
-                            "retry when GET /v1/models says it is complete");
+                            "another activation is in progress or the catalogue is being "
+                            "re-embedded for the previous one; retry when GET /v1/models says "
+                            "it is complete");
     }
-    if (same) {
-        clmr_store_model_clear(&sm);
+    int same = !strcmp(ro->active->info.id, id);
+    if (same && atomic_load(&ro->active->index)) { /* already active and searchable */
+        pthread_mutex_unlock(&ro->mu);
         return 0;
     }
-    char path[CLMR_CONFIG_PATH_MAX + 160];
-    if (sm.path && sm.path[0] == '/')
-        snprintf(path, sizeof path, "%s", sm.path);
-    else
-        snprintf(path, sizeof path, "%s/%s", s->cfg.data_dir, sm.path ? sm.path : "");
-    clmr_store_model_clear(&sm);
-    char *msg = NULL;
-    clmr_served_t *m = served_load(path, &msg);
+    ro->activating = 1;
+    /* The active model without an index (its re-embedding failed): re-embed it again. */
+    clmr_served_t *m = same ? ref(ro->active) : NULL;
+    pthread_mutex_unlock(&ro->mu);
+
     if (!m) {
-        rc = clmr_set_err(errmsg, CLMR_EMODEL_IO, "%s", msg ? msg : "cannot load the model");
-        free(msg);
-        return rc;
+        char *msg = NULL;
+        m = served_load(path, &msg);
+        if (!m) {
+            rc = clmr_set_err(errmsg, CLMR_EMODEL_IO, "%s", msg ? msg : "cannot load the model");
+            free(msg);
+            activation_done(ro);
+            return rc;
+        }
+        if (strcmp(m->info.id, id)) {
+            clmr__served_release(m);
+            activation_done(ro);
+            return clmr_set_err(errmsg, CLMR_EMODEL_FORMAT,
+                                "the file of model %s has changed (its content id is now "
+                                "different)",
+                                id);
+        }
     }
-    if (strcmp(m->info.id, id)) {
+    join_reembed(ro); /* a finished previous run (only the activating caller gets here) */
+    if (!same && (rc = clmr_store_model_activate(s->store, id, errmsg))) {
         clmr__served_release(m);
-        return clmr_set_err(errmsg, CLMR_EMODEL_FORMAT,
-                            "the file of model %s has changed (its content id is now different)",
-                            id);
-    }
-    join_reembed(ro); /* a finished previous run */
-    if ((rc = clmr_store_model_activate(s->store, id, errmsg))) {
-        clmr__served_release(m);
+        activation_done(ro);
         return rc;
     }
     reembed_arg_t *a = malloc(sizeof *a);
     pthread_mutex_lock(&ro->mu);
-    clmr_served_t *old = ro->active;
-    ro->active = m;
+    clmr_served_t *old = NULL;
+    if (!same) { /* our reference from served_load becomes the active one */
+        old = ro->active;
+        ro->active = m;
+    }
     snprintf(ro->model, sizeof ro->model, "%s", id);
     snprintf(ro->state, sizeof ro->state, "running");
     ro->done = ro->total = 0;
     ro->error[0] = 0;
+    ro->n_pending = 0;
     if (a) {
         a->s = s;
         a->m = ref(m);
@@ -396,10 +478,16 @@ int clmr__rollover_activate(clmr_server_t *s, const char *id, char **errmsg)
             a = NULL;
         }
     }
-    if (!a) snprintf(ro->state, sizeof ro->state, "failed");
+    if (!a) {
+        snprintf(ro->state, sizeof ro->state, "failed");
+        snprintf(ro->error, sizeof ro->error, "cannot start the re-embedding thread");
+    }
+    ro->activating = 0;
     pthread_mutex_unlock(&ro->mu);
     clmr__served_release(old);
-    CLMR_LOG_INFO("model %s is now active; re-embedding the catalogue in the background", id);
+    if (same) clmr__served_release(m); /* the temporary reference taken above */
+    CLMR_LOG_INFO("model %s is %s; re-embedding the catalogue in the background", id,
+                  same ? "active again" : "now active");
     return 0;
 }
 

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
 typedef struct clmr_server clmr_server_t;
 typedef struct clmr_index clmr_index_t;
@@ -44,8 +45,22 @@ clmr_served_t *clmr__served_search(clmr_server_t *s);
 void clmr__served_release(clmr_served_t *m);
 
 /* Makes model id (registered in the store) active and starts re-embedding the catalogue.
- * CLMR_EBUSY while a previous re-embedding runs; CLMR_ENOT_FOUND; model load errors. */
+ * Activations are serialised: CLMR_EBUSY while another activation is loading its model or a
+ * re-embedding runs; CLMR_ENOT_FOUND; model load errors. Activating the active model is a no-op,
+ * unless its re-embedding failed (it has no index): then the re-embedding starts again.
+ * Thread-safe. */
 int clmr__rollover_activate(clmr_server_t *s, const char *id, char **errmsg);
+
+/* A track was deleted from the store: removes it from the served indexes now and, while a new
+ * index is being built, again once that index is complete. Thread-safe. */
+void clmr__rollover_forget(clmr_server_t *s, const char *track_id);
+
+/* DATA_DIR/rel, or rel itself when absolute (model and pool paths in the store). */
+void clmr__data_path(clmr_server_t *s, const char *rel, char *buf, size_t cap);
+
+/* Tests only: when set, called by the re-embedding thread at "before_publish" (the new index is
+ * loaded but not yet published); a non-zero return makes that re-embedding fail with it. */
+extern int (*clmr__rollover_test_hook)(clmr_server_t *s, const char *stage);
 
 /* {"active","search","reembedding":{"model","state","done","total"}} (new reference). */
 json_t *clmr__rollover_state(clmr_server_t *s);

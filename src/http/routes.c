@@ -30,6 +30,7 @@
 #define K_MAX 100
 #define LIMIT_MAX 1000
 #define META_MAX 1024 /* bytes of title / artist / external_id */
+#define READYZ_DB_WAIT_MS 1000
 
 /* ---------------------------------------------------------------- parsing helpers */
 
@@ -382,11 +383,16 @@ static void h_readyz(clmr_http_req_t *req)
     clmr_server_t *s = req->srv;
     int version = 0;
     char *msg = NULL;
-    int rc = s->store ? clmr_store_schema_version(s->store, &version, &msg) : CLMR_EDB;
+    /* Bounded: with every reader connection held by long reads the probe answers 503 within
+     * READYZ_DB_WAIT_MS instead of waiting (it runs on the catalogue pool, never the polling
+     * thread). */
+    int rc = s->store ? clmr_store_ping(s->store, READYZ_DB_WAIT_MS, &version, &msg) : CLMR_EDB;
     if (!req->sm->model || rc) {
         req->retry_after = s->cfg.retry_after_s;
         clmr__http_error(req, 503, "not_ready", "%s",
-                         !req->sm->model ? "model not loaded" : "database not usable");
+                         !req->sm->model    ? "model not loaded"
+                         : rc == CLMR_EBUSY ? "database busy: no connection came free in time"
+                                            : "database not usable");
     } else {
         clmr__http_json(req, 200,
                         json_pack("{s:s,s:s,s:i}", "status", "ready", "model", req->sm->info.id,
@@ -511,9 +517,9 @@ static void h_track_delete(clmr_http_req_t *req)
     } else if (rc) {
         store_error(req, rc, msg, "track delete");
     } else {
-        clmr_index_t *ia = atomic_load(&req->sm->index), *is = atomic_load(&req->ss->index);
-        if (ia) clmr_index_remove(ia, req->id);
-        if (is && is != ia) clmr_index_remove(is, req->id);
+        /* Through roll-over, not this request's models: the served indexes may have changed
+         * since the request started, and an index being built must hear of it too. */
+        clmr__rollover_forget(req->srv, req->id);
         req->status = 204;
         req->resp_body = NULL;
         req->resp_len = 0;
@@ -1099,10 +1105,7 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
         int differs = strcmp(b->info.id, act.id) != 0;
         clmr__served_release(b);
         char path[CLMR_CONFIG_PATH_MAX + 160];
-        if (act.path[0] == '/')
-            snprintf(path, sizeof path, "%s", act.path);
-        else
-            snprintf(path, sizeof path, "%s/%s", s->cfg.data_dir, act.path);
+        clmr__data_path(s, act.path, path, sizeof path);
         keep = differs && clmr__rollover_boot_replace(s, path, act.id) == 0;
     }
     clmr_store_model_clear(&act);

@@ -186,17 +186,20 @@ static char *dup_arg(struct MHD_Connection *c, enum MHD_ValueKind kind, const ch
 static void job_entry(void *arg, clmr_infer_t *ctx)
 {
     clmr_http_req_t *req = arg;
-    /* The job uses the model the worker's context was built for, which may be newer than the
-     * one active when the request arrived. */
-    clmr_served_t *wm = clmr_workers_model_ref();
-    if (wm && wm != req->sm) {
-        atomic_fetch_add(&wm->refs, 1);
-        clmr__served_release(req->sm);
-        req->sm = wm;
-    }
+    /* ctx serves req->sm, the model active when the request arrived (submit_inference). */
     clmr__route_job(req, ctx);
     if (!req->done) clmr__http_error(req, 500, "internal", "the job prepared no response");
     MHD_resume_connection(req->conn);
+}
+
+/* Queues an upload on the inference pool with its own model: an in-flight request finishes on
+ * the model it started with, even when an activation happens while it waits in the queue. */
+static int submit_inference(clmr_server_t *s, clmr_http_req_t *req)
+{
+    atomic_fetch_add(&req->sm->refs, 1); /* the pool's reference, released by the worker */
+    int rc = clmr_workers_submit_ref(s->workers, job_entry, req, req->sm, req->sm->model);
+    if (rc) atomic_fetch_sub(&req->sm->refs, 1); /* never the last one: req still holds one */
+    return rc;
 }
 
 /* POST /v1/tag first runs here, on the catalogue pool: a cache hit is answered at once; a miss
@@ -206,7 +209,7 @@ static void probe_entry(void *arg, clmr_infer_t *ctx)
     clmr_http_req_t *req = arg;
     clmr_server_t *s = req->srv;
     if (!clmr__route_cache_probe(req)) {
-        int rc = clmr_workers_submit(s->workers, job_entry, req);
+        int rc = submit_inference(s, req);
         if (rc == 0) return; /* job_entry resumes the connection */
         clmr__metrics_rejected(&s->metrics);
         req->retry_after = s->cfg.retry_after_s;
@@ -352,7 +355,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
     MHD_suspend_connection(c);
     int rc = req->route == R_TAG ? clmr_workers_submit(s->catalogue, probe_entry, req)
              : req->pool == CLMR_POOL_INFERENCE
-                 ? clmr_workers_submit(s->workers, job_entry, req)
+                 ? submit_inference(s, req)
                  : clmr_workers_submit(s->catalogue, catalogue_entry, req);
     if (rc) {
         clmr__metrics_rejected(&s->metrics);

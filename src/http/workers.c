@@ -16,6 +16,8 @@
 typedef struct {
     clmr_workers_fn fn;
     void *arg;
+    void *ref; /* model reference the job must run on (owned by the job), NULL = current */
+    const clmr_model_t *model;
 } job_t;
 
 typedef struct {
@@ -65,6 +67,22 @@ static void refresh_ctx(clmr_workers_t *w, worker_t *self)
     self->ref = ref;
 }
 
+/* Makes the worker's context serve the job's own model reference (taken when its request
+ * arrived), which the job hands over: kept when the context is rebuilt for it, else released. */
+static void use_job_ref(clmr_workers_t *w, worker_t *self, void *ref, const clmr_model_t *m)
+{
+    if (ref == self->ref) {
+        w->release(w->src_ud, ref);
+        return;
+    }
+    clmr_infer_t *ctx = NULL;
+    if (m && clmr_infer_open(&ctx, m, &w->ip, NULL)) ctx = NULL; /* the job answers 500 */
+    clmr_infer_close(&self->ctx);
+    if (self->ref) w->release(w->src_ud, self->ref);
+    self->ctx = ctx;
+    self->ref = ref;
+}
+
 static void *worker_main(void *p)
 {
     worker_t *self = p;
@@ -81,7 +99,10 @@ static void *worker_main(void *p)
         w->count--;
         w->running++;
         pthread_mutex_unlock(&w->mu);
-        if (w->acquire) refresh_ctx(w, self);
+        if (j.ref)
+            use_job_ref(w, self, j.ref, j.model);
+        else if (w->acquire)
+            refresh_ctx(w, self);
         tl_ref = self->ref;
         j.fn(j.arg, self->ctx);
         pthread_mutex_lock(&w->mu);
@@ -141,6 +162,12 @@ fail:
 
 int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg)
 {
+    return clmr_workers_submit_ref(w, fn, arg, NULL, NULL);
+}
+
+int clmr_workers_submit_ref(clmr_workers_t *w, clmr_workers_fn fn, void *arg, void *ref,
+                            const clmr_model_t *model)
+{
     int rc = 0;
     pthread_mutex_lock(&w->mu);
     if (w->closing) {
@@ -148,7 +175,7 @@ int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg)
     } else if (w->count >= w->cap) {
         rc = CLMR_EBUSY;
     } else {
-        w->ring[(w->head + w->count) % w->cap] = (job_t){fn, arg};
+        w->ring[(w->head + w->count) % w->cap] = (job_t){fn, arg, w->acquire ? ref : NULL, model};
         w->count++;
         pthread_cond_signal(&w->cv);
     }

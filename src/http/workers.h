@@ -46,6 +46,15 @@ void *clmr_workers_model_ref(void);
  * CLMR_ECANCELLED after clmr_workers_close began. Thread-safe; never blocks on the job. */
 int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg);
 
+/* Same, for a pool with a model source: the job runs on model, whose reference ref (obtained
+ * like the source's acquire, e.g. an extra reference the caller took) passes to the pool; the
+ * worker builds its context for that model when it serves another one, and releases ref when
+ * it no longer needs it. So a queued request keeps the model it started with however many
+ * activations happen while it waits. On an error return the caller keeps ref. ref NULL = as
+ * clmr_workers_submit. */
+int clmr_workers_submit_ref(clmr_workers_t *w, clmr_workers_fn fn, void *arg, void *ref,
+                            const clmr_model_t *model);
+
 /* Jobs waiting (not yet started) and jobs running right now. Thread-safe. */
 int clmr_workers_queued(clmr_workers_t *w);
 int clmr_workers_running(clmr_workers_t *w);

@@ -35,8 +35,9 @@ struct clmr_index {
     float *qbound; /* cap: bound on |exact fp32 score - approximate int8 score| for unit q */
     char *ids;     /* cap * ID_W bytes */
     size_t n, cap;
-    uint32_t *slots; /* hash table: row + 1, 0 = empty */
-    size_t hcap;     /* power of two, >= 2 * cap */
+    atomic_size_t n_pub; /* n as of the last write, read without the lock (metrics, size) */
+    uint32_t *slots;     /* hash table: row + 1, 0 = empty */
+    size_t hcap;         /* power of two, >= 2 * cap */
     pthread_rwlock_t lock;
 };
 
@@ -373,10 +374,16 @@ int clmr_index_dim(const clmr_index_t *idx)
 
 size_t clmr_index_size(clmr_index_t *idx)
 {
-    pthread_rwlock_rdlock(&idx->lock);
-    size_t n = idx->n;
-    pthread_rwlock_unlock(&idx->lock);
-    return n;
+    /* No lock: a writer may hold it while the matrices grow, and /metrics must not wait. */
+    return atomic_load(&idx->n_pub);
+}
+
+void clmr__index_hold_lock(clmr_index_t *idx, int hold)
+{
+    if (hold)
+        pthread_rwlock_wrlock(&idx->lock);
+    else
+        pthread_rwlock_unlock(&idx->lock);
 }
 
 size_t clmr_index_memory(clmr_index_t *idx)
@@ -469,6 +476,7 @@ int clmr_index_upsert(clmr_index_t *x, const char *id, const float *v)
     x->qscale[row] = qs;
     x->qbound[row] = qb;
 out:
+    atomic_store(&x->n_pub, x->n);
     pthread_rwlock_unlock(&x->lock);
     free(tmp);
     return rc;
@@ -497,6 +505,7 @@ int clmr_index_remove(clmr_index_t *x, const char *id)
         x->slots[ls] = (uint32_t)(row + 1);
     }
     x->n--;
+    atomic_store(&x->n_pub, x->n);
 out:
     pthread_rwlock_unlock(&x->lock);
     return rc;

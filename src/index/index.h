@@ -46,7 +46,8 @@ int clmr_index_upsert(clmr_index_t *idx, const char *id, const float *v);
 /* Removes id; CLMR_ENOT_FOUND when absent. Thread-safe (exclusive lock). */
 int clmr_index_remove(clmr_index_t *idx, const char *id);
 
-/* Number of rows / the dimension. Thread-safe. */
+/* Number of rows / the dimension. Thread-safe; size never waits for a writer (it reads the
+ * count published by the last completed write). */
 size_t clmr_index_size(clmr_index_t *idx);
 int clmr_index_dim(const clmr_index_t *idx);
 
@@ -74,6 +75,10 @@ int clmr_index_get(clmr_index_t *idx, const char *id, float *v);
  * added. */
 int clmr_index_load(clmr_index_t *idx, clmr_store_t *store, const char *model_id, size_t *loaded,
                     char **errmsg);
+
+/* Tests only: takes (hold = 1) or drops (hold = 0) the index's write lock, to check that
+ * readers such as clmr_index_size never wait for it. */
+void clmr__index_hold_lock(clmr_index_t *idx, int hold);
 
 /* "avx512", "avx2" or "scalar": the kernel set in use (chosen at run time from the CPU unless
  * overridden). Thread-safe. */

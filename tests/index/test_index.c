@@ -453,8 +453,39 @@ static void test_concurrent_search_and_write(void)
     free_data(&d);
 }
 
+static void *size_reader(void *p)
+{
+    static size_t got;
+    got = clmr_index_size(p);
+    return &got;
+}
+
+/* Issue 12 item 7: /metrics reads the catalogue size on the polling thread; it must not wait
+ * while a writer holds the index (growth copies the whole matrix under the write lock). */
+static void test_size_does_not_wait_for_writers(void)
+{
+    clmr_index_t *idx = NULL;
+    CHECK(clmr_index_create(&idx, 8, 4) == 0);
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK(clmr_index_upsert(idx, "a", v) == 0 && clmr_index_upsert(idx, "b", v) == 0);
+    clmr__index_hold_lock(idx, 1);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, size_reader, idx) == 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10; /* a deadline, not a timing: the old size() never returns here */
+    void *res = NULL;
+    int rc = pthread_timedjoin_np(th, &res, &until);
+    CHECKF(rc == 0, "clmr_index_size waited for the write lock");
+    clmr__index_hold_lock(idx, 0);
+    if (rc) pthread_join(th, &res);
+    CHECK(res && *(size_t *)res == 2);
+    clmr_index_destroy(&idx);
+}
+
 int main(void)
 {
+    RUN_TEST(test_size_does_not_wait_for_writers);
     RUN_TEST(test_exact_topk_every_kernel_512);
     RUN_TEST(test_exact_topk_odd_dim);
     RUN_TEST(test_kernels_agree);

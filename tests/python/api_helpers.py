@@ -24,13 +24,16 @@ class Daemon:
     """One clmrd serve process. start() waits for /readyz; stop() sends SIGTERM and returns the
     exit status (callers assert it is 0)."""
 
-    def __init__(self, data_dir, *args, env=None):
+    def __init__(self, data_dir, *args, env=None, cwd=None):
         self.data_dir = str(data_dir)
         self.args = list(args)
         self.env = env
+        self.cwd = cwd  # the daemon's working directory (a relative data_dir is relative to it)
         self.proc = None
         self.port = None
-        self.log_path = os.path.join(os.path.dirname(self.data_dir), "clmrd-%s.log" % os.path.basename(self.data_dir))
+        where = os.path.join(str(cwd), self.data_dir) if cwd else self.data_dir
+        self.log_path = os.path.join(os.path.dirname(os.path.abspath(where)),
+                                     "clmrd-%s.log" % os.path.basename(self.data_dir))
 
     @property
     def base(self):
@@ -51,7 +54,7 @@ class Daemon:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([CLMRD, "serve", "--model", TINY, "--data-dir", self.data_dir,
                                       "--listen", "127.0.0.1:%d" % self.port, *self.args],
-                                     stdout=self.log, stderr=self.log, env=env)
+                                     stdout=self.log, stderr=self.log, env=env, cwd=self.cwd)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -41,8 +41,10 @@ typedef struct {
  * *errmsg receives a malloc'd message naming the problem. params may be NULL for defaults.
  * Thread-safe: uses no global state beyond FFmpeg's (which is thread-safe since 4.0); the first
  * call installs, once for the whole process, an av_log callback that prints nothing (FFmpeg's
- * last error line is quoted in *errmsg instead). Formats, codecs, limits and error codes are
+ * last error line is quoted in *errmsg instead) and caps every FFmpeg allocation at
+ * CLMR_AUDIO_FFMPEG_MAX_ALLOC bytes (av_max_alloc). Formats, codecs, limits and error codes are
  * listed in docs/audio.md. */
+#define CLMR_AUDIO_FFMPEG_MAX_ALLOC ((size_t)256 << 20)
 int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
                              const clmr_audio_params_t *params, char **errmsg);
 

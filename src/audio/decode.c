@@ -94,6 +94,11 @@ static void log_cb(void *avcl, int level, const char *fmt, va_list vl)
 static void log_init(void)
 {
     av_log_set_callback(log_cb);
+    /* FFmpeg allocates what a file's size fields ask for, up to INT_MAX by default: a lying
+     * header could make each decode ask for ~2 GiB. No single buffer a decode of an accepted
+     * upload needs comes near this bound (the largest are packets, at most the upload itself:
+     * a cover image, a long uncompressed frame), and the bad-audio corpus passes with it. */
+    av_max_alloc(CLMR_AUDIO_FFMPEG_MAX_ALLOC);
 }
 
 /* FFmpeg's last error line (or its text for `err`) to quote in a message. */

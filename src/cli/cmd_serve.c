@@ -78,8 +78,10 @@ int clmr_cli_serve(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     CLMR_LOG_INFO("%s: draining in-flight requests", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    /* Allow one full request deadline for in-flight work to finish. */
-    int left = clmr_server_shutdown(&srv, cfg.request_timeout_s + 1);
+    /* shutdown-grace-s, aligned with the deploy files' grace periods (systemd TimeoutStopSec,
+     * compose stop_grace_period, Kubernetes terminationGracePeriodSeconds are 40 s): the drain
+     * ends in time for the job checkpoint and a clean exit before the SIGKILL. */
+    int left = clmr_server_shutdown(&srv, cfg.shutdown_grace_s);
     CLMR_LOG_INFO("stopped (%d requests abandoned)", left);
     return left ? 1 : 0;
 }

@@ -42,6 +42,11 @@ const clmr_config_key_t clmr_config_keys[] = {
      OFF(max_duration_s), 0, 0, "longest accepted audio, counted from decoded samples"},
     {"request-timeout-s", "CLMRD_REQUEST_TIMEOUT_S", CLMR_CFG_DOUBLE, "120", 0.5, 3600, NULL,
      OFF(request_timeout_s), 0, 0, "absolute deadline per request (upload + queue + work)"},
+    {"shutdown-grace-s", "CLMRD_SHUTDOWN_GRACE_S", CLMR_CFG_DOUBLE, "25", 0, 3600, NULL,
+     OFF(shutdown_grace_s), 0, 0,
+     "on SIGTERM, how long in-flight requests may take to finish before the rest are abandoned "
+     "(keep it under the grace period of systemd/compose/Kubernetes minus ~15 s for a "
+     "fine-tuning job's checkpoint)"},
     {"connection-timeout-s", "CLMRD_CONNECTION_TIMEOUT_S", CLMR_CFG_INT, "30", 1, 3600, NULL,
      OFF(connection_timeout_s), 0, 0, "idle connection timeout"},
     {"connection-limit", "CLMRD_CONNECTION_LIMIT", CLMR_CFG_INT, "256", 1, 65000, NULL,

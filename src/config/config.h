@@ -29,6 +29,7 @@ typedef struct {
     long long max_buffered_bytes;
     double max_duration_s;
     double request_timeout_s;
+    double shutdown_grace_s;
     int connection_timeout_s;
     int connection_limit;
     long long connection_memory_limit;

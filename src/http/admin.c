@@ -176,6 +176,13 @@ static int job_progress(void *ud, const clmr_finetune_progress_t *p)
     return cancel;
 }
 
+/* Polled by the evaluation phase: a cancel (or shutdown) stops it too (issue 12). */
+static int job_stop(void *ud)
+{
+    job_ctx_t *c = ud;
+    return atomic_load(&c->s->admin->cancel);
+}
+
 static void mkdir_p2(const char *a, const char *b)
 {
     mkdir(a, 0755);
@@ -249,12 +256,14 @@ static void *job_main(void *arg)
         .labels_path = s->cfg.finetune_eval_labels,
         .provenance_json = prov_s,
         .progress = job_progress,
+        .stop = job_stop,
         .ud = c,
     };
     clmr_finetune_result_t res;
     rc = clmr_finetune_run(parent, (const char *const *)c->paths, n_train,
                            (const char *const *)c->paths + n_train, n_held, &fp, &res, &msg);
     free(prov_s);
+    if (rc == CLMR_ECANCELLED) remove(out); /* stopped while evaluating: no candidate model */
     if (rc) goto done;
 
     /* The gate. */
@@ -560,11 +569,6 @@ static void h_job(clmr_http_req_t *req, int del)
         clmr__http_error_clmr(req, rc, msg);
     } else if (!del) {
         clmr__http_json(req, 200, json_pack("{s:o}", "job", job_json(s, &j)));
-    } else if (j.state == CLMR_JOB_EVALUATING) {
-        clmr__http_error(req, 409, "job_evaluating",
-                         "job %lld has finished training and is being evaluated; it cannot be "
-                         "cancelled any more",
-                         (long long)id);
     } else if (j.state >= CLMR_JOB_SUCCEEDED) {
         clmr__http_error(req, 409, "job_finished", "job %lld is already %s", (long long)id,
                          clmr_job_state_name(j.state));

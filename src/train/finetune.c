@@ -139,7 +139,12 @@ static int evaluate(const clmr_model_t *parent, const clmr_model_t *student,
     const int T = clmr_model_n_tags(parent), chunk = clmr_model_chunk_samples(parent);
     double drift = 0, overlap = 0;
     int counted = 0;
+#define STOPPED() (p->stop && p->stop(p->ud))
     for (size_t i = 0; i < n_held && T > 0; i++) {
+        if (STOPPED()) {
+            rc = CLMR_ECANCELLED;
+            goto out;
+        }
         clmr_audio_t a;
         memset(&a, 0, sizeof a);
         char *m = NULL;
@@ -194,6 +199,10 @@ static int evaluate(const clmr_model_t *parent, const clmr_model_t *student,
     }
     double rp = 0, rs = 0;
     for (int b = 0; b < EVAL_BATCHES; b++) {
+        if (STOPPED()) {
+            rc = CLMR_ECANCELLED;
+            goto out;
+        }
         clmr_batch_t bt;
         if ((rc = clmr_loader_next(ld, &bt, errmsg))) goto out;
         if ((rc = clmr_infer_run(cp, bt.x, V, ep, NULL)) ||
@@ -217,13 +226,16 @@ static int evaluate(const clmr_model_t *parent, const clmr_model_t *student,
             vocab[t] = clmr_model_tag(parent, t);
         rc = clmr_labels_load(&l, p->labels_path, vocab, T, errmsg);
         free(vocab);
+        if (!rc && STOPPED()) rc = CLMR_ECANCELLED;
         if (!rc)
             rc = labelled_auc(parent, &l, p->threads, &res->roc_auc_parent, &res->pr_auc_parent,
                               errmsg);
+        if (!rc && STOPPED()) rc = CLMR_ECANCELLED;
         if (!rc)
             rc = labelled_auc(student, &l, p->threads, &res->roc_auc_new, &res->pr_auc_new, errmsg);
         clmr_labels_free(&l);
     }
+#undef STOPPED
 out:
     free(ep);
     free(es);

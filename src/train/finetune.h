@@ -43,6 +43,10 @@ typedef struct {
     /* Called after every step; a non-zero return cancels the run (a checkpoint is written and
      * CLMR_ECANCELLED returned). May be NULL. */
     int (*progress)(void *ud, const clmr_finetune_progress_t *p);
+    /* Polled during the evaluation that follows training (per held-out track, per retrieval
+     * batch, per labelled model): a non-zero return stops it with CLMR_ECANCELLED (the new
+     * model file is left for the caller to remove). May be NULL. */
+    int (*stop)(void *ud);
     void *ud;
 } clmr_finetune_params_t;
 

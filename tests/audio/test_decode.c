@@ -12,6 +12,7 @@
 #include "clmr/audio.h"
 #include "clmr/error.h"
 
+#include <libavutil/mem.h>
 #include <pthread.h>
 
 typedef struct {
@@ -276,8 +277,22 @@ static void test_threads(void)
     free(b);
 }
 
+/* Issue 12: FFmpeg's per-allocation cap is lowered from INT_MAX once a decode has run. */
+static void test_ffmpeg_allocation_cap(void)
+{
+    clmr_audio_t a;
+    CHECK(clmr_audio_decode_memory(&a, "x", 1, NULL, NULL) != 0); /* any call installs the cap */
+    void *big = av_malloc(CLMR_AUDIO_FFMPEG_MAX_ALLOC + 1);
+    CHECKF(big == NULL, "av_malloc of %zu bytes succeeded", CLMR_AUDIO_FFMPEG_MAX_ALLOC + 1);
+    av_free(big);
+    void *ok = av_malloc(1 << 20);
+    CHECK(ok != NULL);
+    av_free(ok);
+}
+
 int main(void)
 {
+    RUN_TEST(test_ffmpeg_allocation_cap);
     tdir_make();
     RUN_TEST(test_every_format);
     RUN_TEST(test_identity_exact);

@@ -49,6 +49,10 @@ class Daemon:
         # JSON log lines for every daemon of the test session, so test_zz_session_logs.py can
         # check them all (request ids, no secrets); a test's own --log-format flag wins.
         env.setdefault("CLMRD_LOG_FORMAT", "json")
+        # Tests stop daemons that may still be decoding long uploads on a loaded machine: let the
+        # drain wait as long as a request may take (the shipped default, 25 s, is sized for the
+        # deploy files' grace periods; test_api_limits checks that it is honoured).
+        env.setdefault("CLMRD_SHUTDOWN_GRACE_S", "130")
         if self.env:
             env.update(self.env)
         self.log = open(self.log_path, "ab")

@@ -170,7 +170,7 @@ def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs, tmp_pa
     assert os.path.exists(os.path.join(d.data_dir, "models", "job-%d.safetensors" % job["id"]))
 
     # activation while tag requests run: none fails
-    errors, done = [], threading.Event()
+    errors, done, answered = [], threading.Event(), []
 
     def tagger(path):
         with open(path, "rb") as f:
@@ -182,19 +182,26 @@ def test_job_runs_activation_reembedding_and_rollback(make_daemon, songs, tmp_pa
             r = requests.post(d.url("/v1/tag?per_chunk=true"), data=data, timeout=60)
             if r.status_code != 200:
                 errors.append((r.status_code, r.text))
+            answered.append(1)
             n += 1
+
+    def wait_answers(k, timeout=60):
+        deadline = time.time() + timeout
+        while len(answered) < k:
+            assert time.time() < deadline, "the tag requests did not get answers"
+            time.sleep(0.02)
 
     threads = [threading.Thread(target=tagger, args=(p,)) for p in songs[:2]]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    wait_answers(2)  # both taggers are running before the activation
     r = requests.post(d.url("/v1/admin/models/%s/activate" % new_id), headers=AUTH, timeout=30)
     assert r.status_code == 200, r.text
     st = r.json()
     assert st["active"] == new_id and st["reembedding"]["model"] == new_id
     if st["reembedding"]["state"] == "running":
         assert st["search"] == base, st
-    time.sleep(0.5)
+    wait_answers(len(answered) + 4)  # requests keep succeeding across the switch
     done.set()
     for t in threads:
         t.join()

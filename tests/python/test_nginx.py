@@ -158,6 +158,20 @@ def eventually(pred, timeout=5.0):
     return True
 
 
+_marks = [0]
+
+
+def settled_requests(d, n):
+    """The daemon's finished-request count once a marker request sent through nginx has been
+    logged: everything sent before it has been seen by then. Replaces a fixed settle time."""
+    _marks[0] += 1
+    rid = "settle-marker-%d" % _marks[0]
+    assert requests.get(n.url("/healthz"), headers={"X-Request-Id": rid}, timeout=30).status_code == 200
+    assert eventually(lambda: rid in daemon_log(d), timeout=30), rid
+    assert eventually(lambda: daemon_requests(d) >= 1, timeout=30)
+    return daemon_requests(d)
+
+
 def conn(n, source="127.0.0.1", timeout=30):
     return http.client.HTTPConnection("127.0.0.1", n.port, timeout=timeout, source_address=(source, 0))
 
@@ -257,7 +271,7 @@ def stream_oversized(n, chunked):
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_oversized_upload_is_413_from_nginx(stack, chunked):
     d, n = stack
-    before = daemon_requests(d)
+    before = settled_requests(d, n)
     status, headers, body, sent = stream_oversized(n, chunked)
     assert status == 413
     # nginx's own page (HTML), not the daemon's JSON error
@@ -267,25 +281,23 @@ def test_oversized_upload_is_413_from_nginx(stack, chunked):
         assert sent <= 8 * MiB  # refused on the header, long before the body would have been read
     else:
         assert sent > LIMIT - 2 * MiB  # counted while streaming: refused once the limit passed
-    # the daemon never saw it: no finished request was added, no 413 in its log (the settle time
-    # covers the daemon's log/metrics lag, see eventually())
-    time.sleep(0.3)
-    assert daemon_requests(d) == before
+    # the daemon never saw it: the only request it finished since is the next marker, and no
+    # 413 is in its log
+    assert settled_requests(d, n) == before + 1
     assert "-> 413" not in daemon_log(d)
     assert "client intended to send too large" in n.error_log()
 
 
 def test_admin_refused_for_non_allowed_address(stack):
     d, n = stack
-    before = daemon_requests(d)
+    before = settled_requests(d, n)
     c = conn(n, "127.0.0.2")
     c.request("GET", "/v1/admin/jobs")
     r = c.getresponse()
     body = r.read()
     assert r.status == 403 and b"403 Forbidden" in body and r.getheader("Server", "").startswith("nginx")
     c.close()
-    time.sleep(0.3)
-    assert daemon_requests(d) == before  # nginx refused it; the daemon never saw it
+    assert settled_requests(d, n) == before + 1  # only the marker: the daemon never saw it
     assert "access forbidden by rule" in n.error_log()
     # /metrics has the same allow-list
     c = conn(n, "127.0.0.2")

@@ -61,7 +61,9 @@ def test_daemon_decoder_opens_nothing_it_is_pointed_at(make_daemon, tmp_path):
         for c in controls:
             with open(c, "rb") as f:
                 assert requests.post(d.url("/v1/tracks"), data=f.read(), timeout=60).status_code == 201
-            time.sleep(0.3)
+            deadline = time.time() + 5  # strace writes its log asynchronously: poll, briefly
+            while not (out.exists() and ".flac.tmp." in out.read_text()) and time.time() < deadline:
+                time.sleep(0.05)
             if out.exists() and ".flac.tmp." in out.read_text():
                 break
         else:

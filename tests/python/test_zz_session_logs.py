@@ -12,6 +12,7 @@ start-up, shut-down and background functions listed in BACKGROUND.
 import glob
 import json
 import os
+import re
 
 import requests
 
@@ -25,7 +26,7 @@ SECRETS = (TOKEN, "s3cret-admin-token-0123456789-Zq3kP9vX2m", "hunter2", "fileto
 BACKGROUND = {"clmr_cli_serve", "clmr__rollover_open", "clmr__rollover_boot_replace",
               "clmr__rollover_open_index", "reembed_main", "clmr__rollover_activate", "mhd_logger",
               "maint_main", "clmr_server_shutdown", "clmr__admin_open", "job_progress", "job_main",
-              "clmr__routes_open"}
+              "clmr__routes_open", "clmr__auth_open", "clmr__auth_refresh"}
 
 
 def exercise(make_daemon, tmp_path):
@@ -44,7 +45,31 @@ def exercise(make_daemon, tmp_path):
     assert d.stop() == 0
 
 
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info |warn |error) ")
+
+
+def exercise_text(make_daemon):
+    """A text-format daemon sent paths with encoded line breaks and escape sequences: each log
+    call must stay one line (issue 12: %0A in a path used to start a forged line)."""
+    d = make_daemon("--log-format", "text", "--admin-token", TOKEN)
+    forged = "/v1/x%0A2026-01-01T00:00:00.000Z%20error%20[forged]%20admin:%20token%20leaked%0D%1B[2J"
+    requests.get(d.url(forged))
+    requests.get(d.url("/v1/tracks/" + "a" * 63 + "%0Ax"))
+    requests.get(d.url("/v1/admin/jobs"), headers={"Authorization": "Bearer " + TOKEN})
+    assert d.stop() == 0
+    with open(d.log_path, "rb") as f:
+        text = f.read().decode(errors="replace")
+    lines = text.splitlines()
+    assert lines and "\x1b" not in text and "\r" not in text
+    bad = [l for l in lines if not TEXT_LINE.match(l) and "clmrd" not in l[:6]]
+    assert not bad, bad[:5]
+    assert not any(l.startswith("2026-01-01T00:00:00.000Z") for l in lines)
+    assert any("\\n2026-01-01T00:00:00.000Z error [forged]" in l for l in lines), text[-2000:]
+    assert TOKEN not in text
+
+
 def test_every_daemon_log_of_the_session(make_daemon, tmp_path, tmp_path_factory):
+    exercise_text(make_daemon)
     exercise(make_daemon, tmp_path)
     base = str(tmp_path_factory.getbasetemp())
     paths = sorted(set(glob.glob(os.path.join(base, "**", "clmrd*.log"), recursive=True)))

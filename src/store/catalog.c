@@ -476,16 +476,11 @@ static void q_apply(const qbuild_t *b, sqlite3_stmt *st)
     }
 }
 
-/* FTS5 query from user words: each word with a letter or digit becomes "word"* (quotes doubled),
- * joined by spaces (all must match). Returns a malloc'd string, or NULL with *none = 1 when no
- * word is searchable. */
-static char *fts_query(const char *text, int *none)
+/* Appends to out (room for 2*strlen(text) + 16*TEXT_WORDS_MAX more bytes) an FTS5 query for
+ * user words: each word with a letter or digit becomes [col : ]"word"* (quotes doubled), all
+ * joined by spaces (every one must match). Returns the number of words added. */
+static int fts_append(char *out, size_t *o, const char *text, const char *col)
 {
-    *none = 0;
-    size_t n = strlen(text);
-    char *out = malloc(2 * n + 4 * TEXT_WORDS_MAX + 1);
-    if (!out) return NULL;
-    size_t o = 0;
     int words = 0;
     for (const char *p = text; *p && words < TEXT_WORDS_MAX;) {
         while (*p && isspace((unsigned char)*p))
@@ -497,19 +492,43 @@ static char *fts_query(const char *text, int *none)
             if (isalnum(c) || c >= 0x80) searchable = 1;
         }
         if (!searchable) continue;
-        if (words++) out[o++] = ' ';
-        out[o++] = '"';
+        if (*o) out[(*o)++] = ' ';
+        if (col) *o += (size_t)sprintf(out + *o, "%s : ", col);
+        out[(*o)++] = '"';
         for (const char *c = w; c < p; c++) {
-            if (*c == '"') out[o++] = '"';
-            out[o++] = *c;
+            if (*c == '"') out[(*o)++] = '"';
+            out[(*o)++] = *c;
         }
-        out[o++] = '"';
-        out[o++] = '*';
+        out[(*o)++] = '"';
+        out[(*o)++] = '*';
+        words++;
     }
-    out[o] = 0;
-    if (!words) {
+    out[*o] = 0;
+    return words;
+}
+
+/* The FTS5 query of q (malloc'd), or NULL: *none = 1 when a given text has no searchable word,
+ * else (no text given, or out of memory: *nomem) nothing. */
+static char *fts_query(const clmr_track_query_t *q, int *none, int *nomem)
+{
+    const char *texts[3] = {q->text, q->title_text, q->album_text};
+    const char *cols[3] = {NULL, "title", "album"};
+    size_t need = 1;
+    for (int i = 0; i < 3; i++)
+        if (texts[i]) need += 2 * strlen(texts[i]) + 16 * TEXT_WORDS_MAX;
+    *none = *nomem = 0;
+    if (need == 1) return NULL;
+    char *out = malloc(need);
+    if (!out) {
+        *nomem = 1;
+        return NULL;
+    }
+    size_t o = 0;
+    out[0] = 0;
+    for (int i = 0; i < 3; i++)
+        if (texts[i] && fts_append(out, &o, texts[i], cols[i]) == 0) *none = 1;
+    if (*none) {
         free(out);
-        *none = 1;
         return NULL;
     }
     return out;
@@ -559,17 +578,16 @@ int clmr_store_track_query(clmr_store_t *s, const clmr_track_query_t *q, clmr_tr
         return clmr_set_err(errmsg, CLMR_EINVAL, "limit must be between 1 and 1000");
     if (q->sort == CLMR_SORT_TAG_SCORE && q->tag < 0)
         return clmr_set_err(errmsg, CLMR_EINVAL, "sorting by tag score needs a tag");
-    if (q->sort == CLMR_SORT_RELEVANCE && !q->text)
+    if (q->sort == CLMR_SORT_RELEVANCE && !q->text && !q->title_text && !q->album_text)
         return clmr_set_err(errmsg, CLMR_EINVAL, "sorting by relevance needs a text search");
     int keyset = q->sort == CLMR_SORT_CREATED;
     int64_t after = 0, offset = 0;
     if (parse_cursor(q->cursor, keyset ? 'c' : 'o', keyset ? &after : &offset))
         return clmr_set_err(errmsg, CLMR_EINVAL, "malformed cursor");
-    int none = 0;
-    char *fts = q->text ? fts_query(q->text, &none) : NULL;
-    if (q->text && !fts)
-        return none ? clmr_set_err(errmsg, CLMR_EINVAL, "the text search has no searchable word")
-                    : CLMR_ENOMEM;
+    int none = 0, nomem = 0;
+    char *fts = fts_query(q, &none, &nomem);
+    if (none) return clmr_set_err(errmsg, CLMR_EINVAL, "the text search has no searchable word");
+    if (nomem) return CLMR_ENOMEM;
 
     /* FROM + WHERE, shared by the count and the page. Binding 1 is the model id. */
     qbuild_t *w = calloc(1, sizeof *w);
@@ -595,7 +613,9 @@ int clmr_store_track_query(clmr_store_t *s, const clmr_track_query_t *q, clmr_tr
     if (q->tag >= 0) {
         q_add(w, " AND clmr_f32(ts.scores, ?) >= ?");
         q_bind_i(w, q->tag);
-        q_bind_d(w, q->tag_min);
+        /* Compare in float32, as scores are stored: a threshold copied from a printed score
+         * (9 significant digits) then keeps that track. */
+        q_bind_d(w, (double)(float)q->tag_min);
     }
     if (q->artist) {
         q_add(w, " AND t.artist = ? COLLATE NOCASE");

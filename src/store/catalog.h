@@ -105,7 +105,7 @@ typedef enum {
     CLMR_SORT_BPM,
     CLMR_SORT_LOUDNESS,
     CLMR_SORT_TAG_SCORE, /* needs tag >= 0 */
-    CLMR_SORT_RELEVANCE, /* FTS5 rank; needs text */
+    CLMR_SORT_RELEVANCE, /* FTS5 rank; needs a text search */
 } clmr_track_sort_t;
 
 typedef struct {
@@ -114,6 +114,7 @@ typedef struct {
     double tag_min;       /* with tag: keep tracks whose score >= tag_min */
     const char *artist;   /* exact match ignoring ASCII case, NULL for any */
     const char *text;     /* words searched in title, artist and album (FTS5), NULL for any */
+    const char *title_text, *album_text; /* words searched in that column only, NULL for any */
     double bpm_min, bpm_max, lufs_min, lufs_max, duration_min, duration_max; /* NAN: unbounded */
     int64_t created_since;                                                   /* ms, 0 for any */
     int duplicates; /* -1 any, 0 only tracks that are not duplicates, 1 only duplicates */
@@ -143,7 +144,8 @@ void clmr_track_rows_free(clmr_track_row_t *rows, size_t n);
  * NULL on the last page. Sorted by q->sort then insertion order; tracks without a value (NULL)
  * come last in either direction. With the default sort, pages are stable under inserts and deletes
  * (keyset); with any other sort the cursor is an offset. CLMR_EINVAL for a malformed cursor, a
- * limit out of range, a tag/relevance sort without its filter, or text without a searchable word.
+ * limit out of range, a tag/relevance sort without its filter, or a text search without a
+ * searchable word (words need a letter or digit).
  */
 int clmr_store_track_query(clmr_store_t *s, const clmr_track_query_t *q, clmr_track_row_t **rows,
                            size_t *n, int64_t *total, char **next_cursor, char **errmsg);

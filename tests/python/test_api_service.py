@@ -76,7 +76,7 @@ def test_unknown_route_and_method(daemon):
     for method, path, allow in (("PUT", "/v1/tag", "POST"), ("GET", "/v1/search", "POST"),
                                 ("DELETE", "/v1/tracks", "GET, HEAD, POST"),
                                 ("POST", "/healthz", "GET, HEAD"),
-                                ("POST", "/v1/tracks/" + "a" * 64, "GET, HEAD, DELETE")):
+                                ("POST", "/v1/tracks/" + "a" * 64, "GET, HEAD, PATCH, DELETE")):
         r = requests.request(method, daemon.url(path))
         assert r.status_code == 405, (method, path)
         assert r.headers["Allow"] == allow

@@ -6,8 +6,12 @@
  * seconds): the mean of the inter-beat intervals within 8% of their median. aubio's own BPM
  * estimate is quantised to its autocorrelation lag (about 1.5% high at 140 BPM here), while beat
  * times average out their hop quantisation over many beats. Window sizes are aubio's defaults
- * scaled to the decoder's 22,050 Hz. Note: aubio drops an onset when the hop after it is below
- * its -70 dB silence gate, so clicks in digital silence are not counted (recordings have a floor).
+ * scaled to the decoder's 22,050 Hz. Cost: aubio's tempo and onset trackers are the expensive part
+ * (each an FFT per hop), so they read at most RHYTHM_S seconds from the middle of the track (a
+ * song's tempo and onset density are properties of its body, not its intro); loudness and true
+ * peak always cover the whole track (bench/bench_features.c measures the cost against inference).
+ * Note: aubio drops an onset when the hop after it is below its -70 dB silence gate, so clicks in
+ * digital silence are not counted (recordings have a floor).
  */
 #include "audio/descriptors.h"
 
@@ -19,9 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define WIN 1024     /* aubio analysis window at 22,050 Hz (46 ms) */
-#define HOP 256      /* 11.6 ms between analyses */
-#define WARMUP_S 3.0 /* beats before this are ignored for the median */
+#define WIN 512       /* aubio analysis window at 22,050 Hz (23 ms, as aubio's 1024 at 44.1 kHz) */
+#define HOP 256       /* 11.6 ms between analyses */
+#define WARMUP_S 3.0  /* beats before this are ignored for the median */
+#define RHYTHM_S 90.0 /* tempo and onsets: at most this much audio, from the middle */
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -43,22 +48,23 @@ int clmr_descriptors_compute(clmr_descriptors_t *out, const float *x, size_t n, 
     fvec_t *in = new_fvec(HOP), *tout = new_fvec(2), *oout = new_fvec(2);
     ebur128_state *st = ebur128_init(1, (unsigned long)rate,
                                      EBUR128_MODE_I | EBUR128_MODE_LRA | EBUR128_MODE_TRUE_PEAK);
-    size_t cap = n / (size_t)(rate / 4) + 16; /* beats: at most 240 BPM */
+    size_t cap = n / (size_t)(rate / 4) + 16; /* beats: at most 240 BPM (more are ignored) */
     double *beats = malloc(cap * sizeof *beats);
     if (!tempo || !onset || !in || !tout || !oout || !st || !beats) goto out;
     if (ebur128_set_channel(st, 0, EBUR128_DUAL_MONO) != EBUR128_SUCCESS) goto out;
+    if (ebur128_add_frames_float(st, x, n) != EBUR128_SUCCESS) goto out;
     size_t nb = 0, onsets = 0;
-    size_t warm = (size_t)(WARMUP_S * rate);
-    for (size_t pos = 0; pos < n; pos += HOP) {
-        size_t m = n - pos < HOP ? n - pos : HOP;
+    size_t warm = (size_t)(WARMUP_S * rate), span = (size_t)(RHYTHM_S * rate);
+    size_t r0 = n > span ? (n - span) / 2 : 0, r1 = n > span ? r0 + span : n;
+    for (size_t pos = r0; pos < r1; pos += HOP) {
+        size_t m = r1 - pos < HOP ? r1 - pos : HOP;
         memcpy(in->data, x + pos, m * sizeof *x);
         if (m < HOP) memset(in->data + m, 0, (HOP - m) * sizeof *x); /* zero-pad the tail */
         aubio_tempo_do(tempo, in, tout);
-        if (tout->data[0] != 0 && pos >= warm && nb < cap)
+        if (tout->data[0] != 0 && pos - r0 >= warm && nb < cap)
             beats[nb++] = (double)aubio_tempo_get_last(tempo);
         aubio_onset_do(onset, in, oout);
         if (oout->data[0] != 0) onsets++;
-        if (ebur128_add_frames_float(st, x + pos, m) != EBUR128_SUCCESS) goto out;
     }
     double bpm = NAN;
     if (nb >= 4) { /* intervals in place, then a robust mean around their median */
@@ -75,7 +81,7 @@ int clmr_descriptors_compute(clmr_descriptors_t *out, const float *x, size_t n, 
     }
     out->bpm = bpm;
     out->bpm_confidence = isnan(bpm) ? 0.0 : (double)aubio_tempo_get_confidence(tempo);
-    out->onset_rate = (double)onsets / ((double)n / rate);
+    out->onset_rate = (double)onsets / ((double)(r1 - r0) / rate);
     double v;
     if (ebur128_loudness_global(st, &v) == EBUR128_SUCCESS && isfinite(v)) out->loudness_lufs = v;
     if (isfinite(out->loudness_lufs) && ebur128_loudness_range(st, &v) == EBUR128_SUCCESS &&

@@ -5,7 +5,8 @@
  * Essentia/AudioMuse users know), loudness from libebur128 (the reference EBU R128
  * implementation). The mono signal is measured as "dual mono" (EBUR128_DUAL_MONO): a centre-panned
  * stereo mix downmixed to mono then reads the same LUFS as the stereo original. No musical key:
- * Debian ships no key-detection library.
+ * Debian ships no key-detection library. Tempo and onset density are measured on at most the
+ * middle 90 s of a track (aubio's trackers dominate the cost); loudness and peaks on all of it.
  */
 #ifndef CLMR_AUDIO_DESCRIPTORS_H
 #define CLMR_AUDIO_DESCRIPTORS_H
@@ -24,7 +25,7 @@ typedef struct {
 /* Computes the descriptors of x (n mono samples at `rate` Hz, caller-owned, not modified) into
  * *out. Returns 0, CLMR_EINVAL (n == 0, rate outside 8000..192000) or CLMR_ENOMEM, with *errmsg
  * (optional, malloc'd) on error. Thread-safe: every call builds its own aubio / libebur128
- * state. Cost: about 1-2% of a SampleCNN inference of the same audio (docs/api.md). */
+ * state. Cost against inference: bench/bench_features.c (docs/api.md has a measurement). */
 int clmr_descriptors_compute(clmr_descriptors_t *out, const float *x, size_t n, int rate,
                              char **errmsg);
 

@@ -142,7 +142,7 @@ def test_duplicates_are_linked(cat):
     assert t["clicks"]["duplicate_of"] is None and t["tone"]["duplicate_of"] is None
 
 
-def test_similar_hides_own_duplicates_unless_asked(cat):
+def test_similar_hides_own_duplicates_unless_asked(cat, files):
     t = cat.tracks
     wav, flac, mp3 = t["wav"]["id"], t["flac"]["id"], t["mp3"]["id"]
     r = requests.get(cat.url("/v1/tracks/%s/similar?k=10" % wav))
@@ -156,6 +156,15 @@ def test_similar_hides_own_duplicates_unless_asked(cat):
     r = requests.get(cat.url("/v1/tracks/%s/similar?k=10" % t["other"]["id"]))
     ids = [h["id"] for h in r.json()["results"]]
     assert len([i for i in ids if i in (wav, flac, mp3)]) == 1
+    # POST /v1/similar with the catalogued WAV's bytes: its group is left out too
+    with open(files["wav"], "rb") as f:
+        body = f.read()
+    r = requests.post(cat.url("/v1/similar?k=10"), data=body, timeout=120)
+    assert r.status_code == 200, r.text
+    ids = [h["id"] for h in r.json()["results"]]
+    assert ids and not {wav, flac, mp3} & set(ids)
+    r = requests.post(cat.url("/v1/similar?k=10&include_duplicates=true"), data=body, timeout=120)
+    assert {flac, mp3} <= {h["id"] for h in r.json()["results"]}
     r = requests.get(cat.url("/v1/tracks/%s/similar?include_duplicates=maybe" % wav))
     assert r.status_code == 400 and "include_duplicates" in r.json()["error"]["message"]
     # POST /v1/search with the track's own embedding: the group once, unless asked

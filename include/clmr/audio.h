@@ -26,6 +26,17 @@ typedef struct {
 /* Returns the default limits. */
 clmr_audio_params_t clmr_audio_default_params(void);
 
+/* Tags read from the file itself (ID3, Vorbis comments, MP4 atoms, RIFF INFO...) through FFmpeg's
+ * metadata API: the container's tags, then the audio stream's (Ogg keeps them there). Strings are
+ * malloc'd valid UTF-8 of at most CLMR_AUDIO_META_MAX bytes (longer ones cut at a character
+ * boundary; invalid UTF-8 is dropped), NULL when absent. */
+#define CLMR_AUDIO_META_MAX 1024
+typedef struct {
+    char *title, *artist, *album, *genre;
+    int year;         /* leading digits of "date"/"year" (1..9999), 0 when unknown */
+    int track_number; /* from "track" ("3/12" -> 3), 0 when unknown */
+} clmr_audio_meta_t;
+
 typedef struct {
     float *samples;    /* (n_samples) mono, CLMR_SAMPLE_RATE Hz; owned, free with clmr_audio_free */
     size_t n_samples;  /* > 0 on success; no padding is applied here */
@@ -33,7 +44,8 @@ typedef struct {
     char format[32];   /* demuxer short name, e.g. "mp3", "ogg"; "mp4" for m4a/mp4/mov */
     char codec[32];    /* decoder name, e.g. "mp3float", "vorbis" */
     int source_rate;   /* sample rate of the first decoded frame */
-    int source_channels; /* channel count of the first decoded frame */
+    int source_channels;    /* channel count of the first decoded frame */
+    clmr_audio_meta_t meta; /* the file's own tags (freed by clmr_audio_free) */
 } clmr_audio_t;
 
 /* Decodes `size` bytes at `data` (remains owned by the caller) into *out. Returns 0 or a
@@ -53,7 +65,7 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
 int clmr_audio_decode_file(clmr_audio_t *out, const char *path, const clmr_audio_params_t *params,
                            char **errmsg);
 
-/* Frees the samples of a; accepts NULL and zeroed structs. */
+/* Frees the samples and metadata of a; accepts NULL and zeroed structs. */
 void clmr_audio_free(clmr_audio_t *a);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef CLMR_AUDIO_INTERNAL_H
 #define CLMR_AUDIO_INTERNAL_H
 
+#include "clmr/audio.h"
+
 #include <stddef.h>
 
 /* What we do with a container detected by probing. */
@@ -40,5 +42,14 @@ typedef struct {
  * is not within the first bytes. FFmpeg rejects some lying headers itself with a generic
  * "invalid data"; this lets us name the bad field instead. Thread-safe (pure). */
 int clmr__audio_wav_sniff(const unsigned char *data, size_t size, clmr__wav_fmt_t *fmt);
+
+/* metadata.c: fills *m from a container's and its audio stream's FFmpeg metadata (AVDictionary,
+ * passed as void so this header needs no FFmpeg include). Fields it cannot copy stay empty (an
+ * out-of-memory only loses tags). */
+void clmr__audio_meta_read(clmr_audio_meta_t *m, const void *fmt_md, const void *stream_md);
+void clmr__audio_meta_clear(clmr_audio_meta_t *m);
+
+/* 1 when s[0..n) is valid UTF-8 without NUL bytes. Thread-safe (pure). */
+int clmr__utf8_valid(const char *s, size_t n);
 
 #endif

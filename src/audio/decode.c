@@ -74,6 +74,7 @@ void clmr_audio_free(clmr_audio_t *a)
 {
     if (!a) return;
     free(a->samples);
+    clmr__audio_meta_clear(&a->meta);
     memset(a, 0, sizeof(*a));
 }
 
@@ -723,6 +724,7 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
         snprintf(out->codec, sizeof(out->codec), "%s", d.codec->name);
         out->source_rate = d.first_rate;
         out->source_channels = d.first_channels;
+        clmr__audio_meta_read(&out->meta, d.fmt->metadata, d.fmt->streams[d.stream]->metadata);
     }
     dec_close(&d);
     return rc;

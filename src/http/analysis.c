@@ -93,6 +93,12 @@ int clmr_http_analyze(clmr_http_analysis_t *out, clmr_infer_t *ctx, const void *
     out->emb = p->tr.emb;
     out->scores = p->tr.scores;
     out->chunk_scores = p->tr.chunk_scores;
+    out->meta_title = p->audio.meta.title;
+    out->meta_artist = p->audio.meta.artist;
+    out->meta_album = p->audio.meta.album;
+    out->meta_genre = p->audio.meta.genre;
+    out->meta_year = p->audio.meta.year;
+    out->meta_track_number = p->audio.meta.track_number;
     return 0;
 }
 

@@ -36,6 +36,9 @@ typedef struct {
     float *scores;       /* (n_tags) mean sigmoid scores */
     float *chunk_scores; /* (n_chunks, n_tags) */
     double decode_s, infer_s;
+    /* the file's own tags (clmr_audio_meta_t), NULL / 0 when absent; owned by priv */
+    const char *meta_title, *meta_artist, *meta_album, *meta_genre;
+    int meta_year, meta_track_number;
     void *priv; /* owns the arrays above (decoder and model results) */
 } clmr_http_analysis_t;
 

@@ -33,12 +33,15 @@ typedef enum {
     R_TAGS,
     R_MODELS,
     R_TAG,
-    R_TRACKS,    /* /v1/tracks (POST, GET) */
-    R_TRACK,     /* /v1/tracks/{id} (GET, DELETE) */
-    R_TRACK_SIM, /* /v1/tracks/{id}/similar */
-    R_SIMILAR,   /* POST /v1/similar */
-    R_SEARCH,    /* POST /v1/search */
-    R_ADMIN,     /* /v1/admin/... (admin.c) */
+    R_TRACKS,      /* /v1/tracks (POST, GET) */
+    R_TRACK,       /* /v1/tracks/{id} (GET, DELETE) */
+    R_TRACK_SIM,   /* /v1/tracks/{id}/similar */
+    R_SIMILAR,     /* POST /v1/similar */
+    R_SEARCH,      /* POST /v1/search */
+    R_ADMIN,       /* /v1/admin/... (admin.c) */
+    R_TRACK_AUDIO, /* GET /v1/tracks/{id}/audio (catalog_api.c) */
+    R_TRACK_EMB,   /* GET /v1/tracks/{id}/embedding */
+    R_EXPORT,      /* GET /v1/export */
     R__COUNT
 } clmr_route_t;
 
@@ -100,6 +103,12 @@ typedef struct clmr_http_req {
     char q_top[16], q_threshold[32], q_per_chunk[8], q_embedding[8], q_k[16], q_limit[16];
     char *q_title, *q_artist, *q_external_id, *q_cursor, *content_type;
     int q_nul; /* one of the strings above had a NUL inside (%00): refused with 400 */
+    /* catalogue routes (catalog_api.c): every query argument, the Range header, and a response
+     * built by the handler itself (a file or a stream) that server.c sends instead of resp_body */
+    struct clmr_qarg *qargs;
+    int n_qargs;
+    char *h_range;
+    struct MHD_Response *resp_custom;
 } clmr_http_req_t;
 
 enum {

@@ -15,10 +15,24 @@
 #include <string.h>
 
 static const char *const route_names[R__COUNT] = {
-    "unknown",          "/healthz",   "/readyz",         "/metrics",
-    "/v1/openapi.json", "/v1/config", "/v1/tags",        "/v1/models",
-    "/v1/tag",          "/v1/tracks", "/v1/tracks/{id}", "/v1/tracks/{id}/similar",
-    "/v1/similar",      "/v1/search", "/v1/admin",
+    "unknown",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/openapi.json",
+    "/v1/config",
+    "/v1/tags",
+    "/v1/models",
+    "/v1/tag",
+    "/v1/tracks",
+    "/v1/tracks/{id}",
+    "/v1/tracks/{id}/similar",
+    "/v1/similar",
+    "/v1/search",
+    "/v1/admin",
+    "/v1/tracks/{id}/audio",
+    "/v1/tracks/{id}/embedding",
+    "/v1/export",
 };
 
 static const double buckets[CLMR_HTTP_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

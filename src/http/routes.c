@@ -8,8 +8,10 @@
  * always has its audio, and updates the similarity index after the commit.
  */
 #include "clmr/error.h"
+#include "audio/fingerprint.h"
 #include "http/admin.h"
 #include "http/auth.h"
+#include "http/catalog_api.h"
 #include "http/http_internal.h"
 #include "http/multipart.h"
 #include "http/rollover.h"
@@ -26,9 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PATCH_BODY_LIMIT (64u << 10) /* a few metadata fields */
 #define SEARCH_BODY_LIMIT (1u << 20) /* JSON bodies: 512 floats fit in well under 16 KiB */
 #define K_MAX 100
-#define LIMIT_MAX 1000
 #define META_MAX 1024 /* bytes of title / artist / external_id */
 #define READYZ_DB_WAIT_MS 1000
 
@@ -97,7 +99,7 @@ static void sha256_hex(const void *data, size_t n, char out[65])
 
 /* ---------------------------------------------------------------- route table */
 
-enum { BODY_NONE = 0, BODY_UPLOAD, BODY_JSON, BODY_ADMIN };
+enum { BODY_NONE = 0, BODY_UPLOAD, BODY_JSON, BODY_ADMIN, BODY_PATCH };
 #define ADMIN_BODY_LIMIT (64u * 1024u)
 
 /* One row per (method, path): where it runs, what body it takes and the scope a caller needs
@@ -131,8 +133,14 @@ static const route_def_t ROUTES[] = {
     {"POST", "/v1/tracks", R_TRACKS, CLMR_SCOPE_WRITE, CLMR_POOL_INFERENCE, BODY_UPLOAD, 0},
     {"GET", "/v1/tracks/{track}", R_TRACK, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
     {"DELETE", "/v1/tracks/{track}", R_TRACK, CLMR_SCOPE_WRITE, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
+    {"PATCH", "/v1/tracks/{track}", R_TRACK, CLMR_SCOPE_WRITE, CLMR_POOL_CATALOGUE, BODY_PATCH, 0},
     {"GET", "/v1/tracks/{track}/similar", R_TRACK_SIM, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE,
      BODY_NONE, 0},
+    {"GET", "/v1/tracks/{track}/audio", R_TRACK_AUDIO, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE,
+     BODY_NONE, 0},
+    {"GET", "/v1/tracks/{track}/embedding", R_TRACK_EMB, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE,
+     BODY_NONE, 0},
+    {"GET", "/v1/export", R_EXPORT, CLMR_SCOPE_READ, CLMR_POOL_CATALOGUE, BODY_NONE, 0},
     {"POST", "/v1/admin/finetune", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_ADMIN,
      ADMIN_FINETUNE},
     {"GET", "/v1/admin/jobs", R_ADMIN, CLMR_SCOPE_ADMIN, CLMR_POOL_CATALOGUE, BODY_NONE,
@@ -277,6 +285,7 @@ int clmr__route_match(clmr_http_req_t *req, const char *method, const char *url,
     *body_limit = hit->body == BODY_UPLOAD  ? (size_t)req->srv->cfg.max_upload_bytes
                   : hit->body == BODY_JSON  ? SEARCH_BODY_LIMIT
                   : hit->body == BODY_ADMIN ? ADMIN_BODY_LIMIT
+                  : hit->body == BODY_PATCH ? PATCH_BODY_LIMIT
                                             : 0;
     return 0;
 }
@@ -296,8 +305,8 @@ static int by_score_desc(const void *a, const void *b)
 }
 
 /* [{"tag","score"}...] highest first, score >= threshold, at most top entries. */
-static json_t *tags_json(const clmr_http_model_info_t *info, const float *scores, int n, int top,
-                         double threshold)
+json_t *clmr__tags_json(const clmr_http_model_info_t *info, const float *scores, int n, int top,
+                        double threshold)
 {
     json_t *a = json_array();
     if (!scores || n <= 0) return a;
@@ -323,7 +332,7 @@ static json_t *floats_json(const float *v, int n)
     return a;
 }
 
-static json_t *track_json(const clmr_track_record_t *t)
+json_t *clmr__track_json(const clmr_track_record_t *t)
 {
     json_t *j = json_pack("{s:s,s:f,s:I}", "id", t->id, "duration_s", t->duration_s, "created_at",
                           (json_int_t)t->created_at);
@@ -334,16 +343,20 @@ static json_t *track_json(const clmr_track_record_t *t)
     return j;
 }
 
-/* Track JSON plus its tags for the active model (when stored). */
-static json_t *track_full_json(clmr_http_req_t *req, const clmr_track_record_t *t)
+/* Track JSON plus its metadata, descriptors and tags for the active model (when stored). */
+json_t *clmr__track_full_json(clmr_http_req_t *req, const clmr_track_record_t *t)
 {
     const clmr_http_model_info_t *info = &req->sm->info;
-    json_t *j = track_json(t);
+    json_t *j = clmr__track_json(t);
+    clmr_track_extra_t x;
+    if (clmr_store_track_extra_get(req->srv->store, t->id, &x, NULL) == 0)
+        clmr__track_extra_json(j, &x);
+    clmr_track_extra_clear(&x);
     float *sc = NULL;
     int n = 0;
     if (clmr_store_scores_get(req->srv->store, t->id, info->id, &sc, &n, NULL) == 0) {
         json_object_set_new(j, "model", json_string(info->id));
-        json_object_set_new(j, "tags", tags_json(info, sc, n, n, 0.0));
+        json_object_set_new(j, "tags", clmr__tags_json(info, sc, n, n, 0.0));
     }
     free(sc);
     return j;
@@ -358,7 +371,7 @@ static json_t *hits_json(clmr_server_t *s, const clmr_index_hit_t *hits, int n)
         memset(&t, 0, sizeof t);
         json_t *h;
         if (clmr_store_track_get(s->store, hits[i].id, &t, NULL) == 0) {
-            h = track_json(&t);
+            h = clmr__track_json(&t);
             clmr_track_record_clear(&t);
         } else { /* deleted between the search and now: still report the hit */
             h = json_pack("{s:s}", "id", hits[i].id);
@@ -462,36 +475,6 @@ static void h_models(clmr_http_req_t *req)
     clmr__http_json(req, 200, st);
 }
 
-static void h_tracks_list(clmr_http_req_t *req)
-{
-    clmr_server_t *s = req->srv;
-    int limit;
-    /* Query arguments were copied in the polling thread: this may run on a pool thread. */
-    if (parse_int_arg(req, "limit", req->q_limit, 50, 1, LIMIT_MAX, &limit)) return;
-    const char *cursor = req->q_cursor;
-    if (cursor && (strlen(cursor) > 256 || req->q_nul)) {
-        clmr__http_error(req, 400, "invalid_argument", "malformed cursor");
-        return;
-    }
-    clmr_track_record_t *items = NULL;
-    size_t n = 0;
-    char *next = NULL, *msg = NULL;
-    int rc = clmr_store_track_list(s->store, cursor, limit, &items, &n, &next, &msg);
-    if (rc == CLMR_EINVAL) {
-        clmr__http_error(req, 400, "invalid_argument", "malformed cursor");
-    } else if (rc) {
-        store_error(req, rc, msg, "track list");
-    } else {
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, track_json(&items[i]));
-        clmr__http_json(req, 200, json_pack("{s:o,s:s?}", "tracks", a, "next_cursor", next));
-    }
-    clmr_track_list_free(items, n);
-    free(next);
-    free(msg);
-}
-
 static void h_track_get(clmr_http_req_t *req)
 {
     clmr_track_record_t t;
@@ -503,7 +486,7 @@ static void h_track_get(clmr_http_req_t *req)
     else if (rc)
         store_error(req, rc, msg, "track get");
     else
-        clmr__http_json(req, 200, track_full_json(req, &t));
+        clmr__http_json(req, 200, clmr__track_full_json(req, &t));
     clmr_track_record_clear(&t);
     free(msg);
 }
@@ -531,11 +514,13 @@ static void h_track_delete(clmr_http_req_t *req)
 static void h_track_similar(clmr_http_req_t *req)
 {
     clmr_server_t *s = req->srv;
-    int k;
-    if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k)) return;
+    int k, include_dups;
+    if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k) || clmr__dup_arg(req, &include_dups))
+        return;
     clmr_index_hit_t hits[K_MAX];
     int n = 0;
-    int rc = clmr_index_search_id(atomic_load(&req->ss->index), req->id, k, hits, &n);
+    int rc = clmr__search_filtered(s, atomic_load(&req->ss->index), NULL, req->id, NULL, k,
+                                   include_dups, hits, &n);
     if (rc == CLMR_ENOT_FOUND) {
         clmr__http_error(req, 404, "not_found", "no track %s with an embedding for model %s",
                          req->id, req->ss->info.id);
@@ -560,7 +545,13 @@ static void h_search(clmr_http_req_t *req)
         goto out;
     }
     json_t *emb = json_object_get(j, "embedding"), *kj = json_object_get(j, "k");
+    json_t *dj = json_object_get(j, "include_duplicates");
     int k = 10;
+    if (dj && !json_is_boolean(dj)) {
+        clmr__http_error(req, 400, "invalid_argument",
+                         "'include_duplicates' must be true or false");
+        goto out;
+    }
     if (kj) {
         if (!json_is_integer(kj) || json_integer_value(kj) < 1 || json_integer_value(kj) > K_MAX) {
             clmr__http_error(req, 400, "invalid_argument", "'k' must be an integer from 1 to %d",
@@ -597,7 +588,8 @@ static void h_search(clmr_http_req_t *req)
     }
     clmr_index_hit_t hits[K_MAX];
     int n = 0;
-    int rc = clmr_index_search(atomic_load(&req->ss->index), q, k, NULL, hits, &n);
+    int rc = clmr__search_filtered(s, atomic_load(&req->ss->index), q, NULL, NULL, k,
+                                   json_is_true(dj), hits, &n);
     if (rc)
         clmr__http_error_clmr(req, rc, "search failed");
     else
@@ -659,13 +651,24 @@ void clmr__route_inline(clmr_http_req_t *req)
         h_models(req);
         break;
     case R_TRACKS:
-        h_tracks_list(req);
+        clmr__h_tracks_query(req);
         break;
     case R_TRACK:
         if (!strcmp(req->method, "DELETE"))
             h_track_delete(req);
+        else if (!strcmp(req->method, "PATCH"))
+            clmr__h_track_patch(req);
         else
             h_track_get(req);
+        break;
+    case R_TRACK_AUDIO:
+        clmr__h_track_audio(req);
+        break;
+    case R_TRACK_EMB:
+        clmr__h_track_embedding(req);
+        break;
+    case R_EXPORT:
+        clmr__h_export(req);
         break;
     case R_TRACK_SIM:
         h_track_similar(req);
@@ -686,7 +689,8 @@ void clmr__route_inline(clmr_http_req_t *req)
 typedef struct {
     const unsigned char *audio;
     size_t audio_len;
-    char *title, *artist, *external_id; /* malloc'd copies, NUL-terminated */
+    char *title, *artist, *external_id;        /* malloc'd copies, NUL-terminated */
+    char *album, *genre, *year, *track_number; /* idem (issue 17; numbers parsed at ingest) */
 } upload_t;
 
 static char *dup_span(const void *p, size_t n)
@@ -714,6 +718,21 @@ static int meta_ok(clmr_http_req_t *req, const char *name, const char *v)
     return 1;
 }
 
+/* An optional integer form field / query parameter from 1 to hi. */
+static int upload_int(clmr_http_req_t *req, const char *name, const char *v, int hi)
+{
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < 1 || x > hi) {
+        clmr__http_error(req, 400, "invalid_argument", "'%s' must be an integer from 1 to %d", name,
+                         hi);
+        return -1;
+    }
+    return 0;
+}
+
 static int read_upload(clmr_http_req_t *req, upload_t *u)
 {
     memset(u, 0, sizeof *u);
@@ -738,9 +757,11 @@ static int read_upload(clmr_http_req_t *req, upload_t *u)
         }
         u->audio = f->data;
         u->audio_len = f->size;
-        static const char *const names[3] = {"title", "artist", "external_id"};
-        char **dst[3] = {&u->title, &u->artist, &u->external_id};
-        for (int i = 0; i < 3; i++) {
+        static const char *const names[7] = {"title", "artist", "external_id", "album",
+                                             "genre", "year",   "track_number"};
+        char **dst[7] = {&u->title, &u->artist, &u->external_id, &u->album,
+                         &u->genre, &u->year,   &u->track_number};
+        for (int i = 0; i < 7; i++) {
             const clmr_multipart_part_t *p = clmr_multipart_find(parts, np, names[i]);
             if (!p) continue;
             if (memchr(p->data, 0, p->size) || p->size > META_MAX) {
@@ -761,8 +782,19 @@ static int read_upload(clmr_http_req_t *req, upload_t *u)
     if (!u->title && req->q_title) u->title = strdup(req->q_title);
     if (!u->artist && req->q_artist) u->artist = strdup(req->q_artist);
     if (!u->external_id && req->q_external_id) u->external_id = strdup(req->q_external_id);
+    static const char *const more[4] = {"album", "genre", "year", "track_number"};
+    char **mdst[4] = {&u->album, &u->genre, &u->year, &u->track_number};
+    for (int i = 0; i < 4; i++) {
+        const char *v = clmr__qarg(req, more[i]);
+        if (!*mdst[i] && v && *v && !(*mdst[i] = strdup(v)))
+            return clmr__http_error_clmr(req, CLMR_ENOMEM, NULL), -1;
+    }
     if (!meta_ok(req, "title", u->title) || !meta_ok(req, "artist", u->artist) ||
-        !meta_ok(req, "external_id", u->external_id))
+        !meta_ok(req, "external_id", u->external_id) || !meta_ok(req, "album", u->album) ||
+        !meta_ok(req, "genre", u->genre))
+        return -1;
+    if (upload_int(req, "year", u->year, 9999) ||
+        upload_int(req, "track_number", u->track_number, 99999))
         return -1;
     if (u->audio_len == 0) {
         clmr__http_error(req, 400, "empty_input", "the request carries no audio bytes");
@@ -776,6 +808,10 @@ static void upload_free(upload_t *u)
     free(u->title);
     free(u->artist);
     free(u->external_id);
+    free(u->album);
+    free(u->genre);
+    free(u->year);
+    free(u->track_number);
 }
 
 /* Decodes + analyses; on failure the error response is prepared and -1 returned. */
@@ -867,9 +903,10 @@ static int tag_from_cache(clmr_http_req_t *req, const char *sha, int top, int pe
               (!want_emb || r.embedding);
     if (hit) {
         clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
-        json_t *j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id,
-                              "duration_s", r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
-                              tags_json(&req->sm->info, r.scores, r.n_scores, top, threshold));
+        json_t *j =
+            json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id,
+                      "duration_s", r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
+                      clmr__tags_json(&req->sm->info, r.scores, r.n_scores, top, threshold));
         if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
         clmr__http_json(req, 200, j);
     }
@@ -891,7 +928,7 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
     cache_store(req, req->sm->info.id, sha, &a);
     j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id, "duration_s",
                   a.duration_s, "chunks", a.n_chunks, "cached", 0, "tags",
-                  tags_json(&req->sm->info, a.scores, a.n_tags, top, threshold));
+                  clmr__tags_json(&req->sm->info, a.scores, a.n_tags, top, threshold));
     if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
     if (per_chunk) {
         json_t *pc = json_array();
@@ -921,7 +958,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
         free(sc);
         if (have) { /* already catalogued for this model: 200 with the stored track */
             snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
-            clmr__http_json(req, 200, track_full_json(req, &t));
+            clmr__http_json(req, 200, clmr__track_full_json(req, &t));
             clmr_track_record_clear(&t);
             return;
         }
@@ -946,18 +983,49 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     }
     memset(&t, 0, sizeof t);
     snprintf(t.id, sizeof t.id, "%s", sha);
-    t.title = u->title;
-    t.artist = u->artist;
+    /* The upload's fields win over the file's own tags. */
+    t.title = u->title ? u->title : (char *)a.meta_title;
+    t.artist = u->artist ? u->artist : (char *)a.meta_artist;
     t.external_id = u->external_id;
     t.duration_s = a.duration_s;
     t.audio_path = rel;
+    clmr_track_extra_t x;
+    clmr_track_extra_init(&x);
+    x.album = u->album ? u->album : (char *)a.meta_album;
+    x.genre = u->genre ? u->genre : (char *)a.meta_genre;
+    x.year = u->year ? atoi(u->year) : a.meta_year;
+    x.track_number = u->track_number ? atoi(u->track_number) : a.meta_track_number;
+    uint32_t *fp = NULL;
+    int fp_n = 0;
+    double feat_s = clmr__ingest_features(req, a.samples, a.n_samples, &x, &fp, &fp_n);
+    CLMR_RLOG_INFO(req->request_id,
+                   "ingest: decode %.1f ms, inference %.1f ms, descriptors+fingerprint %.1f ms",
+                   a.decode_s * 1e3, a.infer_s * 1e3, feat_s * 1e3);
+    clmr_catalog_ingest_t in = {.track = &t,
+                                .extra = &x,
+                                .model_id = req->sm->info.id,
+                                .emb = a.emb,
+                                .dim = a.dim,
+                                .scores = a.scores,
+                                .n_scores = a.n_tags,
+                                .fp = fp,
+                                .fp_n = fp_n,
+                                .similarity = clmr_fingerprint_similarity,
+                                .match_threshold = CLMR_FINGERPRINT_MATCH,
+                                .duration_tolerance_s =
+                                    clmr_fingerprint_length_tolerance(a.duration_s)};
     int created = 0;
-    rc = clmr_store_track_ingest(s->store, &t, req->sm->info.id, a.emb, a.dim, a.scores, a.n_tags,
-                                 &created, &msg);
+    char dup[65] = "";
+    double sim = 0;
+    rc = clmr_store_catalog_ingest(s->store, &in, &created, dup, &sim, &msg);
+    free(fp);
     if (rc) {
         store_error(req, rc, msg, "ingest");
         goto out;
     }
+    if (dup[0])
+        CLMR_RLOG_INFO(req->request_id, "ingest: %s is a duplicate of %s (similarity %.3f)", sha,
+                       dup, sim);
     /* Into the active model's index; while the catalogue is being re-embedded for it the index
      * does not exist yet, and the re-embedding picks this row up from the store. */
     clmr_index_t *idx = atomic_load(&req->sm->index);
@@ -968,7 +1036,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     memset(&stored, 0, sizeof stored);
     if (clmr_store_track_get(s->store, sha, &stored, NULL) == 0) {
         snprintf(req->location, sizeof req->location, "/v1/tracks/%s", sha);
-        clmr__http_json(req, created ? 201 : 200, track_full_json(req, &stored));
+        clmr__http_json(req, created ? 201 : 200, clmr__track_full_json(req, &stored));
     } else {
         clmr__http_error_clmr(req, CLMR_EDB, "the track vanished right after ingest");
     }
@@ -981,8 +1049,9 @@ out:
 static void job_similar(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
 {
     clmr_server_t *s = req->srv;
-    int k;
-    if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k)) return;
+    int k, include_dups;
+    if (parse_int_arg(req, "k", req->q_k, 10, 1, K_MAX, &k) || clmr__dup_arg(req, &include_dups))
+        return;
     float *q = NULL;
     clmr_tag_result_t r;
     memset(&r, 0, sizeof r);
@@ -1015,7 +1084,8 @@ static void job_similar(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t 
     clmr_index_hit_t hits[K_MAX];
     int n = 0;
     /* An upload that is itself catalogued is left out, as for GET /v1/tracks/{id}/similar. */
-    int rc = clmr_index_search(atomic_load(&req->ss->index), q, k, sha, hits, &n);
+    int rc = clmr__search_filtered(s, atomic_load(&req->ss->index), q, NULL, sha, k, include_dups,
+                                   hits, &n);
     if (rc) {
         clmr__http_error_clmr(req, rc, "search failed");
         goto out;

@@ -16,6 +16,7 @@
 #include "clmr/error.h"
 #include "http/admin.h"
 #include "http/auth.h"
+#include "http/catalog_api.h"
 #include "http/client_addr.h"
 #include "http/http_internal.h"
 #include "http/rollover.h"
@@ -132,8 +133,13 @@ static void release(clmr_server_t *s, clmr_http_req_t *req)
 static enum MHD_Result send_response(clmr_http_req_t *req)
 {
     if (!req->done) clmr__http_error(req, 500, "internal", "no response was prepared");
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(req->resp_len, req->resp_body, MHD_RESPMEM_MUST_FREE);
+    /* A handler may have built the response itself (a file with Range, a streamed export). */
+    struct MHD_Response *r = req->resp_custom;
+    req->resp_custom = NULL;
+    if (!r)
+        r = MHD_create_response_from_buffer(req->resp_len, req->resp_body, MHD_RESPMEM_MUST_FREE);
+    else
+        free(req->resp_body);
     if (!r) return MHD_NO;
     req->resp_body = NULL; /* owned by the response now */
     MHD_add_response_header(r, "Content-Type",
@@ -290,6 +296,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         req->q_artist = dup_arg(c, MHD_GET_ARGUMENT_KIND, "artist", &req->q_nul);
         req->q_external_id = dup_arg(c, MHD_GET_ARGUMENT_KIND, "external_id", &req->q_nul);
         req->content_type = dup_arg(c, MHD_HEADER_KIND, "Content-Type", &req->q_nul);
+        req->h_range = dup_arg(c, MHD_HEADER_KIND, "Range", &req->q_nul);
+        clmr__qargs_collect(req, c);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -399,6 +407,9 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     free(req->q_external_id);
     free(req->q_cursor);
     free(req->content_type);
+    free(req->h_range);
+    clmr__qargs_free(req);
+    if (req->resp_custom) MHD_destroy_response(req->resp_custom);
     clmr__served_release(req->sm);
     clmr__served_release(req->ss);
     free(req);

@@ -64,7 +64,8 @@ def test_openapi_matches_routes(daemon):
     # ...and every route the code answers is documented (probe list from the code's table).
     for path in ("/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/config", "/v1/tags",
                  "/v1/models", "/v1/tag", "/v1/tracks", "/v1/tracks/{id}",
-                 "/v1/tracks/{id}/similar", "/v1/similar", "/v1/search"):
+                 "/v1/tracks/{id}/similar", "/v1/similar", "/v1/search", "/v1/tracks/{id}/audio",
+                 "/v1/tracks/{id}/embedding", "/v1/export"):
         assert path in served["paths"], path
 
 
@@ -76,7 +77,7 @@ def test_unknown_route_and_method(daemon):
     for method, path, allow in (("PUT", "/v1/tag", "POST"), ("GET", "/v1/search", "POST"),
                                 ("DELETE", "/v1/tracks", "GET, HEAD, POST"),
                                 ("POST", "/healthz", "GET, HEAD"),
-                                ("POST", "/v1/tracks/" + "a" * 64, "GET, HEAD, DELETE")):
+                                ("POST", "/v1/tracks/" + "a" * 64, "GET, HEAD, PATCH, DELETE")):
         r = requests.request(method, daemon.url(path))
         assert r.status_code == 405, (method, path)
         assert r.headers["Allow"] == allow

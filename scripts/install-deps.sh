@@ -1,6 +1,8 @@
 #!/bin/sh
 # install-deps.sh - install every Debian 12 package clmrd needs to build, test and run.
 # Usage: scripts/install-deps.sh [--runtime-only]. Needs root (or sudo). Idempotent.
+# --runtime-only: what building and running the service needs (make run), not the test and
+# dataset tools (PyTorch, clang, nginx, soundfonts, festival, Node.js).
 set -eu
 build="build-essential meson ninja-build pkg-config
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev
@@ -17,6 +19,11 @@ missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# The OpenAPI validator of the tests (tests/tools/package.json) runs on Node.js with npm. Any
+# node + npm on PATH will do (a machine may have them from elsewhere); otherwise Debian's.
+if [ "${1:-}" != "--runtime-only" ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
 if [ -z "$missing" ]; then
   echo "install-deps: all packages present"
   exit 0

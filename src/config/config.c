@@ -347,7 +347,9 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
     const char *file = getenv("CLMRD_CONFIG");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) return clmr_set_err(errmsg, CLMR_EINVAL, "--config needs a path");
+            if (i + 1 >= argc)
+                return clmr_set_err(errmsg, CLMR_EINVAL,
+                                    "--config: needs a value (see 'clmrd serve --help')");
             file = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             file = argv[i] + 9;
@@ -372,13 +374,16 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
             val = eq + 1;
         } else {
             if (i + 1 >= argc)
-                return clmr_set_err(errmsg, CLMR_EINVAL, "option --%s needs a value", a);
+                return clmr_set_err(errmsg, CLMR_EINVAL,
+                                    "--%s: needs a value (see 'clmrd serve --help')", a);
             val = argv[++i];
         }
         if (klen == 6 && strncmp(a, "config", 6) == 0) continue;
         char key[64], src[80];
-        if (klen >= sizeof key)
-            return clmr_set_err(errmsg, CLMR_EINVAL, "unknown option --%.60s", a);
+        if (klen >= sizeof key || !find_key(a, klen))
+            return clmr_set_err(errmsg, CLMR_EINVAL,
+                                "--%.*s: unknown option (see 'clmrd serve --help')",
+                                (int)(klen < 60 ? klen : 60), a);
         memcpy(key, a, klen);
         key[klen] = 0;
         snprintf(src, sizeof src, "--%s", key);
@@ -427,4 +432,6 @@ void clmr_config_print_help(FILE *f)
                 k->env, k->def, *range ? "; " : "", range);
     }
     fprintf(f, "  --%-24s %s\n", "config FILE", "read a 'key = value' configuration file");
+    fprintf(f, "\nExit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start (or\n"
+               "requests were abandoned at the stop), 2 on a bad option or configuration value.\n");
 }

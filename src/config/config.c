@@ -55,6 +55,10 @@ const clmr_config_key_t clmr_config_keys[] = {
      OFF(trusted_proxies), SZ(trusted_proxies), 0,
      "reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDR "
      "prefixes, e.g. 127.0.0.1,::1); empty = trust none and log the TCP peer"},
+    {"cors-origins", "CLMRD_CORS_ORIGINS", CLMR_CFG_STRING, "", 0, 0, NULL, OFF(cors_origins),
+     SZ(cors_origins), 0,
+     "browser origins allowed to call the API (comma-separated scheme://host[:port], or *); "
+     "empty = no cross-origin access"},
     {"admin-token-file", "CLMRD_ADMIN_TOKEN_FILE", CLMR_CFG_PATH, "", 0, 0, NULL,
      OFF(admin_token_file), SZ(admin_token_file), 1,
      "file holding the bearer token for admin endpoints (empty = admin endpoints disabled)"},

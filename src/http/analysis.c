@@ -93,6 +93,7 @@ int clmr_http_analyze(clmr_http_analysis_t *out, clmr_infer_t *ctx, const void *
     out->emb = p->tr.emb;
     out->scores = p->tr.scores;
     out->chunk_scores = p->tr.chunk_scores;
+    out->n_warnings = clmr_audio_warnings(&p->audio, out->warnings, 2);
     return 0;
 }
 

@@ -7,6 +7,8 @@
 #ifndef CLMR_HTTP_ANALYSIS_H
 #define CLMR_HTTP_ANALYSIS_H
 
+#include "clmr/audio.h"
+
 #include <stddef.h>
 
 typedef struct clmr_model clmr_model_t;
@@ -36,6 +38,8 @@ typedef struct {
     float *scores;       /* (n_tags) mean sigmoid scores */
     float *chunk_scores; /* (n_chunks, n_tags) */
     double decode_s, infer_s;
+    clmr_audio_warning_t warnings[2]; /* a truncated or damaged file (clmr_audio_warnings) */
+    int n_warnings;
     void *priv; /* owns the arrays above (decoder and model results) */
 } clmr_http_analysis_t;
 

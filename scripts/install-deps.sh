@@ -24,8 +24,17 @@ done
 if [ "${1:-}" != "--runtime-only" ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
   missing="$missing nodejs npm"
 fi
+# The OpenAPI validator (npm registry, pinned by tests/tools/openapi/package-lock.json).
+npm_tools() {
+  [ "${1:-}" = "--runtime-only" ] && return 0
+  d="$(dirname "$0")/../tests/tools/openapi"
+  [ -d "$d/node_modules/@apidevtools/swagger-parser" ] && return 0
+  echo "install-deps: npm ci in tests/tools/openapi"
+  npm ci --prefix "$d" --no-audit --no-fund --loglevel=error
+}
 if [ -z "$missing" ]; then
   echo "install-deps: all packages present"
+  npm_tools "${1:-}"
   exit 0
 fi
 SUDO=""
@@ -35,3 +44,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q -o DPkg::Lock::Timeout=600
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 $missing
+npm_tools "${1:-}"

@@ -150,7 +150,8 @@ static void write_line(FILE *f, const entry_t *e)
     fputc('\n', f);
 }
 
-/* Parses one journal line (without its newline); 0 on success. */
+/* Parses one journal line (without its newline): 0, 1 for a line that is not a record (skipped),
+ * or CLMR_ENOMEM. */
 static int parse_line(clmr_ingest_state_t *st, char *line)
 {
     char kind;
@@ -159,14 +160,14 @@ static int parse_line(clmr_ingest_state_t *st, char *line)
     int used = 0;
     if (sscanf(line, "v1\t%c\t%lld\t%lld\t%64[^\t]\t%n", &kind, &size, &mtime, sha, &used) != 4 ||
         !used || (kind != 'd' && kind != 'r'))
-        return -1;
+        return 1;
     char *p = line + used;
     char *path = read_field(&p);
     char *reason = path ? read_field(&p) : NULL;
     if (!path || !reason || !path[0]) {
         free(path);
         free(reason);
-        return -1;
+        return 1; /* malformed escape or empty path (read_field's NULL on OOM is rare enough) */
     }
     if (!reason[0]) {
         free(reason);

@@ -334,3 +334,36 @@ def test_usage_errors_have_one_format(tmp_path):
     assert r.returncode == 2 and "--server" in r.stderr
     h = ingest("--help")
     assert h.returncode == 0 and "Exit status:" in h.stdout
+
+
+def test_progress_bar_on_a_terminal(make_daemon, music, tmp_path):
+    """On a terminal (a pty here) the run draws one redrawn line with files/s, ETA and failures,
+    and prints the failure above it; the summary follows."""
+    import pty
+    import select
+
+    d = make_daemon()
+    root, good, bad = music
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ingest with the pty as its terminal
+        os.execv(CLMRD, [CLMRD, "ingest", "--server", d.base, "--state", str(tmp_path / "s.tsv"), str(root)])
+    out = b""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 1.0)
+        if r:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 1, text
+    assert "\r\x1b[K[" in text and " files/s  ETA " in text and " failed" in text, text
+    bars = [seg for seg in text.split("\r\x1b[K") if seg.startswith("[")]
+    assert any("5/5 files" in b and "1 failed" in b for b in bars), bars[-3:]
+    assert "failed: %s: HTTP 415" % bad in text
+    assert "ingest: 5 files: 4 uploaded" in text

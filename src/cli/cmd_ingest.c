@@ -245,8 +245,9 @@ static void process(run_t *r, clmr_ingest_http_t *h, const char *path)
 {
     struct stat sb;
     char msg[1024] = "";
-    if (stat(path, &sb) || !S_ISREG(sb.st_mode)) {
-        snprintf(msg, sizeof msg, "cannot read: %s", errno ? strerror(errno) : "not a file");
+    int st_rc = stat(path, &sb);
+    if (st_rc || !S_ISREG(sb.st_mode)) {
+        snprintf(msg, sizeof msg, "cannot read: %s", st_rc ? strerror(errno) : "not a file");
         finish(r, path, F_FAILED, msg);
         return;
     }

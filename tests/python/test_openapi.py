@@ -115,7 +115,9 @@ def test_documented_query_parameters_are_the_accepted_ones(daemon, files):
             path = tmpl.replace("{id}", tid)
             r = requests.request(method.upper(), daemon.url(path), params={"bogus_param": "1"},
                                  data=b"x" if method == "post" else None, timeout=60)
-            assert r.status_code == 400, (method, tmpl, r.status_code, r.text)
+            assert r.status_code == 400, ("%s %s answered %d to an unknown query parameter: give the "
+                                          "route its row in src/http/query.c (%s)"
+                                          % (method.upper(), tmpl, r.status_code, r.text[:200]))
             err = r.json()["error"]
             assert err["code"] == "unknown_parameter" and "'bogus_param'" in err["message"]
             if documented:

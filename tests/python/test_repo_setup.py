@@ -21,7 +21,7 @@ def packages_installed_by(tmp_path, *args):
     # node and npm absent: a PATH of the recorders and links to the few tools the script uses
     tools = tmp_path / "tools"
     tools.mkdir(exist_ok=True)
-    for t in ("sh", "grep", "cat", "echo", "true", "["):
+    for t in ("sh", "grep", "cat", "echo", "true", "[", "dirname"):
         src = subprocess.run(["sh", "-c", "command -v %s" % t], capture_output=True, text=True).stdout.strip()
         if src.startswith("/") and not (tools / t).exists():
             os.symlink(src, tools / t)

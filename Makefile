@@ -1,16 +1,20 @@
 # The two set-up commands of the README:
-#   make run   install dependencies, build, start the service on the default model
+#   make run   install what running needs, build, start the service on the default model
 #   make test  install dependencies, build, run every test (unit, sanitizer, API, tools)
 BUILD ?= build
 MODEL ?= models/clmr-default.safetensors
 ARGS ?=
 
-.PHONY: all deps build run test test-quick format clean bench
+.PHONY: all deps deps-run build run test test-quick format clean bench
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+# Only what building and running the service needs (no test or dataset tools).
+deps-run:
+	@scripts/install-deps.sh --runtime-only
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
@@ -18,7 +22,7 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-run: deps build
+run: deps-run build
 	@scripts/run-service.sh $(BUILD)/clmrd $(MODEL) $(ARGS)
 
 test: deps build

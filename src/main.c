@@ -13,7 +13,8 @@ static void usage(FILE *f)
             CLMRD_VERSION);
     for (const clmr_cli_command_t *c = clmr_cli_commands; c->name; c++)
         fprintf(f, "  %-14s %s\n", c->name, c->summary);
-    fprintf(f, "\nRun 'clmrd COMMAND --help' for the options of a command.\n");
+    fprintf(f, "\nRun 'clmrd COMMAND --help' for the options of a command.\n\n"
+               "Exit status: the command's (see its --help); 2 for an unknown command.\n");
 }
 
 int main(int argc, char **argv)

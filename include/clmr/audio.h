@@ -46,6 +46,10 @@ typedef struct {
     int source_rate;   /* sample rate of the first decoded frame */
     int source_channels;    /* channel count of the first decoded frame */
     clmr_audio_meta_t meta; /* the file's own tags (freed by clmr_audio_free) */
+    /* What a caller needs to warn about a damaged or truncated file that still decoded: */
+    double declared_duration_s; /* the container's own duration (header), 0 when it has none */
+    long skipped_packets;       /* packets that failed to decode and were skipped */
+    int read_error;             /* 1 when reading stopped early on a damaged container */
 } clmr_audio_t;
 
 /* Decodes `size` bytes at `data` (remains owned by the caller) into *out. Returns 0 or a
@@ -64,6 +68,18 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
  * as clmr_audio_decode_memory does. CLMR_EIO when the file cannot be read. */
 int clmr_audio_decode_file(clmr_audio_t *out, const char *path, const clmr_audio_params_t *params,
                            char **errmsg);
+
+/* A warning about a file that decoded but is probably damaged (src/audio/damage.c). */
+typedef struct {
+    const char *code;  /* "truncated" or "decode_errors" (static storage) */
+    char message[192]; /* e.g. "decoded 2.3 s of the 17.4 s the container declares" */
+} clmr_audio_warning_t;
+
+/* Fills up to max warnings about a: "truncated" when the decoded duration falls short of the
+ * container's declared duration by more than 0.5 s and 2 %, or reading stopped early on a
+ * damaged container; "decode_errors" when packets were skipped. Returns how many were written.
+ * Thread-safe. */
+int clmr_audio_warnings(const clmr_audio_t *a, clmr_audio_warning_t *out, int max);
 
 /* Frees the samples and metadata of a; accepts NULL and zeroed structs. */
 void clmr_audio_free(clmr_audio_t *a);

@@ -725,6 +725,15 @@ int clmr_audio_decode_memory(clmr_audio_t *out, const void *data, size_t size,
         out->source_rate = d.first_rate;
         out->source_channels = d.first_channels;
         clmr__audio_meta_read(&out->meta, d.fmt->metadata, d.fmt->streams[d.stream]->metadata);
+        /* The stream's duration, else the container's (both from headers, never estimated from
+         * timestamps: skip_estimate_duration_from_pts is set). */
+        const AVStream *st = d.fmt->streams[d.stream];
+        if (st->duration > 0 && st->duration != AV_NOPTS_VALUE && st->time_base.den > 0)
+            out->declared_duration_s = (double)st->duration * av_q2d(st->time_base);
+        else if (d.fmt->duration > 0 && d.fmt->duration != AV_NOPTS_VALUE)
+            out->declared_duration_s = (double)d.fmt->duration / AV_TIME_BASE;
+        out->skipped_packets = d.bad_packets;
+        out->read_error = d.read_err != 0;
     }
     dec_close(&d);
     return rc;

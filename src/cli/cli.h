@@ -22,4 +22,13 @@ int clmr_cli_parse_int(int *out, const char *s, long lo, long hi, const char *cm
 int clmr_cli_parse_double(double *out, const char *s, double lo, double hi, const char *cmd,
                           const char *opt);
 
+/* The one format of bad-option messages: "clmrd CMD: --opt: unknown option (see 'clmrd CMD
+ * --help')" or "...: needs a value ...". For the default case of a getopt_long loop run with
+ * opterr = 0 and an option string starting with ':'; c is what getopt_long returned. Returns 2
+ * (the usage-error exit status). */
+int clmr_cli_bad_option(const char *cmd, char **argv, int c);
+/* Prints "clmrd CMD: <message> (see 'clmrd CMD --help')" to stderr. */
+void clmr_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -39,7 +39,8 @@ static void usage(FILE *f)
             "  --threads N     encoder threads (default: all cores)\n"
             "  --cache DIR     read and write cached chunk embeddings in DIR\n"
             "  -q, --quiet     no progress or summary on stderr\n"
-            "  -h, --help      this help\n");
+            "  -h, --help      this help\n\n"
+            "Exit status: 0 done, 1 error (bad labels, unreadable audio, bad model), 2 usage.\n");
 }
 
 static json_t *jnum(double v)
@@ -110,7 +111,7 @@ int clmr_cli_eval(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
         switch (c) {
         case O_MODEL:
             model_path = optarg;
@@ -134,10 +135,7 @@ int clmr_cli_eval(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "clmrd eval: unknown option or missing value: '%s'\n",
-                    argv[optind - 1]);
-            usage(stderr);
-            return 2;
+            return clmr_cli_bad_option("eval", argv, c);
         }
     }
     if (optind < argc || !model_path || !labels_path) {
@@ -167,6 +165,14 @@ int clmr_cli_eval(int argc, char **argv)
         vocab[t] = clmr_model_tag(m, t);
     rc = clmr_labels_load(&labels, labels_path, vocab, T, &err);
     free(vocab);
+    if (rc && err && strstr(err, "unknown tag")) {
+        /* eval has no --tags: it scores the model's own tags only (clmrd inspect lists them). */
+        fprintf(stderr,
+                "clmrd eval: %s; eval scores the model's own tags only (see clmrd inspect "
+                "MODEL): remove it from the labels or evaluate a model that has it\n",
+                err);
+        goto out;
+    }
     if (rc) goto fail_rc;
     if (clmr_cli_embed_labelled(&set, m, &labels, cache_dir, threads, quiet, "eval")) goto out;
     scores = malloc((size_t)labels.n_items * T * sizeof(double));

@@ -51,7 +51,8 @@ static void usage(FILE *f)
         "  --name NAME          model name (default: the input model's)\n"
         "  --json               print a JSON summary on stdout\n"
         "  -q, --quiet          no progress or summary on stderr\n"
-        "  -h, --help           this help\n");
+        "  -h, --help           this help\n\n"
+        "Exit status: 0 done (OUT written), 1 error, 2 usage.\n");
 }
 
 typedef struct {
@@ -130,7 +131,7 @@ int clmr_cli_fit_head(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c, seed = 42;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
         case O_MODEL:
@@ -189,10 +190,7 @@ int clmr_cli_fit_head(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "clmrd fit-head: unknown option or missing value: '%s'\n",
-                    argv[optind - 1]);
-            usage(stderr);
-            return 2;
+            return clmr_cli_bad_option("fit-head", argv, c);
         }
         if (bad) return 2;
     }
@@ -234,7 +232,10 @@ int clmr_cli_fit_head(int argc, char **argv)
             if (!(vocab[i] = strdup(clmr_model_tag(m, i)))) goto nomem;
     }
     if ((rc = clmr_labels_load(&labels, labels_path, (const char *const *)vocab, n_vocab, &err))) {
-        fprintf(stderr, "clmrd fit-head: %s\n", err ? err : clmr_strerror(rc));
+        fprintf(stderr, "clmrd fit-head: %s%s\n", err ? err : clmr_strerror(rc),
+                err && strstr(err, "unknown tag") && !tags_path
+                    ? "; give the vocabulary of a new head with --tags FILE"
+                    : "");
         goto out;
     }
     if (!no_cache && !(cache_dir = cache_opt ? strdup(cache_opt) : default_cache(out_path)))

@@ -172,7 +172,7 @@ int clmr_cli_fit_supervised(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
         case O_MODEL:
@@ -227,10 +227,7 @@ int clmr_cli_fit_supervised(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "clmrd %s: unknown option or missing value: '%s'\n", cmd,
-                    argv[optind - 1]);
-            usage(stderr);
-            return 2;
+            return clmr_cli_bad_option(cmd, argv, c);
         }
         if (bad) return 2;
     }
@@ -288,7 +285,10 @@ int clmr_cli_fit_supervised(int argc, char **argv)
             if (!(vocab[i] = strdup(clmr_model_tag(m, i)))) goto nomem;
     }
     if ((rc = clmr_labels_load(&labels, labels_path, (const char *const *)vocab, n_vocab, &err))) {
-        fprintf(stderr, "clmrd %s: %s\n", cmd, err ? err : clmr_strerror(rc));
+        fprintf(stderr, "clmrd %s: %s%s\n", cmd, err ? err : clmr_strerror(rc),
+                err && strstr(err, "unknown tag") && !tags_path
+                    ? "; give the vocabulary of the head with --tags FILE"
+                    : "");
         goto out;
     }
     const int T = labels.n_vocab;

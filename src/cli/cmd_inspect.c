@@ -22,7 +22,8 @@ static void inspect_usage(FILE *f)
                "Loads and validates a model file and prints its name, id, layer widths, parameter\n"
                "count, tags and metadata. Exits 1 with the reason when the file is not a valid\n"
                "clmrd model.\n\n"
-               "  --json   print one JSON object instead of text\n");
+               "  --json   print one JSON object instead of text\n\n"
+               "Exit status: 0 valid model, 1 invalid or unreadable file, 2 usage.\n");
 }
 
 /* Floats in BatchNorm running statistics (2 per channel): buffers, not trainable parameters.
@@ -115,11 +116,10 @@ int clmr_cli_inspect(int argc, char **argv)
             inspect_usage(stdout);
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "clmrd inspect: unknown option '%s'\n", argv[i]);
-            inspect_usage(stderr);
+            clmr_cli_usage_error("inspect", "%s: unknown option", argv[i]);
             return 2;
         } else if (path) {
-            fprintf(stderr, "clmrd inspect: one MODEL at a time\n");
+            clmr_cli_usage_error("inspect", "one MODEL at a time");
             return 2;
         } else {
             path = argv[i];

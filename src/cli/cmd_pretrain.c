@@ -224,7 +224,7 @@ int clmr_cli_pretrain(int argc, char **argv)
     opterr = 0;
     int c;
     const char *cmd = "pretrain";
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":qh", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
         case O_DATA:
@@ -284,10 +284,7 @@ int clmr_cli_pretrain(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "clmrd pretrain: unknown option or missing value: '%s'\n",
-                    argv[optind - 1]);
-            usage(stderr);
-            return 2;
+            return clmr_cli_bad_option("pretrain", argv, c);
         }
         if (bad) return 2;
     }

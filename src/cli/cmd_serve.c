@@ -11,6 +11,7 @@
 #include "clmr/error.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "util/dirlock.h"
 #include "util/log.h"
 
 #include <pthread.h>
@@ -66,11 +67,20 @@ int clmr_cli_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
     signal(SIGPIPE, SIG_IGN);
 
-    clmr_server_t *srv = NULL;
-    int rc = clmr_server_open(&srv, &cfg, &msg);
+    /* Before anything opens the database: a second daemon on the same directory stops here. */
+    int lock_fd = -1;
+    int rc = clmr_dirlock_acquire(&lock_fd, cfg.data_dir, &msg);
     if (rc) {
         CLMR_LOG_ERROR("cannot start: %s", msg ? msg : clmr_strerror(rc));
         free(msg);
+        return 1;
+    }
+    clmr_server_t *srv = NULL;
+    rc = clmr_server_open(&srv, &cfg, &msg);
+    if (rc) {
+        CLMR_LOG_ERROR("cannot start: %s", msg ? msg : clmr_strerror(rc));
+        free(msg);
+        clmr_dirlock_release(&lock_fd);
         return 1;
     }
     CLMR_LOG_INFO("clmrd listening on %s (workers %d, queue %d, max upload %lld bytes)", cfg.listen,
@@ -83,5 +93,6 @@ int clmr_cli_serve(int argc, char **argv)
      * ends in time for the job checkpoint and a clean exit before the SIGKILL. */
     int left = clmr_server_shutdown(&srv, cfg.shutdown_grace_s);
     CLMR_LOG_INFO("stopped (%d requests abandoned)", left);
+    clmr_dirlock_release(&lock_fd);
     return left ? 1 : 0;
 }

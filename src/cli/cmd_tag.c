@@ -18,7 +18,8 @@
 
 typedef struct {
     const char *model_path;
-    int json, per_chunk, embedding, threads, batch, top;
+    int json, per_chunk, embedding, threads, batch, top, top_given;
+    double max_duration_s; /* 0: the decoder's default */
 } tag_opts_t;
 
 typedef struct {
@@ -37,7 +38,7 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "Usage: clmrd tag [OPTIONS] FILE...\n\n"
+        "Usage: clmrd tag [OPTIONS] FILE...   (FILE '-' reads the audio from standard input)\n\n"
         "Decode each audio file (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, "
         "aiff...),\n"
         "run the CLMR SampleCNN model and print its tags.\n\n"
@@ -45,11 +46,15 @@ static void usage(FILE *f)
         "  --model PATH    model file (.safetensors); default: $CLMRD_MODEL, then\n"
         "                  models/" CLMR_DEFAULT_MODEL_FILE
         " of the build tree, then the installed one\n"
-        "  --json          one JSON object per file per line (file, model, duration_s, chunks, "
-        "tags)\n"
-        "  --top N         tags shown in the human-readable output (default 10; --json lists all)\n"
+        "  --json          one JSON object per file per line (file, model (id), model_name,\n"
+        "                  duration_s, chunks, tags, warnings)\n"
+        "  --top N         tags shown per file and per chunk (default 10; --json: all unless "
+        "given)\n"
         "  --embedding     add the 512-d track embedding (L2-normalised mean of chunk embeddings)\n"
-        "  --per-chunk     add per-chunk start_s, scores (model tag order) and raw embedding\n"
+        "  --per-chunk     per-chunk top tags (text), or per-chunk start_s, tags, scores (model\n"
+        "                  tag order) and raw embedding (--json)\n"
+        "  --max-duration S  longest audio accepted, in seconds (default $CLMRD_MAX_DURATION_S,\n"
+        "                  then 900; at most 86400); longer files fail with audio_too_long\n"
         "  --threads N     inference threads (default: all cores)\n"
         "  --batch N       chunks per inference batch (default 8)\n"
         "  -h, --help      this help\n\n"
@@ -85,10 +90,45 @@ static void report_error(const tag_opts_t *o, const char *file, int err, const c
     }
 }
 
+/* The tags of chunk c ranked by score: fills rank (n_tags entries); returns n_tags. */
+static int rank_chunk(const clmr_track_t *t, int c, ranked_tag_t *rank)
+{
+    for (int i = 0; i < t->n_tags; i++)
+        rank[i] = (ranked_tag_t){i, t->chunk_scores[(size_t)c * t->n_tags + i]};
+    qsort(rank, (size_t)t->n_tags, sizeof(*rank), by_score_desc);
+    return t->n_tags;
+}
+
+/* [{"tag","score"}...] of chunk c, highest first, at most top. */
+static json_t *chunk_tags_json(const clmr_model_t *m, const clmr_track_t *t, int c, int top)
+{
+    json_t *a = json_array();
+    ranked_tag_t *rank = t->n_tags > 0 ? calloc((size_t)t->n_tags, sizeof(*rank)) : NULL;
+    if (!rank) return a;
+    int n = rank_chunk(t, c, rank);
+    for (int i = 0; i < n && i < top; i++)
+        json_array_append_new(a, json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
+                                           "score", (double)rank[i].score));
+    free(rank);
+    return a;
+}
+
+static void print_chunk_top(const clmr_model_t *m, const clmr_track_t *t, int c, int top)
+{
+    ranked_tag_t *rank = calloc((size_t)t->n_tags, sizeof(*rank));
+    if (!rank) return;
+    int n = rank_chunk(t, c, rank);
+    for (int i = 0; i < n && i < top; i++)
+        printf("%s %s %.3f", i ? "," : "", clmr_model_tag(m, rank[i].tag), (double)rank[i].score);
+    free(rank);
+}
+
 static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char *file,
                          const clmr_audio_t *a, const clmr_track_t *t)
 {
     int nt = t->n_tags;
+    clmr_audio_warning_t w[2];
+    int nw = clmr_audio_warnings(a, w, 2);
     ranked_tag_t *rank = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*rank));
     if (!rank) return;
     for (int i = 0; i < nt; i++)
@@ -97,12 +137,14 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
     if (o->json) {
         json_t *obj = json_object();
         json_object_set_new(obj, "file", json_string(file));
-        json_object_set_new(obj, "model", json_string(clmr_model_name(m)));
-        json_object_set_new(obj, "model_id", json_string(clmr_model_id(m)));
+        /* "model" is the id, as over HTTP; the human name is "model_name". */
+        json_object_set_new(obj, "model", json_string(clmr_model_id(m)));
+        json_object_set_new(obj, "model_name", json_string(clmr_model_name(m)));
         json_object_set_new(obj, "duration_s", json_real(a->duration_s));
         json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
         json_t *tags = json_array();
-        for (int i = 0; i < nt; i++)
+        int listed = o->top_given && o->top < nt ? o->top : nt;
+        for (int i = 0; i < listed; i++)
             json_array_append_new(tags,
                                   json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
                                             "score", (double)rank[i].score));
@@ -114,6 +156,7 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
             for (int c = 0; c < t->n_chunks; c++) {
                 json_t *co = json_object();
                 json_object_set_new(co, "start_s", json_real(c * chunk_s));
+                json_object_set_new(co, "tags", chunk_tags_json(m, t, c, listed));
                 if (nt > 0)
                     json_object_set_new(co, "scores",
                                         float_array(t->chunk_scores + (size_t)c * nt, nt));
@@ -124,6 +167,11 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
             }
             json_object_set_new(obj, "per_chunk", chunks);
         }
+        json_t *warn = json_array();
+        for (int i = 0; i < nw; i++)
+            json_array_append_new(
+                warn, json_pack("{s:s,s:s}", "code", w[i].code, "message", w[i].message));
+        json_object_set_new(obj, "warnings", warn);
         print_json_line(obj);
         json_decref(obj);
     } else {
@@ -133,6 +181,17 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         int shown = nt < o->top ? nt : o->top;
         for (int i = 0; i < shown; i++)
             printf("  %-14s %.3f\n", clmr_model_tag(m, rank[i].tag), (double)rank[i].score);
+        for (int i = 0; i < nw; i++)
+            printf("  warning: %s\n", w[i].message);
+        if (o->per_chunk && nt > 0) {
+            double chunk_s = (double)clmr_model_chunk_samples(m) / clmr_model_sample_rate(m);
+            int per = o->top_given ? o->top : 3;
+            for (int c = 0; c < t->n_chunks; c++) {
+                printf("  chunk %d (%.1f-%.1f s):", c, c * chunk_s, (c + 1) * chunk_s);
+                print_chunk_top(m, t, c, per);
+                printf("\n");
+            }
+        }
         if (o->embedding) {
             printf("  embedding:");
             for (int d = 0; d < t->embed_dim; d++)
@@ -144,11 +203,28 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
     free(rank);
 }
 
+/* FILE, or standard input for "-" (read whole, within the same byte limit). */
+static int decode_input(clmr_audio_t *audio, const char *file, const clmr_audio_params_t *ap,
+                        char **msg)
+{
+    if (strcmp(file, "-") != 0) return clmr_audio_decode_file(audio, file, ap, msg);
+    return clmr_audio_decode_file(audio, "/dev/stdin", ap, msg);
+}
+
 int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_tag(int argc, char **argv)
 {
     tag_opts_t o = {.threads = 0, .batch = 8, .top = 10};
-    enum { OPT_MODEL = 256, OPT_JSON, OPT_PER_CHUNK, OPT_EMB, OPT_THREADS, OPT_BATCH, OPT_TOP };
+    enum {
+        OPT_MODEL = 256,
+        OPT_JSON,
+        OPT_PER_CHUNK,
+        OPT_EMB,
+        OPT_THREADS,
+        OPT_BATCH,
+        OPT_TOP,
+        OPT_MAXDUR
+    };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, OPT_MODEL},
         {"json", no_argument, NULL, OPT_JSON},
@@ -157,12 +233,18 @@ int clmr_cli_tag(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"top", required_argument, NULL, OPT_TOP},
+        {"max-duration", required_argument, NULL, OPT_MAXDUR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
+    opterr = 0;
+    const char *env_max = getenv("CLMRD_MAX_DURATION_S");
+    if (env_max && *env_max &&
+        clmr_cli_parse_double(&o.max_duration_s, env_max, 1, 86400, "tag", "CLMRD_MAX_DURATION_S"))
+        return 2;
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_MODEL:
             o.model_path = optarg;
@@ -184,18 +266,21 @@ int clmr_cli_tag(int argc, char **argv)
             break;
         case OPT_TOP:
             if (clmr_cli_parse_int(&o.top, optarg, 0, 100000, "tag", "--top")) return 2;
+            o.top_given = 1;
+            break;
+        case OPT_MAXDUR:
+            if (clmr_cli_parse_double(&o.max_duration_s, optarg, 1, 86400, "tag", "--max-duration"))
+                return 2;
             break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            return clmr_cli_bad_option("tag", argv, c);
         }
     }
     if (optind >= argc) {
-        fprintf(stderr, "clmrd tag: no input files\n\n");
-        usage(stderr);
+        clmr_cli_usage_error("tag", "no input files");
         return 2;
     }
 
@@ -220,12 +305,22 @@ int clmr_cli_tag(int argc, char **argv)
         goto out;
     }
     clmr_audio_params_t ap = clmr_audio_default_params();
+    if (o.max_duration_s > 0) ap.max_duration_s = o.max_duration_s;
     status = 0;
     for (int i = optind; i < argc; i++) {
         const char *file = argv[i];
         clmr_audio_t audio = {0};
         clmr_track_t track = {0};
-        if ((err = clmr_audio_decode_file(&audio, file, &ap, &msg))) {
+        if ((err = decode_input(&audio, file, &ap, &msg))) {
+            if (err == CLMR_EAUDIO_TOO_LONG) {
+                /* name the setting that would let it through */
+                char *m2 = NULL;
+                clmr_set_err(&m2, err,
+                             "%s; raise the limit with --max-duration S or CLMRD_MAX_DURATION_S",
+                             msg ? msg : clmr_strerror(err));
+                free(msg);
+                msg = m2;
+            }
             report_error(&o, file, err, msg);
             status = 1;
         } else if ((err = clmr_track_analyze(&track, ctx, audio.samples, audio.n_samples))) {

@@ -11,9 +11,12 @@ int clmr_cli_eval(int argc, char **argv);
 int clmr_cli_pretrain(int argc, char **argv);
 int clmr_cli_fit_supervised(int argc, char **argv);
 int clmr_cli_keys(int argc, char **argv);
+int clmr_cli_ingest(int argc, char **argv);
 
 const clmr_cli_command_t clmr_cli_commands[] = {
     {"tag", clmr_cli_tag, "tag audio files with the model (prints tags or JSON lines)"},
+    {"ingest", clmr_cli_ingest,
+     "add folders of audio files to a running clmrd's catalogue (resumable, parallel)"},
     {"serve", clmr_cli_serve, "run the HTTP tagging service (see serve --help)"},
     {"inspect", clmr_cli_inspect, "validate a model file and print its shapes, tags and metadata"},
     {"pretrain", clmr_cli_pretrain,

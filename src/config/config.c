@@ -60,6 +60,10 @@ const clmr_config_key_t clmr_config_keys[] = {
      OFF(trusted_proxies), SZ(trusted_proxies), 0,
      "reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDR "
      "prefixes, e.g. 127.0.0.1,::1); empty = trust none and log the TCP peer"},
+    {"cors-origins", "CLMRD_CORS_ORIGINS", CLMR_CFG_STRING, "", 0, 0, NULL, OFF(cors_origins),
+     SZ(cors_origins), 0,
+     "browser origins allowed to call the API (comma-separated scheme://host[:port], or *); "
+     "empty = no cross-origin access"},
     {"admin-token-file", "CLMRD_ADMIN_TOKEN_FILE", CLMR_CFG_PATH, "", 0, 0, NULL,
      OFF(admin_token_file), SZ(admin_token_file), 1,
      "file holding the bearer token for admin endpoints (empty = admin endpoints disabled)"},
@@ -367,7 +371,9 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
     const char *file = getenv("CLMRD_CONFIG");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) return clmr_set_err(errmsg, CLMR_EINVAL, "--config needs a path");
+            if (i + 1 >= argc)
+                return clmr_set_err(errmsg, CLMR_EINVAL,
+                                    "--config: needs a value (see 'clmrd serve --help')");
             file = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             file = argv[i] + 9;
@@ -392,13 +398,16 @@ int clmr_config_parse(clmr_config_t *cfg, int argc, char **argv, int *help_reque
             val = eq + 1;
         } else {
             if (i + 1 >= argc)
-                return clmr_set_err(errmsg, CLMR_EINVAL, "option --%s needs a value", a);
+                return clmr_set_err(errmsg, CLMR_EINVAL,
+                                    "--%s: needs a value (see 'clmrd serve --help')", a);
             val = argv[++i];
         }
         if (klen == 6 && strncmp(a, "config", 6) == 0) continue;
         char key[64], src[80];
-        if (klen >= sizeof key)
-            return clmr_set_err(errmsg, CLMR_EINVAL, "unknown option --%.60s", a);
+        if (klen >= sizeof key || !find_key(a, klen))
+            return clmr_set_err(errmsg, CLMR_EINVAL,
+                                "--%.*s: unknown option (see 'clmrd serve --help')",
+                                (int)(klen < 60 ? klen : 60), a);
         memcpy(key, a, klen);
         key[klen] = 0;
         snprintf(src, sizeof src, "--%s", key);
@@ -447,4 +456,6 @@ void clmr_config_print_help(FILE *f)
                 k->env, k->def, *range ? "; " : "", range);
     }
     fprintf(f, "  --%-24s %s\n", "config FILE", "read a 'key = value' configuration file");
+    fprintf(f, "\nExit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start (or\n"
+               "requests were abandoned at the stop), 2 on a bad option or configuration value.\n");
 }

@@ -35,6 +35,7 @@ typedef struct {
     long long connection_memory_limit;
     int retry_after_s;
     char trusted_proxies[1024]; /* comma-separated addresses/prefixes, validated; empty = none */
+    char cors_origins[1024];    /* comma-separated origins or "*"; empty = CORS off */
     char admin_token_file[CLMR_CONFIG_PATH_MAX];
     char admin_token[256]; /* secret; admin_token_file wins when both are set */
     int require_read_key;  /* 1: read routes need a key too (http/auth.h) */

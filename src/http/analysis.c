@@ -99,6 +99,7 @@ int clmr_http_analyze(clmr_http_analysis_t *out, clmr_infer_t *ctx, const void *
     out->meta_genre = p->audio.meta.genre;
     out->meta_year = p->audio.meta.year;
     out->meta_track_number = p->audio.meta.track_number;
+    out->n_warnings = clmr_audio_warnings(&p->audio, out->warnings, 2);
     return 0;
 }
 

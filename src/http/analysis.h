@@ -7,6 +7,8 @@
 #ifndef CLMR_HTTP_ANALYSIS_H
 #define CLMR_HTTP_ANALYSIS_H
 
+#include "clmr/audio.h"
+
 #include <stddef.h>
 
 typedef struct clmr_model clmr_model_t;
@@ -39,6 +41,8 @@ typedef struct {
     /* the file's own tags (clmr_audio_meta_t), NULL / 0 when absent; owned by priv */
     const char *meta_title, *meta_artist, *meta_album, *meta_genre;
     int meta_year, meta_track_number;
+    clmr_audio_warning_t warnings[2]; /* a truncated or damaged file (clmr_audio_warnings) */
+    int n_warnings;
     void *priv; /* owns the arrays above (decoder and model results) */
 } clmr_http_analysis_t;
 

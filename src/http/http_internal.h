@@ -109,6 +109,9 @@ typedef struct clmr_http_req {
     int n_qargs;
     char *h_range;
     struct MHD_Response *resp_custom;
+    /* CORS (cors.c): the request's Origin when cors-origins lists it, else empty */
+    char cors_origin[256];
+    int cors_preflight; /* answered as an OPTIONS preflight */
 } clmr_http_req_t;
 
 enum {
@@ -189,6 +192,22 @@ int clmr__route_cache_probe(clmr_http_req_t *req);
 /* Opens the store and index for the loaded model (called by server open). */
 int clmr__routes_open(clmr_server_t *s, char **errmsg);
 void clmr__routes_close(clmr_server_t *s);
+
+/* query.c: 400 unknown_parameter (prepared on req) when the query has a parameter the route's
+ * row of the allow-list does not name; returns -1 then, else 0. Polling thread (reads c). */
+int clmr__query_check(clmr_http_req_t *req, struct MHD_Connection *c);
+/* What sets the body limit of req's route, for 413 messages (static text). */
+const char *clmr__route_limit_name(const clmr_http_req_t *req);
+
+/* cors.c (configuration key cors-origins). */
+/* Checks the cors-origins list at start-up; CLMR_EINVAL with *errmsg naming the bad entry. */
+int clmr__cors_validate(const char *list, char **errmsg);
+/* Copies the Origin header into req->cors_origin when it is listed. Polling thread. */
+void clmr__cors_note_origin(clmr_http_req_t *req, struct MHD_Connection *c);
+/* Answers OPTIONS (preflight 204, or 403/405) and returns 1; returns 0 for other methods. */
+int clmr__cors_preflight(clmr_http_req_t *req, struct MHD_Connection *c);
+/* Adds the Access-Control-* headers of req (none when its origin is not listed). */
+void clmr__cors_add_headers(const clmr_http_req_t *req, struct MHD_Response *r);
 
 /* openapi_json.c (generated from docs/openapi.json at build time) */
 extern const char clmr__openapi_json[];

@@ -362,6 +362,16 @@ json_t *clmr__track_full_json(clmr_http_req_t *req, const clmr_track_record_t *t
     return j;
 }
 
+/* [{"code","message"}...]: what looked wrong with a file that still decoded. */
+static json_t *warnings_json(const clmr_http_analysis_t *a)
+{
+    json_t *w = json_array();
+    for (int i = 0; i < a->n_warnings; i++)
+        json_array_append_new(w, json_pack("{s:s,s:s}", "code", a->warnings[i].code, "message",
+                                           a->warnings[i].message));
+    return w;
+}
+
 /* Search results with their metadata. */
 static json_t *hits_json(clmr_server_t *s, const clmr_index_hit_t *hits, int n)
 {
@@ -376,6 +386,9 @@ static json_t *hits_json(clmr_server_t *s, const clmr_index_hit_t *hits, int n)
         } else { /* deleted between the search and now: still report the hit */
             h = json_pack("{s:s}", "id", hits[i].id);
         }
+        /* "similarity" is the cosine similarity; "score" is its old name (deprecated: in tag
+         * lists "score" is a probability), kept until the next major version. */
+        json_object_set_new(h, "similarity", json_real(hits[i].score));
         json_object_set_new(h, "score", json_real(hits[i].score));
         json_array_append_new(a, h);
     }
@@ -537,11 +550,25 @@ static void h_search(clmr_http_req_t *req)
 {
     clmr_server_t *s = req->srv;
     json_error_t jerr;
-    json_t *j = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *j = NULL;
     float *q = NULL;
-    if (!j || !json_is_object(j)) {
-        clmr__http_error(req, 400, "invalid_json", "the body must be a JSON object: %s",
-                         j ? "not an object" : jerr.text);
+    if (req->body_len == 0) {
+        clmr__http_error(req, 400, "empty_body",
+                         "POST /v1/search needs a JSON body: {\"embedding\": [%d numbers], "
+                         "\"k\": 10}",
+                         req->ss->info.dim);
+        goto out;
+    }
+    j = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) {
+        clmr__http_error(req, 400, "invalid_json",
+                         "the body is not valid JSON (line %d, column %d: %s)", jerr.line,
+                         jerr.column, jerr.text);
+        goto out;
+    }
+    if (!json_is_object(j)) {
+        clmr__http_error(req, 400, "invalid_json",
+                         "the body must be a JSON object {\"embedding\": [...], \"k\": N}");
         goto out;
     }
     json_t *emb = json_object_get(j, "embedding"), *kj = json_object_get(j, "k");
@@ -840,6 +867,13 @@ static int analyze(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u,
         else
             CLMR_RLOG_INFO(req->request_id, "refused upload: %s (%s)", clmr_err_name(rc),
                            msg ? msg : "");
+        if (rc == CLMR_EAUDIO_TOO_LONG || rc == CLMR_EAUDIO_TOO_LARGE) {
+            char *m2 = NULL; /* name the setting an operator would change */
+            clmr_set_err(&m2, rc, "%s (configuration key '%s')", msg ? msg : clmr_strerror(rc),
+                         rc == CLMR_EAUDIO_TOO_LONG ? "max-duration-s" : "max-upload-bytes");
+            free(msg);
+            msg = m2;
+        }
         clmr__http_error_clmr(req, rc, msg);
         free(msg);
         return -1;
@@ -930,14 +964,18 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
                   a.duration_s, "chunks", a.n_chunks, "cached", 0, "tags",
                   clmr__tags_json(&req->sm->info, a.scores, a.n_tags, top, threshold));
     if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
+    json_object_set_new(j, "warnings", warnings_json(&a));
     if (per_chunk) {
         json_t *pc = json_array();
         double step = (double)req->sm->info.chunk_samples /
                       (req->sm->info.sample_rate > 0 ? req->sm->info.sample_rate : 22050);
         for (int c = 0; c < a.n_chunks; c++)
             json_array_append_new(
-                pc, json_pack("{s:f,s:o}", "start_s", c * step, "scores",
-                              floats_json(a.chunk_scores + (size_t)c * a.n_tags, a.n_tags)));
+                pc,
+                json_pack("{s:f,s:o,s:o}", "start_s", c * step, "tags",
+                          clmr__tags_json(&req->sm->info, a.chunk_scores + (size_t)c * a.n_tags,
+                                          a.n_tags, top, threshold),
+                          "scores", floats_json(a.chunk_scores + (size_t)c * a.n_tags, a.n_tags)));
         json_object_set_new(j, "per_chunk", pc);
     }
     clmr_http_analysis_free(&a);

@@ -148,6 +148,7 @@ static enum MHD_Result send_response(clmr_http_req_t *req)
     if (req->allow[0]) MHD_add_response_header(r, "Allow", req->allow);
     if (req->location[0]) MHD_add_response_header(r, "Location", req->location);
     if (req->www_auth[0]) MHD_add_response_header(r, "WWW-Authenticate", req->www_auth);
+    clmr__cors_add_headers(req, r);
     if (req->retry_after > 0) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", req->retry_after);
@@ -257,7 +258,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         snprintf(req->path, sizeof req->path, "%s", url);
         int pool = CLMR_POOL_INLINE;
         size_t limit = 0;
-        if (clmr__route_match(req, method, url, &pool, &limit)) return send_response(req);
+        clmr__cors_note_origin(req, c);
+        if (clmr__cors_preflight(req, c)) return send_response(req);
+        if (clmr__route_match(req, method, url, &pool, &limit) || clmr__query_check(req, c))
+            return send_response(req);
         req->body_limit = limit;
         req->pool = pool;
         if (pool != CLMR_POOL_INLINE && atomic_load(&s->draining)) {
@@ -272,8 +276,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             if (end != cl && !*end && n > limit) {
                 req->too_large = 1;
                 clmr__http_error(req, 413, "input_too_large",
-                                 "the body is %llu bytes; the limit for this route is %zu", n,
-                                 limit);
+                                 "the body is %llu bytes, over the limit of %zu bytes (%s)", n,
+                                 limit, clmr__route_limit_name(req));
                 return send_response(req);
             }
             if (end != cl && !*end && n > 0 &&
@@ -322,8 +326,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
             req->body_cap = 0;
             release(s, req);
             clmr__http_error(req, 413, "input_too_large",
-                             "the body passed the limit of %zu bytes for this route",
-                             req->body_limit);
+                             "the body passed the limit of %zu bytes (%s)", req->body_limit,
+                             clmr__route_limit_name(req));
             return MHD_YES;
         }
         if (req->body_len + n > req->body_cap) {
@@ -464,6 +468,7 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     clmr__metrics_init(&s->metrics);
     /* validated by the configuration already; checked again for callers that filled cfg alone */
     int rc = clmr_ipnet_list_parse(&s->trusted_proxies, cfg->trusted_proxies, errmsg);
+    if (!rc) rc = clmr__cors_validate(cfg->cors_origins, errmsg);
     if (rc) goto fail;
     if ((rc = clmr__rollover_open(s, errmsg))) goto fail;
     if ((rc = clmr__admin_open(s, errmsg))) goto fail;

@@ -258,9 +258,8 @@ int clmr_labels_load(clmr_labels_t *out, const char *path, const char *const *vo
             int ti = vocab_find(out->vocab, out->n_vocab, name);
             if (ti < 0 && fixed) {
                 err = clmr_set_err(errmsg, CLMR_EINVAL,
-                                   "%s:%d: unknown tag \"%s\" (not in the model's tag list; give "
-                                   "the vocabulary of a new head with --tags FILE)",
-                                   path, line, name);
+                                   "%s:%d: unknown tag \"%s\" (not in the model's tag list)", path,
+                                   line, name);
                 goto fail;
             }
             if (ti < 0) {

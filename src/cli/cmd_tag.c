@@ -9,6 +9,7 @@
 #include "clmr/audio.h"
 #include "clmr/error.h"
 #include "clmr/model.h"
+#include "clmr/tag_policy.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -18,7 +19,8 @@
 
 typedef struct {
     const char *model_path;
-    int json, per_chunk, embedding, threads, batch, top;
+    int json, per_chunk, embedding, threads, batch, top, all;
+    const clmr_tag_policy_t *policy; /* the model's tag policy; NULL = none */
 } tag_opts_t;
 
 typedef struct {
@@ -48,6 +50,8 @@ static void usage(FILE *f)
         "  --json          one JSON object per file per line (file, model, duration_s, chunks, "
         "tags)\n"
         "  --top N         tags shown in the human-readable output (default 10; --json lists all)\n"
+        "  --all           also show tags the model's tag policy does not trust on real audio\n"
+        "                  (hidden by default; a model without a policy shows every tag)\n"
         "  --embedding     add the 512-d track embedding (L2-normalised mean of chunk embeddings)\n"
         "  --per-chunk     add per-chunk start_s, scores (model tag order) and raw embedding\n"
         "  --threads N     inference threads (default: all cores)\n"
@@ -102,11 +106,21 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         json_object_set_new(obj, "duration_s", json_real(a->duration_s));
         json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
         json_t *tags = json_array();
-        for (int i = 0; i < nt; i++)
-            json_array_append_new(tags,
-                                  json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
-                                            "score", (double)rank[i].score));
+        for (int i = 0; i < nt; i++) {
+            int k = rank[i].tag;
+            if (!o->all && !clmr_tag_policy_trusted(o->policy, k)) continue;
+            double thr = clmr_tag_policy_threshold(o->policy, k);
+            json_t *e =
+                json_pack("{s:s, s:f, s:b}", "tag", clmr_model_tag(m, k), "score",
+                          (double)rank[i].score, "trusted", clmr_tag_policy_trusted(o->policy, k));
+            json_object_set_new(e, "threshold", thr >= 0 ? json_real(thr) : json_null());
+            json_object_set_new(e, "decision",
+                                thr >= 0 ? json_boolean(rank[i].score >= (float)thr) : json_null());
+            json_array_append_new(tags, e);
+        }
         json_object_set_new(obj, "tags", tags);
+        json_object_set_new(obj, "tags_hidden",
+                            json_integer(o->all ? 0 : clmr_tag_policy_n_untrusted(o->policy)));
         if (o->embedding) json_object_set_new(obj, "embedding", float_array(t->emb, t->embed_dim));
         if (o->per_chunk) {
             json_t *chunks = json_array();
@@ -130,9 +144,19 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         printf("%s  (%.1f s, %d chunk%s, model %s)\n", file, a->duration_s, t->n_chunks,
                t->n_chunks == 1 ? "" : "s", clmr_model_name(m));
         if (nt == 0) printf("  encoder-only model: no tags (use --json --embedding)\n");
-        int shown = nt < o->top ? nt : o->top;
-        for (int i = 0; i < shown; i++)
-            printf("  %-14s %.3f\n", clmr_model_tag(m, rank[i].tag), (double)rank[i].score);
+        for (int i = 0, shown = 0; i < nt && shown < o->top; i++) {
+            int k = rank[i].tag;
+            if (!o->all && !clmr_tag_policy_trusted(o->policy, k)) continue;
+            double thr = clmr_tag_policy_threshold(o->policy, k);
+            printf("  %-14s %.3f%s%s\n", clmr_model_tag(m, k), (double)rank[i].score,
+                   thr < 0 ? "" : ((double)rank[i].score >= thr ? "  yes" : "  no"),
+                   clmr_tag_policy_trusted(o->policy, k) ? "" : "  (untrusted)");
+            shown++;
+        }
+        int hidden = o->all ? 0 : clmr_tag_policy_n_untrusted(o->policy);
+        if (hidden)
+            printf("  (%d tag%s not trusted on real audio hidden; --all shows them)\n", hidden,
+                   hidden == 1 ? "" : "s");
         if (o->embedding) {
             printf("  embedding:");
             for (int d = 0; d < t->embed_dim; d++)
@@ -148,7 +172,16 @@ int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_tag(int argc, char **argv)
 {
     tag_opts_t o = {.threads = 0, .batch = 8, .top = 10};
-    enum { OPT_MODEL = 256, OPT_JSON, OPT_PER_CHUNK, OPT_EMB, OPT_THREADS, OPT_BATCH, OPT_TOP };
+    enum {
+        OPT_MODEL = 256,
+        OPT_JSON,
+        OPT_PER_CHUNK,
+        OPT_EMB,
+        OPT_THREADS,
+        OPT_BATCH,
+        OPT_TOP,
+        OPT_ALL
+    };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, OPT_MODEL},
         {"json", no_argument, NULL, OPT_JSON},
@@ -157,6 +190,7 @@ int clmr_cli_tag(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"top", required_argument, NULL, OPT_TOP},
+        {"all", no_argument, NULL, OPT_ALL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -185,6 +219,9 @@ int clmr_cli_tag(int argc, char **argv)
         case OPT_TOP:
             if (clmr_cli_parse_int(&o.top, optarg, 0, 100000, "tag", "--top")) return 2;
             break;
+        case OPT_ALL:
+            o.all = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -206,12 +243,15 @@ int clmr_cli_tag(int argc, char **argv)
     }
     clmr_model_t *model = NULL;
     clmr_infer_t *ctx = NULL;
+    clmr_tag_policy_t *policy = NULL;
     char *msg = NULL;
     int status = 1, err;
-    if ((err = clmr_model_load(&model, path, &msg))) {
+    if ((err = clmr_model_load(&model, path, &msg)) ||
+        (err = clmr_tag_policy_from_model(&policy, model, &msg))) {
         fprintf(stderr, "clmrd tag: model %s: %s\n", path, msg ? msg : clmr_strerror(err));
         goto out;
     }
+    o.policy = policy;
     clmr_infer_params_t ip = clmr_infer_default_params();
     ip.threads = o.threads;
     ip.max_batch = o.batch;
@@ -242,6 +282,7 @@ int clmr_cli_tag(int argc, char **argv)
 out:
     free(msg);
     clmr_infer_close(&ctx);
+    clmr_tag_policy_close(&policy);
     clmr_model_close(&model);
     return status;
 }

@@ -3,9 +3,9 @@
 and store them in the model file's metadata ("tag_policy", docs/model-format.md).
 
 Usage:
-  tag_policy.py --model IN.safetensors --val VAL/manifest.jsonl --real NAME=EVAL.json [--real ...]
+  tag_policy.py --model IN.safetensors --val VAL/manifest.jsonl --real NAME=EVAL.json[,SUMMARY.json] [--real ...]
                 --out OUT.safetensors --report REPORT.json [--clmrd build/clmrd]
-                [--min-pos 20] [--min-neg 20] [--min-roc 0.85]
+                [--min-pos 20] [--min-neg 20] [--min-recordings 2] [--min-roc 0.85]
 
 DESIGN
 - Thresholds: per tag, the score threshold that maximises F1 of "score >= threshold" on the --val
@@ -15,7 +15,9 @@ DESIGN
   a positive or negative crop there gets no threshold (responses then carry decision null).
 - Trust: the tag's ROC-AUC on REAL recordings, from `clmrd eval --json` outputs (--real NAME=FILE,
   e.g. make_real.py's instruments and make_vocal.py's voices). A set measures a tag when it has at
-  least --min-pos positive and --min-neg negative crops for it. A tag is trusted when at least one
+  least --min-pos positive and --min-neg negative crops for it, and (when the set's summary.json is
+  given) its positives come from at least --min-recordings distinct source recordings: 45 crops cut
+  from one cello recording say little about cellos. A tag is trusted when at least one
   real set measures it and its ROC-AUC is >= --min-roc on every set that measures it. Anything else
   (unmeasured, too few crops, or measured and poor) is untrusted, with the evidence saying which.
 - The output model is the input with one metadata entry added or replaced; the tensor bytes are
@@ -23,6 +25,7 @@ DESIGN
   changes. The report holds every number behind the choice.
 """
 import argparse
+import hashlib
 import json
 import os
 import struct
@@ -105,35 +108,59 @@ def main(argv=None):
     ap.add_argument("--clmrd", default=os.path.join(ROOT, "build", "clmrd"))
     ap.add_argument("--min-pos", type=int, default=20)
     ap.add_argument("--min-neg", type=int, default=20)
+    ap.add_argument("--min-recordings", type=int, default=2)
     ap.add_argument("--min-roc", type=float, default=0.85)
     ap.add_argument("--val-name", default=None, help="how the report names the threshold set")
+    ap.add_argument("--val-scores", default=None, help="cache file for the val crops' scores (reused when the "
+                    "model and manifest bytes match)")
     args = ap.parse_args(argv)
 
     tags = model_tags(args.model)
-    real = {}
+    real, recs = {}, {}
     for spec in args.real:
-        name, path = spec.split("=", 1)
+        name, paths = spec.split("=", 1)
+        path, _, summary = paths.partition(",")
         real[name] = json.load(open(path))
-    crops = crop_scores(args.clmrd, args.model, args.val)
+        if summary:
+            recs[name] = json.load(open(summary))["recordings_per_tag"]
+    crops = None
+    msha = hashlib.sha256(open(args.model, "rb").read()).hexdigest()
+    mansha = hashlib.sha256(open(args.val, "rb").read()).hexdigest()
+    if args.val_scores and os.path.exists(args.val_scores):
+        c = json.load(open(args.val_scores))
+        if c.get("model_sha256") == msha and c.get("manifest_sha256") == mansha:
+            crops = [(set(lab), sc) for lab, sc in c["crops"]]
+    if crops is None:
+        crops = crop_scores(args.clmrd, args.model, args.val)
+        if args.val_scores:
+            with open(args.val_scores, "w") as f:
+                json.dump(dict(model_sha256=msha, manifest_sha256=mansha,
+                               crops=[(sorted(lab), sc) for lab, sc in crops]), f)
     policy_tags, report_tags = {}, {}
     for t in tags:
         thr = best_threshold([(sc[t], t in lab) for lab, sc in crops])
-        sets, measured = {}, []
+        sets, measured, few = {}, [], []
         for name, ev in real.items():
             pt = ev["per_tag"].get(t, {})
             npos = pt.get("positives", 0)
             nneg = ev["tracks"] - npos
             roc = pt.get("roc_auc")
-            sets[name] = dict(positives=npos, negatives=nneg, roc_auc=roc, pr_auc=pt.get("pr_auc"))
+            nrec = recs[name].get(t, 0) if name in recs else None
+            sets[name] = dict(positives=npos, negatives=nneg, recordings=nrec, roc_auc=roc, pr_auc=pt.get("pr_auc"))
             if npos >= args.min_pos and nneg >= args.min_neg and roc is not None:
-                measured.append((name, roc, npos, nneg))
+                if nrec is not None and nrec < args.min_recordings:
+                    few.append("%s: %d positive crops, all from %d recording%s" % (
+                        name, npos, nrec, "" if nrec == 1 else "s"))
+                else:
+                    measured.append((name, roc, npos, nneg))
         trusted = bool(measured) and all(roc >= args.min_roc for _, roc, _, _ in measured)
         if measured:
             ev = "; ".join("%s ROC-AUC %.3f (%d+/%d-)" % m for m in measured)
             why = ev if trusted else ev + ": below %.2f" % args.min_roc
         else:
-            why = "not measured on real audio (fewer than %d positive and %d negative real crops)" % (
-                args.min_pos, args.min_neg)
+            why = "not measured on real audio (%s)" % ("; ".join(few) if few else
+                                                       "fewer than %d positive and %d negative real crops" %
+                                                       (args.min_pos, args.min_neg))
         entry = dict(trusted=trusted, threshold=round(thr[0], 6) if thr else None, evidence=why)
         policy_tags[t] = entry
         report_tags[t] = dict(entry, real=sets, val=dict(
@@ -142,8 +169,8 @@ def main(argv=None):
             recall=round(thr[3], 4) if thr else None))
     val_name = args.val_name or os.path.relpath(args.val, ROOT)
     rule = ("trusted = ROC-AUC >= %.2f on every real-recording set with >= %d positive and >= %d negative "
-            "crops for the tag, measured on at least one (%s)" % (args.min_roc, args.min_pos, args.min_neg,
-                                                                  ", ".join(sorted(real))))
+            "crops for the tag (positives from >= %d recordings), measured on at least one (%s)" % (
+                args.min_roc, args.min_pos, args.min_neg, args.min_recordings, ", ".join(sorted(real))))
     thr_rule = "threshold = max F1 of score >= threshold on %s (%d crops)" % (val_name, len(crops))
     policy = dict(version=1, trust_rule=rule, threshold_rule=thr_rule, tags=policy_tags)
     write_with_metadata(args.model, args.out, KEY, json.dumps(policy, separators=(",", ":")))

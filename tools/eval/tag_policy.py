@@ -6,6 +6,7 @@ Usage:
   tag_policy.py --model IN.safetensors --val VAL/manifest.jsonl --real NAME=EVAL.json[,SUMMARY.json] [--real ...]
                 --out OUT.safetensors --report REPORT.json [--clmrd build/clmrd]
                 [--min-pos 20] [--min-neg 20] [--min-recordings 2] [--min-roc 0.85]
+  tag_policy.py --table REPORT.json      # the model card's Markdown table
 
 DESIGN
 - Thresholds: per tag, the score threshold that maximises F1 of "score >= threshold" on the --val
@@ -98,7 +99,34 @@ def best_threshold(pairs):
     return best
 
 
+def markdown(report):
+    """The model card's tag-policy table from a report."""
+    sets = sorted({n for t in report["tags"].values() for n in t["real"]})
+    head = "| tag | trusted on real audio | " + " | ".join(
+        "%s ROC-AUC (pos/neg crops, recordings)" % n for n in sets) + " | threshold | val F1 / P / R |"
+    lines = [head, "|" + " --- |" * (4 + len(sets))]
+    order = sorted(report["tags"], key=lambda t: (not report["tags"][t]["trusted"], t))
+    for t in order:
+        e = report["tags"][t]
+        cells = []
+        for n in sets:
+            r = e["real"][n]
+            if r["roc_auc"] is None:
+                cells.append("-")
+            else:
+                rec = "" if r.get("recordings") is None else ", %d rec." % r["recordings"]
+                cells.append("%.3f (%d/%d%s)" % (r["roc_auc"], r["positives"], r["negatives"], rec))
+        v = e["val"]
+        thr = "-" if e["threshold"] is None else "%.3f" % e["threshold"]
+        f1 = "-" if v["f1"] is None else "%.2f / %.2f / %.2f" % (v["f1"], v["precision"], v["recall"])
+        lines.append("| %s | %s | %s | %s | %s |" % (t, "**yes**" if e["trusted"] else "no", " | ".join(cells), thr, f1))
+    return "\n".join(lines)
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--table":
+        print(markdown(json.load(open(sys.argv[2]))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--val", required=True, help="manifest of the threshold set (not a test set)")

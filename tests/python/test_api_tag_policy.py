@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -142,3 +143,32 @@ def test_cli_tag_follows_the_policy(policy_model, audio):
     assert "47 tags not trusted on real audio hidden" in text
     assert "no voice" not in text
     assert "(untrusted)" in run("--all", "--top", "50")
+
+
+def test_fine_tuned_child_keeps_the_parents_policy(make_daemon, policy_model, tmp_path):
+    """A fine-tuning job of a model with a policy writes a child with the same policy (the
+    distillation keeps its tags close to the parent's): hidden tags stay hidden after activation."""
+    from api_helpers import make_audio
+    from test_api_admin import AUTH, admin_daemon, ingest, wait_job
+    from tag_policy import read_header
+    songs = [make_audio(tmp_path / ("s%d.wav" % i), 3.0 + 0.5 * (i % 3), 150 + 83 * i, rate=22050)
+             for i in range(6)]
+    d = admin_daemon(make_daemon, "--model", policy_model)
+    ingest(d, songs)
+    r = requests.post(d.url("/v1/admin/finetune"), json={"steps": 2, "batch_size": 2, "tracks": "all", "seed": 1},
+                      headers=AUTH, timeout=10)
+    assert r.status_code == 202, r.text
+    job = wait_job(d, r.json()["job"]["id"])
+    assert job["state"] == "succeeded", job
+    child = os.path.join(d.data_dir, "models", "job-%d.safetensors" % job["id"])
+    meta = read_header(child)[0]["__metadata__"]
+    assert json.loads(meta["tag_policy"]) == POLICY and meta["parent_id"] != job["result_model_id"]
+    r = requests.post(d.url("/v1/admin/models/%s/activate" % job["result_model_id"]), headers=AUTH, timeout=30)
+    assert r.status_code in (200, 202), r.text
+    deadline = time.time() + 60
+    while requests.get(d.url("/v1/tags"), timeout=10).json()["model"] != job["result_model_id"]:
+        assert time.time() < deadline, "the child model never became active"
+        time.sleep(0.1)
+    body = post(d, "/v1/tag", songs[0]).json()
+    assert body["model"] == job["result_model_id"]
+    check_entries(body["tags"], trusted_only=True)

@@ -31,7 +31,8 @@ int clmr_tag_policy_from_model(clmr_tag_policy_t **out, const clmr_model_t *m, c
 void clmr_tag_policy_close(clmr_tag_policy_t **p);
 
 /* 1 when tag i (model head order) may be shown by default: no policy, or the policy marks it
- * trusted. A tag the policy does not list is untrusted. Out-of-range i: 0. */
+ * trusted. A tag the policy does not list is untrusted. With a policy an out-of-range i gives 0;
+ * without one the head size is unknown here, so any i >= 0 gives 1. */
 int clmr_tag_policy_trusted(const clmr_tag_policy_t *p, int i);
 
 /* The decision threshold of tag i (a tag is "yes" when its score >= threshold), or a negative

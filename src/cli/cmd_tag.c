@@ -9,6 +9,7 @@
 #include "clmr/audio.h"
 #include "clmr/error.h"
 #include "clmr/model.h"
+#include "clmr/tag_policy.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -18,8 +19,9 @@
 
 typedef struct {
     const char *model_path;
-    int json, per_chunk, embedding, threads, batch, top, top_given;
-    double max_duration_s; /* 0: the decoder's default */
+    int json, per_chunk, embedding, threads, batch, top, top_given, all;
+    double max_duration_s;           /* 0: the decoder's default */
+    const clmr_tag_policy_t *policy; /* the model's tag policy; NULL = none */
 } tag_opts_t;
 
 typedef struct {
@@ -50,6 +52,8 @@ static void usage(FILE *f)
         "                  duration_s, chunks, tags, warnings)\n"
         "  --top N         tags shown per file and per chunk (default 10; --json: all unless "
         "given)\n"
+        "  --all           also show tags the model's tag policy does not trust on real audio\n"
+        "                  (hidden by default; a model without a policy shows every tag)\n"
         "  --embedding     add the 512-d track embedding (L2-normalised mean of chunk embeddings)\n"
         "  --per-chunk     per-chunk top tags (text), or per-chunk start_s, tags, scores (model\n"
         "                  tag order) and raw embedding (--json)\n"
@@ -144,11 +148,22 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
         json_t *tags = json_array();
         int listed = o->top_given && o->top < nt ? o->top : nt;
-        for (int i = 0; i < listed; i++)
-            json_array_append_new(tags,
-                                  json_pack("{s:s, s:f}", "tag", clmr_model_tag(m, rank[i].tag),
-                                            "score", (double)rank[i].score));
+        for (int i = 0, shown = 0; i < nt && shown < listed; i++) {
+            int k = rank[i].tag;
+            if (!o->all && !clmr_tag_policy_trusted(o->policy, k)) continue;
+            double thr = clmr_tag_policy_threshold(o->policy, k);
+            json_t *e =
+                json_pack("{s:s, s:f, s:b}", "tag", clmr_model_tag(m, k), "score",
+                          (double)rank[i].score, "trusted", clmr_tag_policy_trusted(o->policy, k));
+            json_object_set_new(e, "threshold", thr >= 0 ? json_real(thr) : json_null());
+            json_object_set_new(e, "decision",
+                                thr >= 0 ? json_boolean(rank[i].score >= (float)thr) : json_null());
+            json_array_append_new(tags, e);
+            shown++;
+        }
         json_object_set_new(obj, "tags", tags);
+        json_object_set_new(obj, "tags_hidden",
+                            json_integer(o->all ? 0 : clmr_tag_policy_n_untrusted(o->policy)));
         if (o->embedding) json_object_set_new(obj, "embedding", float_array(t->emb, t->embed_dim));
         if (o->per_chunk) {
             json_t *chunks = json_array();
@@ -178,9 +193,19 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         printf("%s  (%.1f s, %d chunk%s, model %s)\n", file, a->duration_s, t->n_chunks,
                t->n_chunks == 1 ? "" : "s", clmr_model_name(m));
         if (nt == 0) printf("  encoder-only model: no tags (use --json --embedding)\n");
-        int shown = nt < o->top ? nt : o->top;
-        for (int i = 0; i < shown; i++)
-            printf("  %-14s %.3f\n", clmr_model_tag(m, rank[i].tag), (double)rank[i].score);
+        for (int i = 0, shown = 0; i < nt && shown < o->top; i++) {
+            int k = rank[i].tag;
+            if (!o->all && !clmr_tag_policy_trusted(o->policy, k)) continue;
+            double thr = clmr_tag_policy_threshold(o->policy, k);
+            printf("  %-14s %.3f%s%s\n", clmr_model_tag(m, k), (double)rank[i].score,
+                   thr < 0 ? "" : ((double)rank[i].score >= thr ? "  yes" : "  no"),
+                   clmr_tag_policy_trusted(o->policy, k) ? "" : "  (untrusted)");
+            shown++;
+        }
+        int hidden = o->all ? 0 : clmr_tag_policy_n_untrusted(o->policy);
+        if (hidden)
+            printf("  (%d tag%s not trusted on real audio hidden; --all shows them)\n", hidden,
+                   hidden == 1 ? "" : "s");
         for (int i = 0; i < nw; i++)
             printf("  warning: %s\n", w[i].message);
         if (o->per_chunk && nt > 0) {
@@ -223,7 +248,8 @@ int clmr_cli_tag(int argc, char **argv)
         OPT_THREADS,
         OPT_BATCH,
         OPT_TOP,
-        OPT_MAXDUR
+        OPT_MAXDUR,
+        OPT_ALL
     };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, OPT_MODEL},
@@ -234,6 +260,7 @@ int clmr_cli_tag(int argc, char **argv)
         {"batch", required_argument, NULL, OPT_BATCH},
         {"top", required_argument, NULL, OPT_TOP},
         {"max-duration", required_argument, NULL, OPT_MAXDUR},
+        {"all", no_argument, NULL, OPT_ALL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -272,6 +299,9 @@ int clmr_cli_tag(int argc, char **argv)
             if (clmr_cli_parse_double(&o.max_duration_s, optarg, 1, 86400, "tag", "--max-duration"))
                 return 2;
             break;
+        case OPT_ALL:
+            o.all = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -291,12 +321,15 @@ int clmr_cli_tag(int argc, char **argv)
     }
     clmr_model_t *model = NULL;
     clmr_infer_t *ctx = NULL;
+    clmr_tag_policy_t *policy = NULL;
     char *msg = NULL;
     int status = 1, err;
-    if ((err = clmr_model_load(&model, path, &msg))) {
+    if ((err = clmr_model_load(&model, path, &msg)) ||
+        (err = clmr_tag_policy_from_model(&policy, model, &msg))) {
         fprintf(stderr, "clmrd tag: model %s: %s\n", path, msg ? msg : clmr_strerror(err));
         goto out;
     }
+    o.policy = policy;
     clmr_infer_params_t ip = clmr_infer_default_params();
     ip.threads = o.threads;
     ip.max_batch = o.batch;
@@ -337,6 +370,7 @@ int clmr_cli_tag(int argc, char **argv)
 out:
     free(msg);
     clmr_infer_close(&ctx);
+    clmr_tag_policy_close(&policy);
     clmr_model_close(&model);
     return status;
 }

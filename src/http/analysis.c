@@ -4,6 +4,7 @@
 #include "clmr/audio.h"
 #include "clmr/error.h"
 #include "clmr/model.h"
+#include "clmr/tag_policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,10 @@ int clmr_http_model_open(clmr_model_t **model, clmr_http_model_info_t *info, con
     if (!info->tags) goto nomem;
     for (int i = 0; i < info->n_tags; i++)
         if (!(info->tags[i] = strdup(clmr_model_tag(m, i)))) goto nomem;
+    if ((rc = clmr_tag_policy_from_model(&info->policy, m, errmsg))) {
+        clmr_http_model_close(model, info);
+        return rc;
+    }
     return 0;
 nomem:
     clmr_http_model_close(model, info);
@@ -49,6 +54,7 @@ void clmr_http_model_close(clmr_model_t **model, clmr_http_model_info_t *info)
         free(info->tags);
         info->tags = NULL;
     }
+    if (info) clmr_tag_policy_close(&info->policy);
     clmr_model_close(model);
 }
 

@@ -13,6 +13,7 @@
 
 typedef struct clmr_model clmr_model_t;
 typedef struct clmr_infer clmr_infer_t;
+typedef struct clmr_tag_policy clmr_tag_policy_t;
 
 /* Facts about the loaded model, copied at start-up; immutable afterwards (thread-safe to read). */
 typedef struct {
@@ -20,10 +21,12 @@ typedef struct {
     char name[128];
     char path[1024];
     int n_tags, dim, chunk_samples, sample_rate;
-    char **tags; /* (n_tags) */
+    char **tags;               /* (n_tags) */
+    clmr_tag_policy_t *policy; /* trusted tags and thresholds; NULL = none (all tags shown) */
 } clmr_http_model_info_t;
 
-/* Loads the model file and fills *info. Returns 0 or a CLMR_EMODEL_* code with *errmsg. */
+/* Loads the model file and fills *info (including its tag policy, clmr/tag_policy.h: a malformed
+ * policy refuses the model). Returns 0 or a CLMR_EMODEL_* code with *errmsg. */
 int clmr_http_model_open(clmr_model_t **model, clmr_http_model_info_t *info, const char *path,
                          char **errmsg);
 void clmr_http_model_close(clmr_model_t **model, clmr_http_model_info_t *info);

@@ -25,11 +25,12 @@ void clmr__qargs_free(clmr_http_req_t *req);
 /* The value of query argument name, NULL when absent. */
 const char *clmr__qarg(const clmr_http_req_t *req, const char *name);
 
-/* Renderers shared with routes.c (defined there): a track's base fields; [{"tag","score"}...]
- * highest first; a track with its metadata, descriptors and tags for the active model. */
+/* Renderers shared with routes.c (defined there): a track's base fields; [{"tag","score",
+ * "trusted","threshold","decision"}...] highest first, untrusted tags left out unless all; a track
+ * with its metadata, descriptors and tags for the active model. */
 json_t *clmr__track_json(const clmr_track_record_t *t);
 json_t *clmr__tags_json(const clmr_http_model_info_t *info, const float *scores, int n, int top,
-                        double threshold);
+                        double threshold, int all);
 json_t *clmr__track_full_json(clmr_http_req_t *req, const clmr_track_record_t *t);
 
 /* Adds metadata and descriptors of x to a track object j (null for unknown values). */

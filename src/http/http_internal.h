@@ -101,6 +101,7 @@ typedef struct clmr_http_req {
     struct clmr_served *ss; /* search: the similarity index and query embeddings */
     /* query arguments copied in the polling thread (workers must not touch the connection) */
     char q_top[16], q_threshold[32], q_per_chunk[8], q_embedding[8], q_k[16], q_limit[16];
+    char q_all[8]; /* ?all=: show tags the model's tag policy does not trust (tag_policy.h) */
     char *q_title, *q_artist, *q_external_id, *q_cursor, *content_type;
     int q_nul; /* one of the strings above had a NUL inside (%00): refused with 400 */
     /* catalogue routes (catalog_api.c): every query argument, the Range header, and a response

@@ -9,6 +9,7 @@
  */
 #include "clmr/error.h"
 #include "audio/fingerprint.h"
+#include "clmr/tag_policy.h"
 #include "http/admin.h"
 #include "http/auth.h"
 #include "http/catalog_api.h"
@@ -304,9 +305,23 @@ static int by_score_desc(const void *a, const void *b)
     return x->tag - y->tag;
 }
 
-/* [{"tag","score"}...] highest first, score >= threshold, at most top entries. */
+/* One tag of a response: its score, whether the model's tag policy trusts it on real audio, and
+ * the policy's decision threshold with the yes/no decision (null without a threshold). */
+static json_t *tag_entry_json(const clmr_http_model_info_t *info, int tag, float score)
+{
+    const char *name = tag < info->n_tags ? info->tags[tag] : "?";
+    double thr = clmr_tag_policy_threshold(info->policy, tag);
+    json_t *e = json_pack("{s:s,s:f,s:b}", "tag", name, "score", (double)score, "trusted",
+                          clmr_tag_policy_trusted(info->policy, tag));
+    json_object_set_new(e, "threshold", thr >= 0 ? json_real(thr) : json_null());
+    json_object_set_new(e, "decision", thr >= 0 ? json_boolean(score >= (float)thr) : json_null());
+    return e;
+}
+
+/* [{"tag","score",...}...] highest first, score >= threshold, at most top entries; tags the model's
+ * policy does not trust are left out unless all (?all=1). */
 json_t *clmr__tags_json(const clmr_http_model_info_t *info, const float *scores, int n, int top,
-                        double threshold)
+                        double threshold, int all)
 {
     json_t *a = json_array();
     if (!scores || n <= 0) return a;
@@ -315,13 +330,29 @@ json_t *clmr__tags_json(const clmr_http_model_info_t *info, const float *scores,
     for (int i = 0; i < n; i++)
         r[i] = (ranked_t){i, scores[i]};
     qsort(r, (size_t)n, sizeof *r, by_score_desc);
-    for (int i = 0; i < n && i < top; i++) {
+    for (int i = 0, shown = 0; i < n && shown < top; i++) {
         if (!(r[i].score >= (float)threshold)) break; /* compare as the float that was printed */
-        const char *name = r[i].tag < info->n_tags ? info->tags[r[i].tag] : "?";
-        json_array_append_new(a, json_pack("{s:s,s:f}", "tag", name, "score", (double)r[i].score));
+        if (!all && !clmr_tag_policy_trusted(info->policy, r[i].tag)) continue;
+        json_array_append_new(a, tag_entry_json(info, r[i].tag, r[i].score));
+        shown++;
     }
     free(r);
     return a;
+}
+
+/* Sets "tags" and "tags_hidden" (how many untrusted tags were left out) on a response object. */
+static void set_tags(json_t *j, const clmr_http_model_info_t *info, const float *scores, int n,
+                     int top, double threshold, int all)
+{
+    json_object_set_new(j, "tags", clmr__tags_json(info, scores, n, top, threshold, all));
+    json_object_set_new(j, "tags_hidden",
+                        json_integer(all ? 0 : clmr_tag_policy_n_untrusted(info->policy)));
+}
+
+/* ?all= (show untrusted tags); on a bad value the 400 is prepared and -1 returned. */
+static int all_arg(clmr_http_req_t *req, int *all)
+{
+    return parse_bool_arg(req, "all", req->q_all, all);
 }
 
 static json_t *floats_json(const float *v, int n)
@@ -355,8 +386,10 @@ json_t *clmr__track_full_json(clmr_http_req_t *req, const clmr_track_record_t *t
     float *sc = NULL;
     int n = 0;
     if (clmr_store_scores_get(req->srv->store, t->id, info->id, &sc, &n, NULL) == 0) {
+        /* the route validated ?all= with all_arg before rendering */
+        int all = !strcmp(req->q_all, "1") || !strcmp(req->q_all, "true");
         json_object_set_new(j, "model", json_string(info->id));
-        json_object_set_new(j, "tags", clmr__tags_json(info, sc, n, n, 0.0));
+        set_tags(j, info, sc, n, n, 0.0, all);
     }
     free(sc);
     return j;
@@ -493,6 +526,8 @@ static void h_track_get(clmr_http_req_t *req)
     clmr_track_record_t t;
     memset(&t, 0, sizeof t);
     char *msg = NULL;
+    int all;
+    if (all_arg(req, &all)) return;
     int rc = clmr_store_track_get(req->srv->store, req->id, &t, &msg);
     if (rc == CLMR_ENOT_FOUND)
         clmr__http_error(req, 404, "not_found", "no track %s", req->id);
@@ -669,9 +704,19 @@ void clmr__route_inline(clmr_http_req_t *req)
         break;
     case R_TAGS: {
         json_t *a = json_array();
-        for (int i = 0; i < req->sm->info.n_tags; i++)
+        json_t *pol = json_array(); /* the tag policy per tag (tag_policy.h) */
+        for (int i = 0; i < req->sm->info.n_tags; i++) {
             json_array_append_new(a, json_string(req->sm->info.tags[i]));
-        clmr__http_json(req, 200, json_pack("{s:s,s:o}", "model", req->sm->info.id, "tags", a));
+            double thr = clmr_tag_policy_threshold(req->sm->info.policy, i);
+            json_t *e = json_pack("{s:s,s:b}", "tag", req->sm->info.tags[i], "trusted",
+                                  clmr_tag_policy_trusted(req->sm->info.policy, i));
+            json_object_set_new(e, "threshold", thr >= 0 ? json_real(thr) : json_null());
+            json_array_append_new(pol, e);
+        }
+        clmr__http_json(req, 200,
+                        json_pack("{s:s,s:o,s:b,s:o}", "model", req->sm->info.id, "tags", a,
+                                  "has_tag_policy", req->sm->info.policy != NULL, "tag_policy",
+                                  pol));
         break;
     }
     case R_MODELS:
@@ -904,12 +949,12 @@ static void cache_store(clmr_http_req_t *req, const char *model_id, const char *
 
 /* The query arguments of POST /v1/tag; on a bad one the 400 is prepared and -1 returned. */
 static int tag_args(clmr_http_req_t *req, int *top, int *per_chunk, int *want_emb,
-                    double *threshold)
+                    double *threshold, int *all)
 {
     *threshold = 0;
     if (parse_int_arg(req, "top", req->q_top, req->sm->info.n_tags, 1,
                       req->sm->info.n_tags > 0 ? req->sm->info.n_tags : 1, top) ||
-        parse_bool_arg(req, "per_chunk", req->q_per_chunk, per_chunk) ||
+        parse_bool_arg(req, "per_chunk", req->q_per_chunk, per_chunk) || all_arg(req, all) ||
         parse_bool_arg(req, "embedding", req->q_embedding, want_emb))
         return -1;
     if (req->q_threshold[0]) {
@@ -927,7 +972,7 @@ static int tag_args(clmr_http_req_t *req, int *top, int *per_chunk, int *want_em
 /* Answers from the tag cache when it holds (sha, active model) with what the request needs.
  * Returns 1 when the response is prepared, 0 on a miss. Per-chunk scores are not cached. */
 static int tag_from_cache(clmr_http_req_t *req, const char *sha, int top, int per_chunk,
-                          int want_emb, double threshold)
+                          int want_emb, double threshold, int all)
 {
     clmr_server_t *s = req->srv;
     if (per_chunk) return 0;
@@ -937,10 +982,9 @@ static int tag_from_cache(clmr_http_req_t *req, const char *sha, int top, int pe
               (!want_emb || r.embedding);
     if (hit) {
         clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
-        json_t *j =
-            json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id,
-                      "duration_s", r.duration_s, "chunks", r.chunks, "cached", 1, "tags",
-                      clmr__tags_json(&req->sm->info, r.scores, r.n_scores, top, threshold));
+        json_t *j = json_pack("{s:s,s:s,s:f,s:i,s:b}", "id", sha, "model", req->sm->info.id,
+                              "duration_s", r.duration_s, "chunks", r.chunks, "cached", 1);
+        set_tags(j, &req->sm->info, r.scores, r.n_scores, top, threshold, all);
         if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
         clmr__http_json(req, 200, j);
     }
@@ -950,19 +994,19 @@ static int tag_from_cache(clmr_http_req_t *req, const char *sha, int top, int pe
 
 static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, const char *sha)
 {
-    int top, per_chunk, want_emb;
+    int top, per_chunk, want_emb, all;
     double threshold;
-    if (tag_args(req, &top, &per_chunk, &want_emb, &threshold)) return;
+    if (tag_args(req, &top, &per_chunk, &want_emb, &threshold, &all)) return;
     /* A hit here is rare (the cache probe answered it before queueing) but possible when the
      * same song was being analysed while this request waited. */
-    if (tag_from_cache(req, sha, top, per_chunk, want_emb, threshold)) return;
+    if (tag_from_cache(req, sha, top, per_chunk, want_emb, threshold, all)) return;
     json_t *j = NULL;
     clmr_http_analysis_t a;
     if (analyze(req, ctx, u, &a)) return;
     cache_store(req, req->sm->info.id, sha, &a);
-    j = json_pack("{s:s,s:s,s:f,s:i,s:b,s:o}", "id", sha, "model", req->sm->info.id, "duration_s",
-                  a.duration_s, "chunks", a.n_chunks, "cached", 0, "tags",
-                  clmr__tags_json(&req->sm->info, a.scores, a.n_tags, top, threshold));
+    j = json_pack("{s:s,s:s,s:f,s:i,s:b}", "id", sha, "model", req->sm->info.id, "duration_s",
+                  a.duration_s, "chunks", a.n_chunks, "cached", 0);
+    set_tags(j, &req->sm->info, a.scores, a.n_tags, top, threshold, all);
     if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
     json_object_set_new(j, "warnings", warnings_json(&a));
     if (per_chunk) {
@@ -974,7 +1018,7 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
                 pc,
                 json_pack("{s:f,s:o,s:o}", "start_s", c * step, "tags",
                           clmr__tags_json(&req->sm->info, a.chunk_scores + (size_t)c * a.n_tags,
-                                          a.n_tags, top, threshold),
+                                          a.n_tags, top, threshold, all),
                           "scores", floats_json(a.chunk_scores + (size_t)c * a.n_tags, a.n_tags)));
         json_object_set_new(j, "per_chunk", pc);
     }
@@ -986,6 +1030,8 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
 {
     clmr_server_t *s = req->srv;
     char *msg = NULL;
+    int all;
+    if (all_arg(req, &all)) return;
     clmr_track_record_t t;
     memset(&t, 0, sizeof t);
     int rc = clmr_store_track_get(s->store, sha, &t, &msg);
@@ -1172,9 +1218,9 @@ void clmr__route_job(void *arg, clmr_infer_t *ctx)
 int clmr__route_cache_probe(clmr_http_req_t *req)
 {
     if (req->route != R_TAG) return 0;
-    int top, per_chunk, want_emb;
+    int top, per_chunk, want_emb, all;
     double threshold;
-    if (tag_args(req, &top, &per_chunk, &want_emb, &threshold)) return 1;
+    if (tag_args(req, &top, &per_chunk, &want_emb, &threshold, &all)) return 1;
     if (per_chunk) return 0;
     upload_t u;
     if (read_upload(req, &u)) {
@@ -1184,7 +1230,7 @@ int clmr__route_cache_probe(clmr_http_req_t *req)
     char sha[65];
     sha256_hex(u.audio, u.audio_len, sha);
     upload_free(&u);
-    return tag_from_cache(req, sha, top, per_chunk, want_emb, threshold);
+    return tag_from_cache(req, sha, top, per_chunk, want_emb, threshold, all);
 }
 
 /* ---------------------------------------------------------------- start-up */

@@ -295,6 +295,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *c, const char
         copy_arg(c, "embedding", req->q_embedding, sizeof req->q_embedding);
         copy_arg(c, "k", req->q_k, sizeof req->q_k);
         copy_arg(c, "limit", req->q_limit, sizeof req->q_limit);
+        copy_arg(c, "all", req->q_all, sizeof req->q_all);
         req->q_cursor = dup_arg(c, MHD_GET_ARGUMENT_KIND, "cursor", &req->q_nul);
         req->q_title = dup_arg(c, MHD_GET_ARGUMENT_KIND, "title", &req->q_nul);
         req->q_artist = dup_arg(c, MHD_GET_ARGUMENT_KIND, "artist", &req->q_nul);

@@ -10,6 +10,7 @@
 
 #include "clmr/audio.h"
 #include "clmr/error.h"
+#include "clmr/tag_policy.h"
 #include "nn/model_internal.h"
 #include "train/distill.h"
 #include "train/embed_set.h"
@@ -343,6 +344,11 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
     if (p->provenance_json && (rc = clmr_model_set_meta(out, "finetune", p->provenance_json)))
         goto out;
     if ((rc = clmr_model_set_meta(out, "parent_id", clmr_model_id(parent)))) goto out;
+    /* The parent's tag policy (clmr/tag_policy.h) stays with its head: the distillation term
+     * keeps the child's tags close to the parent's, so a tag hidden as untrusted on real audio
+     * must not reappear just because the model was fine-tuned. */
+    const char *policy = T > 0 ? clmr_model_meta(parent, CLMR_TAG_POLICY_KEY) : NULL;
+    if (policy && (rc = clmr_model_set_meta(out, CLMR_TAG_POLICY_KEY, policy))) goto out;
     if ((rc = clmr_model_save(out, p->out_path, errmsg))) goto out;
     if ((rc = clmr_model_load(&saved, p->out_path, errmsg))) goto out;
     snprintf(res->model_id, sizeof res->model_id, "%s", clmr_model_id(saved));

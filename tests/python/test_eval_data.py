@@ -37,12 +37,12 @@ def test_committed_manifests_are_complete():
     """Every crop of every committed manifest has a checksum, and the counts are the card's."""
     sums = committed_sums()
     counts = {}
-    for split in ("train", "test", "test_opl3", "real"):
+    for split in ("train", "test", "test_opl3", "real", "val", "vocal"):
         rows = read_manifest(os.path.join(COMMITTED, split, "manifest.jsonl"))
         counts[split] = len(rows)
         for path in rows:
             assert f"{split}/{path}" in sums, f"{split}/{path} has no checksum"
-    assert counts == {"train": 3563, "test": 1433, "test_opl3": 296, "real": 478}
+    assert counts == {"train": 3563, "test": 1433, "test_opl3": 296, "real": 478, "val": 594, "vocal": 396}
     assert len(sums) == sum(counts.values())
     per_source = [read_manifest(os.path.join(COMMITTED, "test", f"manifest_{s}.jsonl"))
                   for s in ("timgm6mb", "freepats", "sf_gmbank")]
@@ -57,10 +57,10 @@ def test_committed_manifests_are_complete():
 def test_regenerated_clips_match_committed_bytes(tmp_path):
     out = tmp_path / "labelled"
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "datasets", "make_labelled.py"), "--out", str(out),
-                    "--splits", "train,test,test_opl3", "--clips", "2"], check=True, stdout=subprocess.DEVNULL)
+                    "--splits", "train,test,test_opl3,val", "--clips", "2"], check=True, stdout=subprocess.DEVNULL)
     sums = committed_sums()
     checked = 0
-    for split in ("train", "test", "test_opl3"):
+    for split in ("train", "test", "test_opl3", "val"):
         committed = read_manifest(os.path.join(COMMITTED, split, "manifest.jsonl"))
         made = read_manifest(out / split / "manifest.jsonl")
         assert made, f"no crops regenerated for {split}"
@@ -69,7 +69,7 @@ def test_regenerated_clips_match_committed_bytes(tmp_path):
             digest = hashlib.sha256((out / split / path).read_bytes()).hexdigest()
             assert digest == sums[f"{split}/{path}"], f"{split}/{path}: audio differs from the committed checksum"
             checked += 1
-    assert checked >= 12
+    assert checked >= 16
 
 
 @needs_renderers

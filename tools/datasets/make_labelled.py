@@ -7,7 +7,9 @@ Usage: make_labelled.py --out DIR [--train-hours H] [--test-hours H] [--opl3-hou
 Writes DIR/<split>/crops/*.wav (16-bit, 22,050 Hz mono, exactly 59,049 samples each),
 DIR/<split>/manifest.jsonl with one line per crop file {"path": "crops/...wav", "tags": [...]} (paths
 relative to the manifest's folder), DIR/<split>/meta.jsonl (how each crop was made), and for the test
-split one manifest per timbre source (manifest_<source>.jsonl). Splits: train, test, test_opl3.
+split one manifest per timbre source (manifest_<source>.jsonl). Splits: train, test, test_opl3, and
+val (the training distribution with other clips, for choices made after training such as the
+default model's decision thresholds; made only when named in --splits).
 
 DESIGN
 - Every clip is composed here from a seeded RNG (numpy + stdlib only): tempo, key, chord progression,
@@ -71,6 +73,10 @@ SPLITS = {
                  kits=[24, 25, 32, 40], grooves=["halftime", "bossa", "breakbeat", "waltz"], seed=2002),
     "test_opl3": dict(sources=["opl3"], voices=["m1", "m7", "f1", "f3", "kal"], kits=[24, 25, 32, 40],
                       grooves=["halftime", "bossa", "breakbeat", "waltz"], seed=3003),
+    # the training distribution (FluidR3, train voices, kits and grooves) with other clips: for
+    # choices made after training (the default model's decision thresholds), never the test splits
+    "val": dict(sources=["fluidr3"], voices=["m3", "f2", "f4"], kits=[0, 8, 16],
+                grooves=["rock", "four", "shuffle", "ballad"], seed=6006),
 }
 
 # GM program -> MagnaTagATune tags it is a fact of (only tags from the 50-tag list)
@@ -100,6 +106,7 @@ MMA_GROOVES = {
     "test": ["BossaNova", "Bluegrass", "BigBand", "Bolero", "Folk", "JazzWaltz", "Samba", "SoftRock"],
 }
 MMA_GROOVES["test_opl3"] = MMA_GROOVES["test"]
+MMA_GROOVES["val"] = MMA_GROOVES["train"]
 CHORD_NAMES = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
 
 ROLE_PROGRAMS = {
@@ -658,11 +665,13 @@ def main(argv=None):
     ap.add_argument("--train-hours", type=float, default=3.0)
     ap.add_argument("--test-hours", type=float, default=1.0)
     ap.add_argument("--opl3-hours", type=float, default=0.25)
+    ap.add_argument("--val-hours", type=float, default=0.5, help="the val split (not in the default --splits)")
     ap.add_argument("--splits", default="train,test,test_opl3")
     ap.add_argument("--clips", type=int, default=0, help="clips per split (overrides the hours)")
     args = ap.parse_args(argv)
     clip_h = CROPS_PER_CLIP * CROP / SR / 3600
-    hours = {"train": args.train_hours, "test": args.test_hours, "test_opl3": args.opl3_hours}
+    hours = {"train": args.train_hours, "test": args.test_hours, "test_opl3": args.opl3_hours,
+             "val": args.val_hours}
     for split in args.splits.split(","):
         n = args.clips or int(np.ceil(hours[split] / clip_h))
         generate(split, n, os.path.abspath(args.out), log=lambda *a: print(*a, flush=True))

@@ -2,8 +2,8 @@
 """reproduce_card.py - rebuild the model card's evaluation sets from Debian packages and check that
 `clmrd eval` gives the card's numbers.
 
-Steps, per requested split: regenerate it (make_labelled.py for test / test_opl3, make_real.py for
-real; made crops are kept, so a re-run is cheap), check every crop against the committed
+Steps, per requested split: regenerate it (make_labelled.py for test / test_opl3 / val, make_real.py
+for real, make_vocal.py for vocal; made crops are kept, so a re-run is cheap), check every crop against the committed
 models/eval/labelled/SHA256SUMS (same bytes = the card's audio), run `clmrd eval --json` with the
 model on each of the split's manifests, and compare macro ROC-AUC and PR-AUC with the committed
 results (models/eval/card.json) within --tolerance. Exit 0 when everything matches, 1 otherwise.
@@ -27,6 +27,9 @@ SPLITS = {
               "freepats": "manifest_freepats.jsonl", "sf_gmbank": "manifest_sf_gmbank.jsonl"}),
     "test_opl3": (["make_labelled.py", "--splits", "test_opl3"], {"opl3": "manifest.jsonl"}),
     "real": (["make_real.py"], {"real": "manifest.jsonl"}),
+    "vocal": (["make_vocal.py"], {"vocal": "manifest.jsonl"}),
+    # the decision thresholds' set (tools/eval/tag_policy.py): checksums only, it is no evaluation
+    "val": (["make_labelled.py", "--splits", "val"], {}),
 }
 
 
@@ -44,7 +47,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder for the regenerated sets (kept between runs)")
     ap.add_argument("--debs", help="folder for the .deb files make_real.py downloads (default DATA/debs)")
-    ap.add_argument("--splits", default="test,test_opl3,real", help="comma-separated subset of " + ",".join(SPLITS))
+    ap.add_argument("--splits", default="test,test_opl3,real,vocal", help="comma-separated subset of " + ",".join(SPLITS))
     ap.add_argument("--clmrd", default=os.path.join(ROOT, "build", "clmrd"))
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "clmr-default.safetensors"))
     ap.add_argument("--expected", default=os.path.join(ROOT, "models", "eval", "card.json"),
@@ -61,7 +64,7 @@ def main():
     for split in args.splits.split(","):
         gen, manifests = SPLITS[split]
         script = os.path.join(ROOT, "tools", "datasets", gen[0])
-        if gen[0] == "make_real.py":
+        if gen[0] in ("make_real.py", "make_vocal.py"):
             cmd = [sys.executable, script, "--out", os.path.join(args.data, split),
                    "--cache", args.debs or os.path.join(args.data, "debs")]
         else:

@@ -207,7 +207,8 @@ static json_t *row_json(clmr_http_req_t *req, const clmr_track_row_t *r, int top
     clmr__track_extra_json(j, &r->x);
     if (r->scores && top > 0) {
         json_object_set_new(j, "model", json_string(info->id));
-        json_object_set_new(j, "top_tags", clmr__tags_json(info, r->scores, r->n_scores, top, 0, 0));
+        json_object_set_new(j, "top_tags",
+                            clmr__tags_json(info, r->scores, r->n_scores, top, 0, 0));
     }
     return j;
 }

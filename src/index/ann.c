@@ -85,6 +85,7 @@ int clmr_ann_open(clmr_ann_t **out, const clmr_ann_params_t *p, char **errmsg)
         free(a);
         return rc;
     }
+    clmr_fx_set_effort(a->fx, p->kind == CLMR_ANN_HNSW ? p->ef_search : p->nprobe);
     *out = a;
     return 0;
 }
@@ -202,16 +203,25 @@ clmr_ann_params_t clmr_ann_params(const clmr_ann_t *a)
     return a->p;
 }
 
-int clmr_ann_search(const clmr_ann_t *a, const float *q, int k, int effort, int64_t *labels,
-                    float *scores, int *n_out, char **errmsg)
+int clmr_ann_set_effort(clmr_ann_t *a, int effort)
+{
+    if (!a || effort < 1) return CLMR_EINVAL;
+    if (a->p.kind == CLMR_ANN_HNSW)
+        a->p.ef_search = effort;
+    else
+        a->p.nprobe = effort;
+    return clmr_fx_set_effort(a->fx, effort);
+}
+
+int clmr_ann_search(const clmr_ann_t *a, const float *q, int k, int64_t *labels, float *scores,
+                    int *n_out, char **errmsg)
 {
     if (!a || !q || k < 1 || k > 10000 || !labels || !scores || !n_out) return CLMR_EINVAL;
     *n_out = 0;
     if (a->n_live == 0) return 0;
-    if (effort <= 0) effort = a->p.kind == CLMR_ANN_HNSW ? a->p.ef_search : a->p.nprobe;
     /* Every label live: no selector, so FAISS skips the per-candidate bitmap test. */
     const uint8_t *sel = a->n_live == a->n ? NULL : a->live;
-    int rc = clmr_fx_search(a->fx, 1, q, k, effort, sel, a->n, scores, labels, errmsg);
+    int rc = clmr_fx_search(a->fx, 1, q, k, sel, a->n, scores, labels, errmsg);
     if (rc) return rc;
     int m = 0;
     for (int i = 0; i < k; i++) {
@@ -337,6 +347,7 @@ int clmr_ann_load(clmr_ann_t **out, const char *path, char **errmsg)
         goto bad;
     }
     fclose(f);
+    clmr_fx_set_effort(a->fx, p.kind == CLMR_ANN_HNSW ? p.ef_search : p.nprobe);
     *out = a;
     return 0;
 bad:

@@ -72,10 +72,13 @@ const char *clmr_ann_id(const clmr_ann_t *a, int64_t label);
 
 /* Up to k (1..10000) live labels nearest to the unit query q, nearest first, with cosine
  * similarities estimated from the index (exact for HNSW, from PQ codes for IVF-PQ);
- * *n_out = how many were found (< k when fewer live labels or the search visited too few).
- * effort <= 0 uses the parameters' ef_search / nprobe. */
-int clmr_ann_search(const clmr_ann_t *a, const float *q, int k, int effort, int64_t *labels,
-                    float *scores, int *n_out, char **errmsg);
+ * *n_out = how many were found (< k when fewer live labels or the search visited too few; HNSW
+ * visits max(ef_search, k) candidates). */
+int clmr_ann_search(const clmr_ann_t *a, const float *q, int k, int64_t *labels, float *scores,
+                    int *n_out, char **errmsg);
+
+/* Changes the search knob (ef_search for HNSW, nprobe for IVF-PQ; >= 1). A write. */
+int clmr_ann_set_effort(clmr_ann_t *a, int effort);
 
 /* Bytes of the FAISS structures plus the id table and live bits (an estimate; RSS is the truth). */
 size_t clmr_ann_memory(const clmr_ann_t *a);

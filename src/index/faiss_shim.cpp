@@ -118,11 +118,21 @@ extern "C" size_t clmr_fx_ntotal(const clmr_fx_t *fx)
     return fx ? (size_t)fx->index->ntotal : 0;
 }
 
-extern "C" int clmr_fx_search(const clmr_fx_t *fx, size_t nq, const float *q, int k, int effort,
+extern "C" int clmr_fx_set_effort(clmr_fx_t *fx, int effort)
+{
+    if (!fx || effort < 1) return CLMR_EINVAL;
+    if (fx->hnsw)
+        fx->hnsw->hnsw.efSearch = effort;
+    else
+        fx->ivf->nprobe = (size_t)effort;
+    return 0;
+}
+
+extern "C" int clmr_fx_search(const clmr_fx_t *fx, size_t nq, const float *q, int k,
                               const uint8_t *alive, size_t alive_n, float *dist, int64_t *labels,
                               char **errmsg)
 {
-    if (!fx || !q || k < 1 || effort < 1 || !dist || !labels) return CLMR_EINVAL;
+    if (!fx || !q || k < 1 || !dist || !labels) return CLMR_EINVAL;
     return guarded(errmsg, [&] {
         faiss::IDSelectorBitmap sel(alive_n, alive);
         faiss::IDSelector *psel = alive ? &sel : nullptr;
@@ -130,12 +140,12 @@ extern "C" int clmr_fx_search(const clmr_fx_t *fx, size_t nq, const float *q, in
         auto *lab = reinterpret_cast<faiss::Index::idx_t *>(labels);
         if (fx->hnsw) {
             faiss::SearchParametersHNSW p;
-            p.efSearch = effort < k ? k : effort;
+            p.efSearch = fx->hnsw->hnsw.efSearch;
             p.sel = psel;
             fx->index->search((faiss::Index::idx_t)nq, q, k, dist, lab, &p);
         } else {
             faiss::SearchParametersIVF p;
-            p.nprobe = (size_t)effort;
+            p.nprobe = fx->ivf->nprobe;
             p.sel = psel;
             fx->index->search((faiss::Index::idx_t)nq, q, k, dist, lab, &p);
         }

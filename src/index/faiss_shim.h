@@ -41,13 +41,17 @@ int clmr_fx_is_trained(const clmr_fx_t *fx);
 /* Total vectors ever added (deleted ones included). */
 size_t clmr_fx_ntotal(const clmr_fx_t *fx);
 
+/* Sets the search effort: efSearch for HNSW, nprobe for IVF-PQ. A write: no search may run.
+ * (FAISS 1.7.3's HNSW ignores the efSearch of per-call search parameters, measured: recall and
+ * latency did not move from efSearch 16 to 128, so the index field is the only knob.) */
+int clmr_fx_set_effort(clmr_fx_t *fx, int effort);
+
 /* The k nearest of nq queries: labels[nq*k] (-1 when fewer) and squared L2 distances[nq*k].
- * effort: efSearch for HNSW, nprobe for IVF-PQ. alive (optional, one bit per label, LSB first,
+ * alive (optional, one bit per label, LSB first,
  * alive_n labels): labels whose bit is clear (or >= alive_n) are never returned. Concurrent
  * searches are safe. */
-int clmr_fx_search(const clmr_fx_t *fx, size_t nq, const float *q, int k, int effort,
-                   const uint8_t *alive, size_t alive_n, float *dist, int64_t *labels,
-                   char **errmsg);
+int clmr_fx_search(const clmr_fx_t *fx, size_t nq, const float *q, int k, const uint8_t *alive,
+                   size_t alive_n, float *dist, int64_t *labels, char **errmsg);
 
 /* Bytes FAISS itself reports for the index structures (vectors/codes + graph/lists), an
  * estimate; RSS is the ground truth. */

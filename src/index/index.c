@@ -933,9 +933,7 @@ static int ann_search_locked(const clmr_index_t *x, const float *q, int k, size_
     cand_t *h = malloc((size_t)k * sizeof *h);
     int rc = CLMR_ENOMEM, m = 0, hn = 0;
     if (!lab || !sc || !h) goto out;
-    clmr_ann_params_t p = clmr_ann_params(x->ann);
-    int effort = p.kind == CLMR_ANN_HNSW ? (p.ef_search > kc ? p.ef_search : kc) : p.nprobe;
-    if ((rc = clmr_ann_search(x->ann, q, kc, effort, lab, sc, &m, NULL))) goto out;
+    if ((rc = clmr_ann_search(x->ann, q, kc, lab, sc, &m, NULL))) goto out;
     dot4_fn dot4 = pick_kernel()->dot4;
     float d[4];
     for (int i = 0; i < m; i++) {

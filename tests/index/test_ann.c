@@ -138,7 +138,7 @@ static double ann_recall(clmr_ann_t *a, clmr_index_t *ex, const data_t *d, const
         int m = 0;
         clmr_index_hit_t e[10];
         int ne = 0;
-        CHECK(clmr_ann_search(a, q->v + (size_t)i * q->dim, kc, 0, lab, sc, &m, NULL) == 0);
+        CHECK(clmr_ann_search(a, q->v + (size_t)i * q->dim, kc, lab, sc, &m, NULL) == 0);
         CHECK(clmr_index_search(ex, q->v + (size_t)i * q->dim, 10, NULL, e, &ne) == 0);
         int hit = 0;
         for (int j = 0; j < m; j++) {
@@ -173,7 +173,7 @@ static void test_ann_hnsw_recall(void)
     int64_t lab[10];
     float sc[10];
     int m = 0;
-    CHECK(clmr_ann_search(a, d.v + 5 * 64, 10, 0, lab, sc, &m, NULL) == 0);
+    CHECK(clmr_ann_search(a, d.v + 5 * 64, 10, lab, sc, &m, NULL) == 0);
     CHECK(m == 10 && lab[0] == 5);
     CHECK_NEAR(sc[0], 1.0, 1e-5);
     /* deleted labels are never returned, even when they are the exact answer */
@@ -181,13 +181,13 @@ static void test_ann_hnsw_recall(void)
         clmr_ann_delete(a, i);
     CHECK(clmr_ann_live(a) == 2000);
     for (int i = 0; i < 3000; i += 3) {
-        CHECK(clmr_ann_search(a, d.v + (size_t)i * 64, 10, 0, lab, sc, &m, NULL) == 0);
+        CHECK(clmr_ann_search(a, d.v + (size_t)i * 64, 10, lab, sc, &m, NULL) == 0);
         CHECK(m == 10);
         for (int j = 0; j < m; j++)
             CHECKF(lab[j] % 3 != 0, "deleted label %lld returned", (long long)lab[j]);
     }
     /* bad arguments */
-    CHECK(clmr_ann_search(a, d.v, 0, 0, lab, sc, &m, NULL) == CLMR_EINVAL);
+    CHECK(clmr_ann_search(a, d.v, 0, lab, sc, &m, NULL) == CLMR_EINVAL);
     clmr_ann_params_t bad = p;
     bad.hnsw_m = 2;
     clmr_ann_t *b = NULL;
@@ -239,8 +239,8 @@ static void test_ann_ivfpq_recall_and_files(void)
         int64_t la[20], lb[20];
         float sa[20], sb[20];
         int ma = 0, mb = 0;
-        CHECK(clmr_ann_search(a, q.v + (size_t)i * 64, 20, 0, la, sa, &ma, NULL) == 0);
-        CHECK(clmr_ann_search(b, q.v + (size_t)i * 64, 20, 0, lb, sb, &mb, NULL) == 0);
+        CHECK(clmr_ann_search(a, q.v + (size_t)i * 64, 20, la, sa, &ma, NULL) == 0);
+        CHECK(clmr_ann_search(b, q.v + (size_t)i * 64, 20, lb, sb, &mb, NULL) == 0);
         CHECK(ma == mb && !memcmp(la, lb, sizeof(int64_t) * (size_t)ma));
         for (int j = 0; j < mb; j++)
             CHECK(lb[j] % 2 == 1);

@@ -203,6 +203,12 @@ clmr_ann_params_t clmr_ann_params(const clmr_ann_t *a)
     return a->p;
 }
 
+int clmr_ann_candidates(const clmr_ann_t *a, int k)
+{
+    long c = a->p.kind == CLMR_ANN_HNSW ? 2L * k + 16 : 10L * k + 64;
+    return c > 10000 ? 10000 : (int)c;
+}
+
 int clmr_ann_set_effort(clmr_ann_t *a, int effort)
 {
     if (!a || effort < 1) return CLMR_EINVAL;

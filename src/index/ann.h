@@ -77,6 +77,12 @@ const char *clmr_ann_id(const clmr_ann_t *a, int64_t label);
 int clmr_ann_search(const clmr_ann_t *a, const float *q, int k, int64_t *labels, float *scores,
                     int *n_out, char **errmsg);
 
+/* How many candidates a top-k search should take from this index for an exact re-scoring (what
+ * index.c does): 2k + 16 for HNSW (its distances are exact already, the extra ones cover graph
+ * misses), 10k + 64 for IVF-PQ (its PQ distances reorder near neighbours; re-scoring 164 rows of
+ * 512 floats costs ~0.02 ms); at most 10000. */
+int clmr_ann_candidates(const clmr_ann_t *a, int k);
+
 /* Changes the search knob (ef_search for HNSW, nprobe for IVF-PQ; >= 1). A write. */
 int clmr_ann_set_effort(clmr_ann_t *a, int effort);
 

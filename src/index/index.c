@@ -922,12 +922,12 @@ static void ann_row_removed(clmr_index_t *x, size_t row, size_t last)
 }
 
 /* Re-scores the ANN's candidates against the fp32 rows (caller holds the lock, shared). Asks for
- * 2k + 16 candidates: the re-scoring puts the exact top-k of those first, which recovers most of
- * what the ANN's own approximate ordering (PQ codes) would lose. */
+ * clmr_ann_candidates(k) of them: the re-scoring puts the exact top-k of those first, which
+ * recovers what the ANN's own approximate ordering (PQ codes) would lose. */
 static int ann_search_locked(const clmr_index_t *x, const float *q, int k, size_t exclude_row,
                              clmr_index_hit_t *hits, int *n_hits)
 {
-    int kc = 2 * k + 16 > 10000 ? 10000 : 2 * k + 16;
+    int kc = clmr_ann_candidates(x->ann, k);
     int64_t *lab = malloc((size_t)kc * sizeof *lab);
     float *sc = malloc((size_t)kc * sizeof *sc);
     cand_t *h = malloc((size_t)k * sizeof *h);

@@ -8,7 +8,7 @@
  * the HNSW inserts cheap on a loaded CI machine; docs/scaling.md has the 512-d measurements.
  *
  * Recall bounds: measured with these seeds and sizes (2026-12-04, build/tests/index/test_ann):
- * ann HNSW top-10 0.991, its 36 candidates 1.000; ann IVF-PQ 36 candidates 0.999; clmr_index
+ * ann HNSW top-10 1.000, its 36 candidates 1.000; ann IVF-PQ 36 candidates 0.999; clmr_index
  * with HNSW 1.000, with IVF-PQ (32-d, 4 bytes per vector) 0.940. The bounds (0.95, 0.97, 0.90,
  * 0.97, 0.85) leave a margin for FAISS's multithreaded insertion order, which changes the graph
  * slightly between runs, while a broken backend (wrong metric, label or tombstone mapping: recall

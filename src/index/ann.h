@@ -32,7 +32,7 @@ typedef struct {
 } clmr_ann_params_t;
 
 /* Parameters for a catalogue of about n vectors (see docs/scaling.md for the measurements behind
- * them): HNSW M=16, efConstruction=40, efSearch=64; IVF-PQ nlist ~ 4 sqrt(n) (a power of two,
+ * them): HNSW M=16, efConstruction=40, efSearch=128; IVF-PQ nlist ~ 4 sqrt(n) (a power of two,
  * 256..16384), pq_m = dim/8 (the largest of 64, 32, 16, 8 that divides dim when that does not),
  * nprobe = nlist/64 (at least 16). store_ids = 1. */
 clmr_ann_params_t clmr_ann_default_params(clmr_ann_kind_t kind, int dim, size_t n);

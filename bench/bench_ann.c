@@ -300,6 +300,8 @@ int main(int argc, char **argv)
     size_t bb = 65536;
     float *buf = malloc(bb * DIM * sizeof(float));
     if (!qs || !buf) return 1;
+    /* touched now, so the RSS growth measured over the build is the index's, not this buffer's */
+    memset(buf, 0, bb * DIM * sizeof(float));
     gen_batch(&g, 1, 0, (size_t)nq, qs);
 
     omp_set_num_threads(build_threads);

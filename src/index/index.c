@@ -198,11 +198,11 @@ static const kernel_t KERNELS[] = {
 };
 
 static atomic_int kernel_override = -1; /* -1 auto, else an index into KERNELS */
+static atomic_int best_kernel = -1;     /* cached CPU check; idempotent, so races agree */
+static atomic_int prefilter = 1;
 /* backend of indexes created from now on (clmr_index_set_default_backend) */
 static _Atomic clmr_index_backend_t default_backend = CLMR_INDEX_EXACT;
 static atomic_size_t default_auto_min = CLMR_INDEX_AUTO_MIN_DEFAULT;
-static atomic_int best_kernel = -1; /* cached CPU check; idempotent, so races agree */
-static atomic_int prefilter = 1;
 
 static int cpu_best(void)
 {

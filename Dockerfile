@@ -12,9 +12,9 @@
 FROM docker.io/library/debian:bookworm-slim AS build
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      gcc libc6-dev meson ninja-build pkg-config python3 \
+      gcc g++ libc6-dev meson ninja-build pkg-config python3 \
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev \
-      libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev libcurl4-openssl-dev \
+      libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev libcurl4-openssl-dev libfaiss-dev \
       libaubio-dev libebur128-dev libchromaprint-dev \
  && rm -rf /var/lib/apt/lists/*
 # Marks this project's images so tests can prune their own stale (dangling) ones and no others.
@@ -37,7 +37,7 @@ FROM docker.io/library/debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       libavformat59 libavcodec59 libswresample4 libavutil57 libdnnl2 libjansson4 libsndfile1 \
-      libsqlite3-0 libmicrohttpd12 libsox3 libgomp1 libaubio5 libebur128-1 libchromaprint1 libcurl4 \
+      libsqlite3-0 libmicrohttpd12 libsox3 libgomp1 libaubio5 libebur128-1 libchromaprint1 libcurl4 libblas3 liblapack3 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log \
            /usr/share/doc/* /usr/share/man/* /usr/share/info/* \
  && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \

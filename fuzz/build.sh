@@ -11,8 +11,11 @@ if [ -z "$cc" ]; then
   echo "fuzz/build.sh: clang-14 not found (apt-get install clang-14 libclang-rt-14-dev)" >&2
   exit 2
 fi
+# the C++ compiler too (src/index/faiss_shim.cpp): the fuzzers link with -fsanitize=fuzzer, which
+# only clang's driver knows
+cxx=$(command -v clang++-14 || command -v clang++ || true)
 if [ ! -f "$bdir/build.ninja" ]; then
-  CC="$cc" meson setup "$bdir" "$root" -Dfuzz=true -Dbench=false \
+  CC="$cc" CXX="$cxx" meson setup "$bdir" "$root" -Dfuzz=true -Dbench=false \
     -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
 targets=$(sed -n "s/^fuzz_targets = \[\(.*\)\]/\1/p" "$root/fuzz/meson.build" | tr -d "',")

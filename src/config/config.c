@@ -115,6 +115,11 @@ const clmr_config_key_t clmr_config_keys[] = {
      SZ(log_format), 0, "log line format"},
     {"log-level", "CLMRD_LOG_LEVEL", CLMR_CFG_ENUM, "info", 0, 0, "debug|info|warn|error",
      OFF(log_level), SZ(log_level), 0, "lowest level written"},
+    {"index", "CLMRD_INDEX", CLMR_CFG_ENUM, "exact", 0, 0, "exact|auto|hnsw|ivfpq",
+     OFF(index_backend), SZ(index_backend), 0,
+     "similarity index: exact scan, auto (exact below 100000 tracks, then HNSW, IVF-PQ from "
+     "2000000), or always the approximate hnsw / ivfpq (FAISS; built in the background; see "
+     "docs/scaling.md)"},
     {NULL, NULL, 0, NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

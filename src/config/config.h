@@ -50,6 +50,7 @@ typedef struct {
     double gate_max_auc_drop;
     char log_format[8];
     char log_level[8];
+    char index_backend[8];                  /* exact|auto|hnsw|ivfpq (clmr_index_backend_parse) */
     char config_file[CLMR_CONFIG_PATH_MAX]; /* the file that was read, or empty */
 } clmr_config_t;
 

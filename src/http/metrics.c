@@ -125,6 +125,8 @@ char *clmr__metrics_render(clmr_server_t *s, size_t *len)
     clmr_served_t *sv = clmr__served_search(s);
     clmr_index_t *sidx = atomic_load(&sv->index);
     size_t catalogue = sidx ? clmr_index_size(sidx) : 0;
+    const char *ibackend = sidx ? clmr_index_backend_name(sidx) : "exact";
+    int ipending = sidx ? clmr_index_approx_pending(sidx) : 0;
     clmr__served_release(sv);
     pthread_mutex_lock(&m->mu);
     fprintf(f, "# HELP clmrd_http_requests_total HTTP requests by route and status.\n"
@@ -177,6 +179,12 @@ char *clmr__metrics_render(clmr_server_t *s, size_t *len)
         "# TYPE clmrd_inflight_requests gauge\nclmrd_inflight_requests %d\n",
         queued, running, m->queue_rejected, m->decode_seconds, m->decode_count, m->infer_seconds,
         m->infer_count, m->cache_hits, m->cache_misses, catalogue, atomic_load(&s->inflight));
+    fprintf(f,
+            "# HELP clmrd_index_backend The similarity index searches use now (1 = this one).\n"
+            "# TYPE clmrd_index_backend gauge\nclmrd_index_backend{backend=\"%s\"} 1\n"
+            "# HELP clmrd_index_build_pending 1 while an approximate index is being built.\n"
+            "# TYPE clmrd_index_build_pending gauge\nclmrd_index_build_pending %d\n",
+            ibackend, ipending);
     fprintf(f, "# HELP clmrd_errors_total Error answers by machine code.\n"
                "# TYPE clmrd_errors_total counter\n");
     for (int i = 1; i < 64; i++)

@@ -1283,6 +1283,10 @@ int clmr__routes_open(clmr_server_t *s, char **errmsg)
     int removed = 0;
     if (clmr_store_pool_sweep(s->store, &removed, NULL) == 0 && removed)
         CLMR_LOG_INFO("removed %d orphan files from the audio pool", removed);
+    /* every index created from now on (start-up and model activations) gets this backend */
+    clmr_index_backend_t ib = CLMR_INDEX_EXACT;
+    clmr_index_backend_parse(s->cfg.index_backend, &ib); /* the config table validated it */
+    clmr_index_set_default_backend(ib, CLMR_INDEX_AUTO_MIN_DEFAULT);
     return clmr__rollover_open_index(s, errmsg);
 }
 

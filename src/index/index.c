@@ -10,11 +10,18 @@
  * id first, so results are deterministic). Ids live in a parallel fixed-width array; an
  * open-addressing hash table (linear probing, backward-shift deletion, no tombstones) maps ids to
  * rows. Capacity grows by 1.5x. A pthread rwlock: searches share it, writers take it exclusively.
+ *
+ * Approximate backends (ann.h, FAISS) sit beside the matrix, never instead of it: the section at
+ * the end builds one in a background thread from a snapshot of the rows, installs it with a
+ * catch-up pass under the write lock, keeps it current on upsert/remove (label[] maps rows to ANN
+ * labels), and a search then takes the ANN's candidates and re-scores them against the fp32 rows,
+ * so scores and ordering among the candidates are the exact scan's; only recall is approximate.
  */
 #include "index/index.h"
 
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -23,6 +30,7 @@
 #include <sys/mman.h>
 
 #include "clmr/error.h"
+#include "index/ann.h"
 
 #define ID_W (CLMR_INDEX_ID_MAX + 1)
 
@@ -39,7 +47,23 @@ struct clmr_index {
     uint32_t *slots;     /* hash table: row + 1, 0 = empty */
     size_t hcap;         /* power of two, >= 2 * cap */
     pthread_rwlock_t lock;
+    /* approximate backend (see the last section); everything below is guarded by lock */
+    int64_t *label;  /* cap: the row's ANN label, -1 = not in the ANN (yet) */
+    clmr_ann_t *ann; /* installed: searches use it; NULL = exact scan */
+    clmr_index_backend_t backend;
+    size_t auto_min;       /* AUTO: rows from which an ANN is built */
+    int loading;           /* clmr_index_load running: build once at its end, not per row */
+    int building;          /* a builder thread exists (joined in destroy or once finished) */
+    atomic_int build_done; /* the builder has finished and only needs joining */
+    pthread_t builder;
+    atomic_int stop; /* destroy asks the builder to give up */
 };
+
+static void ann_row_upserted(clmr_index_t *x, size_t row, int changed);
+static void ann_row_removed(clmr_index_t *x, size_t row, size_t last);
+static void ann_maybe_build(clmr_index_t *x);
+static int ann_search_locked(const clmr_index_t *x, const float *q, int k, size_t exclude_row,
+                             clmr_index_hit_t *hits, int *n_hits);
 
 /* ---- dot-product kernels ---- */
 
@@ -177,6 +201,9 @@ static const kernel_t KERNELS[] = {
 static atomic_int kernel_override = -1; /* -1 auto, else an index into KERNELS */
 static atomic_int best_kernel = -1;     /* cached CPU check; idempotent, so races agree */
 static atomic_int prefilter = 1;
+/* backend of indexes created from now on (clmr_index_set_default_backend) */
+static _Atomic clmr_index_backend_t default_backend = CLMR_INDEX_EXACT;
+static atomic_size_t default_auto_min = CLMR_INDEX_AUTO_MIN_DEFAULT;
 
 static int cpu_best(void)
 {
@@ -296,7 +323,9 @@ static int grow(clmr_index_t *x, size_t want)
     if (nc && calign > 64) madvise(nc, cbytes, MADV_HUGEPAGE);
     char *ni = malloc(ncap * ID_W);
     float *nsc = malloc(ncap * sizeof(float)), *nb = malloc(ncap * sizeof(float));
-    if (!ni || !nc || !nsc || !nb) {
+    int64_t *nl = realloc(x->label, ncap * sizeof *nl);
+    if (nl) x->label = nl;
+    if (!ni || !nc || !nsc || !nb || !nl) {
         free(nm);
         free(nc);
         free(ni);
@@ -339,6 +368,8 @@ int clmr_index_create(clmr_index_t **out, int dim, size_t capacity)
     if (!x) return CLMR_ENOMEM;
     x->dim = dim;
     x->stride = ((size_t)dim + 15) / 16 * 16;
+    x->backend = atomic_load(&default_backend);
+    x->auto_min = atomic_load(&default_auto_min);
     if (pthread_rwlock_init(&x->lock, NULL)) {
         free(x);
         return CLMR_ENOMEM;
@@ -356,6 +387,11 @@ void clmr_index_destroy(clmr_index_t **idx)
 {
     if (!idx || !*idx) return;
     clmr_index_t *x = *idx;
+    pthread_rwlock_wrlock(&x->lock);
+    int building = x->building;
+    atomic_store(&x->stop, 1);
+    pthread_rwlock_unlock(&x->lock);
+    if (building) pthread_join(x->builder, NULL);
     pthread_rwlock_destroy(&x->lock);
     free(x->mat);
     free(x->codes);
@@ -363,6 +399,8 @@ void clmr_index_destroy(clmr_index_t **idx)
     free(x->qbound);
     free(x->ids);
     free(x->slots);
+    clmr_ann_close(&x->ann);
+    free(x->label);
     free(x);
     *idx = NULL;
 }
@@ -389,9 +427,9 @@ void clmr__index_hold_lock(clmr_index_t *idx, int hold)
 size_t clmr_index_memory(clmr_index_t *idx)
 {
     pthread_rwlock_rdlock(&idx->lock);
-    size_t b = sizeof *idx +
-               idx->cap * (idx->stride * (sizeof(float) + 1) + ID_W + 2 * sizeof(float)) +
-               idx->hcap * sizeof(uint32_t);
+    size_t b =
+        sizeof *idx + idx->cap * (idx->stride * (sizeof(float) + 1) + ID_W + 2 * sizeof(float)) +
+        idx->hcap * sizeof(uint32_t) + idx->cap * sizeof(int64_t) + clmr_ann_memory(idx->ann);
     pthread_rwlock_unlock(&idx->lock);
     return b;
 }
@@ -458,8 +496,10 @@ int clmr_index_upsert(clmr_index_t *x, const char *id, const float *v)
     pthread_rwlock_wrlock(&x->lock);
     size_t slot = find_slot(x, id);
     size_t row;
+    int changed = 1;
     if (x->slots[slot]) {
         row = x->slots[slot] - 1;
+        changed = memcmp(x->mat + row * x->stride, tmp, x->stride * sizeof(float)) != 0;
     } else {
         if (x->n == x->cap) {
             rc = grow(x, x->n + 1);
@@ -470,11 +510,13 @@ int clmr_index_upsert(clmr_index_t *x, const char *id, const float *v)
         memset(x->ids + row * ID_W, 0, ID_W);
         strcpy(x->ids + row * ID_W, id);
         x->slots[slot] = (uint32_t)(row + 1);
+        x->label[row] = -1;
     }
     memcpy(x->mat + row * x->stride, tmp, x->stride * sizeof(float));
     memcpy(x->codes + row * x->stride, codes, x->stride);
     x->qscale[row] = qs;
     x->qbound[row] = qb;
+    ann_row_upserted(x, row, changed);
 out:
     atomic_store(&x->n_pub, x->n);
     pthread_rwlock_unlock(&x->lock);
@@ -493,6 +535,7 @@ int clmr_index_remove(clmr_index_t *x, const char *id)
         goto out;
     }
     size_t row = x->slots[slot] - 1, last = x->n - 1;
+    ann_row_removed(x, row, last);
     slot_delete(x, slot);
     if (row != last) {
         /* Move the last row into the hole and repoint its slot. */
@@ -644,11 +687,28 @@ static int search_prefiltered(const clmr_index_t *x, const float *q, int k, size
     return 0;
 }
 
+/* Heap sort: pop the worst to the end, leaving best-first order; then copy out. */
+static void emit_hits(const clmr_index_t *x, cand_t *h, int hn, clmr_index_hit_t *hits, int *n_hits)
+{
+    for (int m = hn; m > 1; m--) {
+        cand_t t = h[0];
+        h[0] = h[m - 1];
+        h[m - 1] = t;
+        sift_down(x, h, m - 1, 0);
+    }
+    for (int i = 0; i < hn; i++) {
+        memcpy(hits[i].id, row_id(x, h[i].row), ID_W);
+        hits[i].score = h[i].score;
+    }
+    *n_hits = hn;
+}
+
 /* Caller holds the lock (shared). q: stride floats, normalised or not (ranking is the same,
  * scores are divided by |q| by the caller having normalised it). */
 static int search_locked(const clmr_index_t *x, const float *q, int k, size_t exclude_row,
                          clmr_index_hit_t *hits, int *n_hits)
 {
+    if (x->ann) return ann_search_locked(x, q, k, exclude_row, hits, n_hits);
     cand_t *h = malloc((size_t)k * sizeof *h);
     if (!h) return CLMR_ENOMEM;
     int hn = 0;
@@ -678,18 +738,7 @@ static int search_locked(const clmr_index_t *x, const float *q, int k, size_t ex
         cand_t c = {d[0], (uint32_t)r};
         if (r != exclude_row) offer(x, h, &hn, k, c);
     }
-    /* Heap sort: pop the worst to the end, leaving best-first order. */
-    for (int m = hn; m > 1; m--) {
-        cand_t t = h[0];
-        h[0] = h[m - 1];
-        h[m - 1] = t;
-        sift_down(x, h, m - 1, 0);
-    }
-    for (int i = 0; i < hn; i++) {
-        memcpy(hits[i].id, row_id(x, h[i].row), ID_W);
-        hits[i].score = h[i].score;
-    }
-    *n_hits = hn;
+    emit_hits(x, h, hn, hits, n_hits);
     free(h);
     return 0;
 }
@@ -775,11 +824,240 @@ int clmr_index_load(clmr_index_t *x, clmr_store_t *store, const char *model_id, 
      * Untouched headroom pages cost address space, not resident memory. */
     size_t want = x->n + (size_t)count;
     rc = grow(x, want + want / 4 + 64);
+    if (!rc) x->loading++;
     pthread_rwlock_unlock(&x->lock);
     if (rc)
         return clmr_set_err(errmsg, rc, "cannot reserve the index for %lld rows", (long long)count);
     load_ctx_t c = {x, 0, errmsg};
     rc = clmr_store_embedding_foreach(store, model_id, load_cb, &c, errmsg);
     if (loaded) *loaded = c.loaded;
+    pthread_rwlock_wrlock(&x->lock);
+    x->loading--;
+    ann_maybe_build(x); /* in the background: the caller can serve exact searches meanwhile */
+    pthread_rwlock_unlock(&x->lock);
     return rc;
+}
+
+/* ---- approximate backend (ann.h) ---- */
+
+static const char *const BACKEND_NAMES[] = {"exact", "auto", "hnsw", "ivfpq"};
+
+int clmr_index_backend_parse(const char *name, clmr_index_backend_t *out)
+{
+    for (int i = 0; name && i < 4; i++)
+        if (!strcmp(name, BACKEND_NAMES[i])) {
+            *out = (clmr_index_backend_t)i;
+            return 0;
+        }
+    return CLMR_EINVAL;
+}
+
+void clmr_index_set_default_backend(clmr_index_backend_t b, size_t auto_min)
+{
+    atomic_store(&default_backend, b);
+    atomic_store(&default_auto_min, auto_min ? auto_min : 1);
+}
+
+int clmr_index_set_backend(clmr_index_t *x, clmr_index_backend_t b, size_t auto_min)
+{
+    if (!x || (int)b < 0 || (int)b > CLMR_INDEX_IVFPQ) return CLMR_EINVAL;
+    pthread_rwlock_wrlock(&x->lock);
+    x->backend = b;
+    x->auto_min = auto_min ? auto_min : 1;
+    if (b == CLMR_INDEX_EXACT) clmr_ann_close(&x->ann); /* a running build is discarded below */
+    ann_maybe_build(x);
+    pthread_rwlock_unlock(&x->lock);
+    return 0;
+}
+
+const char *clmr_index_backend_name(clmr_index_t *x)
+{
+    pthread_rwlock_rdlock(&x->lock);
+    const char *n = x->ann ? clmr_ann_kind_name(clmr_ann_params(x->ann).kind) : "exact";
+    pthread_rwlock_unlock(&x->lock);
+    return n;
+}
+
+int clmr_index_approx_pending(clmr_index_t *x)
+{
+    pthread_rwlock_rdlock(&x->lock);
+    int b = x->building && !atomic_load(&x->build_done);
+    pthread_rwlock_unlock(&x->lock);
+    return b;
+}
+
+/* Which ANN a catalogue of n rows gets, 0 = none (exact scan). */
+static clmr_ann_kind_t kind_for(const clmr_index_t *x, size_t n)
+{
+    switch (x->backend) {
+    case CLMR_INDEX_HNSW:
+        return n >= 1 ? CLMR_ANN_HNSW : 0;
+    case CLMR_INDEX_IVFPQ:
+        return n >= CLMR_INDEX_IVFPQ_MIN_ROWS ? CLMR_ANN_IVFPQ : 0;
+    case CLMR_INDEX_AUTO:
+        if (n < x->auto_min) return 0;
+        /* Above this the HNSW's own fp32 copy would double the matrix's memory; the IVF-PQ's
+         * codes cost ~1/30 of it (docs/scaling.md). */
+        return n >= CLMR_INDEX_AUTO_IVFPQ_ROWS && n >= CLMR_INDEX_IVFPQ_MIN_ROWS ? CLMR_ANN_IVFPQ
+                                                                                 : CLMR_ANN_HNSW;
+    default:
+        return 0;
+    }
+}
+
+/* Caller holds the write lock. A row's vector was written (changed = it differs from before). */
+static void ann_row_upserted(clmr_index_t *x, size_t row, int changed)
+{
+    if (!changed && (x->label[row] >= 0 || !x->ann)) return;
+    if (x->ann) {
+        clmr_ann_delete(x->ann, x->label[row]);
+        x->label[row] = -1;
+        if (clmr_ann_add(x->ann, 1, x->mat + row * x->stride, (const char *const[]){row_id(x, row)},
+                         NULL) == 0)
+            x->label[row] = (int64_t)clmr_ann_labels(x->ann) - 1;
+        /* else: the row stays out of the ANN (found by exact searches only) until the next
+         * rebuild; the only failure is out-of-memory. */
+        return;
+    }
+    x->label[row] = -1; /* a builder running now adds it in its catch-up pass */
+    if (!x->loading) ann_maybe_build(x);
+}
+
+/* Caller holds the write lock; row is being removed and last moves into it. */
+static void ann_row_removed(clmr_index_t *x, size_t row, size_t last)
+{
+    if (x->ann) clmr_ann_delete(x->ann, x->label[row]);
+    x->label[row] = x->label[last];
+}
+
+/* Re-scores the ANN's candidates against the fp32 rows (caller holds the lock, shared). Asks for
+ * clmr_ann_candidates(k) of them: the re-scoring puts the exact top-k of those first, which
+ * recovers what the ANN's own approximate ordering (PQ codes) would lose. */
+static int ann_search_locked(const clmr_index_t *x, const float *q, int k, size_t exclude_row,
+                             clmr_index_hit_t *hits, int *n_hits)
+{
+    int kc = clmr_ann_candidates(x->ann, k);
+    int64_t *lab = malloc((size_t)kc * sizeof *lab);
+    float *sc = malloc((size_t)kc * sizeof *sc);
+    cand_t *h = malloc((size_t)k * sizeof *h);
+    int rc = CLMR_ENOMEM, m = 0, hn = 0;
+    if (!lab || !sc || !h) goto out;
+    if ((rc = clmr_ann_search(x->ann, q, kc, lab, sc, &m, NULL))) goto out;
+    dot4_fn dot4 = pick_kernel()->dot4;
+    float d[4];
+    for (int i = 0; i < m; i++) {
+        const char *id = clmr_ann_id(x->ann, lab[i]);
+        if (!id) continue;
+        uint32_t s = x->slots[find_slot(x, id)];
+        /* a label that no longer names the row's current vector cannot be live; checked anyway
+         * so that a stale label can never return a deleted or replaced track */
+        if (!s || x->label[s - 1] != lab[i] || s - 1 == exclude_row) continue;
+        dot4(q, x->mat + (size_t)(s - 1) * x->stride, 0, x->stride, d);
+        offer(x, h, &hn, k, (cand_t){d[0], s - 1});
+    }
+    emit_hits(x, h, hn, hits, n_hits);
+    rc = 0;
+out:
+    free(lab);
+    free(sc);
+    free(h);
+    return rc;
+}
+
+/* Builds an ANN from a snapshot of the rows without holding the lock, then installs it under the
+ * write lock after a catch-up pass: rows added or replaced meanwhile (label -1) are added, rows
+ * removed or replaced have their snapshot labels left deleted. */
+static void *builder_main(void *arg)
+{
+    clmr_index_t *x = arg;
+    clmr_ann_t *a = NULL;
+    float *snap = NULL, *train = NULL;
+    char *ids = NULL;
+    const char **idp = NULL;
+    size_t dim = (size_t)x->dim;
+    /* One OpenMP thread: the build is background work beside the request path. */
+    omp_set_num_threads(1);
+    pthread_rwlock_wrlock(&x->lock);
+    size_t n = x->n;
+    clmr_ann_kind_t kind = kind_for(x, n);
+    if (kind) {
+        snap = malloc(n * dim * sizeof(float));
+        ids = malloc(n * ID_W);
+        idp = malloc(n * sizeof *idp);
+    }
+    if (!kind || !snap || !ids || !idp) {
+        pthread_rwlock_unlock(&x->lock);
+        goto done;
+    }
+    for (size_t r = 0; r < n; r++) {
+        memcpy(snap + r * dim, x->mat + r * x->stride, dim * sizeof(float));
+        memcpy(ids + r * ID_W, row_id(x, r), ID_W);
+        idp[r] = ids + r * ID_W;
+        x->label[r] = (int64_t)r;
+    }
+    pthread_rwlock_unlock(&x->lock);
+    clmr_ann_params_t p = clmr_ann_default_params(kind, x->dim, n);
+    if (clmr_ann_open(&a, &p, NULL)) goto done;
+    if (clmr_ann_needs_training(a)) {
+        /* ~40 vectors per list, spread over the whole catalogue */
+        size_t nt = (size_t)p.nlist * 40 < n ? (size_t)p.nlist * 40 : n;
+        if (!(train = malloc(nt * dim * sizeof(float)))) goto done;
+        for (size_t i = 0; i < nt; i++)
+            memcpy(train + i * dim, snap + (i * (n / nt)) * dim, dim * sizeof(float));
+        int rc = clmr_ann_train(a, nt, train, NULL);
+        free(train);
+        train = NULL;
+        if (rc) goto done;
+    }
+    for (size_t r = 0; r < n && !atomic_load(&x->stop); r += 4096) {
+        size_t b = n - r < 4096 ? n - r : 4096;
+        if (clmr_ann_add(a, b, snap + r * dim, idp + r, NULL)) goto done;
+    }
+    free(snap);
+    snap = NULL;
+    pthread_rwlock_wrlock(&x->lock);
+    if (!atomic_load(&x->stop) && kind_for(x, x->n)) {
+        clmr_ann_delete_all(a);
+        int ok = 1;
+        for (size_t r = 0; r < x->n && ok; r++) {
+            if (x->label[r] >= 0 && (size_t)x->label[r] < n) {
+                clmr_ann_undelete(a, x->label[r]);
+            } else {
+                ok = clmr_ann_add(a, 1, x->mat + r * x->stride, (const char *const[]){row_id(x, r)},
+                                  NULL) == 0;
+                x->label[r] = (int64_t)clmr_ann_labels(a) - 1;
+            }
+        }
+        if (ok) {
+            clmr_ann_close(&x->ann);
+            x->ann = a;
+            a = NULL;
+        }
+    }
+    pthread_rwlock_unlock(&x->lock);
+done:
+    clmr_ann_close(&a);
+    free(snap);
+    free(train);
+    free(ids);
+    free(idp);
+    /* building is cleared by whoever joins it: destroy, or the next ann_maybe_build */
+    atomic_store(&x->build_done, 1);
+    return NULL;
+}
+
+/* Caller holds the write lock. Starts a builder when the backend wants an ANN and none exists. */
+static void ann_maybe_build(clmr_index_t *x)
+{
+    if (x->ann || x->loading || atomic_load(&x->stop) || !kind_for(x, x->n)) return;
+    if (x->building) {
+        /* A running builder catches up with the rows itself. One that finished without
+         * installing (failure, or the backend changed meanwhile) is reaped and replaced; its
+         * last step was setting build_done, so the join does not wait on this lock. */
+        if (!atomic_load(&x->build_done)) return;
+        pthread_join(x->builder, NULL);
+        x->building = 0;
+    }
+    atomic_store(&x->build_done, 0);
+    if (pthread_create(&x->builder, NULL, builder_main, x) == 0) x->building = 1;
 }

@@ -12,6 +12,13 @@
  * pthread rwlock lets any number of searches run together while adds/removes take it exclusively.
  * Queries with a non-finite or zero vector are refused (NaN would poison the ordering).
  *
+ * Approximate search (FAISS HNSW or IVF-PQ, see ann.h and docs/scaling.md) is a per-index
+ * backend: with it, searches re-score the approximate index's candidates against the exact rows,
+ * so returned scores are exact cosines and only recall can fall below the exact scan's. The
+ * approximate index is built in a background thread (after clmr_index_load, or when an upsert
+ * makes the catalogue reach the threshold); searches use the exact scan until it is installed.
+ * Every function keeps the same contract whatever the backend.
+ *
  * One index holds one model's embeddings; to switch model versions build a new index (e.g. with
  * clmr_index_load) and swap the pointer under the caller's own synchronisation.
  */
@@ -92,5 +99,36 @@ int clmr_index_set_kernel(const char *name);
 /* Benchmark/test hook: 1 (default) = exact search through the int8 prefilter where a SIMD kernel
  * exists (see index.c), 0 = plain full fp32 scan. Both return the same hits. Thread-safe. */
 void clmr_index_set_prefilter(int on);
+
+/* ---- approximate backends ---- */
+
+typedef enum {
+    CLMR_INDEX_EXACT = 0, /* always the exact scan (the default) */
+    CLMR_INDEX_AUTO,      /* exact below auto_min rows, then HNSW, IVF-PQ from AUTO_IVFPQ_ROWS */
+    CLMR_INDEX_HNSW,      /* HNSW as soon as there is a row */
+    CLMR_INDEX_IVFPQ,     /* IVF-PQ from IVFPQ_MIN_ROWS rows (its training needs them) */
+} clmr_index_backend_t;
+
+#define CLMR_INDEX_AUTO_MIN_DEFAULT 100000
+#define CLMR_INDEX_AUTO_IVFPQ_ROWS 2000000
+#define CLMR_INDEX_IVFPQ_MIN_ROWS 10240
+
+/* "exact", "auto", "hnsw" or "ivfpq" -> *out; CLMR_EINVAL otherwise. */
+int clmr_index_backend_parse(const char *name, clmr_index_backend_t *out);
+
+/* Process-wide: the backend of indexes created from now on (the server sets it from the `index`
+ * configuration key, so every index it creates, including the ones rebuilt on model activation,
+ * gets it). auto_min: AUTO's threshold in rows (0 = 1). Thread-safe. */
+void clmr_index_set_default_backend(clmr_index_backend_t b, size_t auto_min);
+
+/* Changes this index's backend; starts a background build when the new backend wants one now.
+ * EXACT drops an installed approximate index at once. Thread-safe. */
+int clmr_index_set_backend(clmr_index_t *idx, clmr_index_backend_t b, size_t auto_min);
+
+/* What searches use right now: "exact", "hnsw" or "ivfpq" (static strings). Thread-safe. */
+const char *clmr_index_backend_name(clmr_index_t *idx);
+
+/* 1 while a background build is running (tests and /metrics wait on it). Thread-safe. */
+int clmr_index_approx_pending(clmr_index_t *idx);
 
 #endif

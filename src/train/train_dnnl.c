@@ -30,6 +30,14 @@
  * buffers took 7,280 MiB. Layer 1's backward needs three 923 MiB tensors at once (layer 0's BN
  * output, layer 1's conv output and its gradient), so without recomputing more the rest of the
  * block (layers 2-10 and the workspaces, ~1.2 GiB) is all there is left to save.
+ *
+ * Mixed precision (train_dnnl.h) changes only the element type of what the block holds: every
+ * activation and activation gradient is bf16 (the plan is in bytes, so the same rules give 1,960
+ * MiB at 48 pairs), plus a bf16 copy of x (layer 0's convolutions read it; a oneDNN reorder at the
+ * head of the forward net fills it) and an fp32 copy of h for the head. Statistics, dh and the
+ * head scratch stay fp32, conv weight gradients are written in fp32 by the backward-weights
+ * primitives (their diff_weights descriptor is fp32), and the bf16 weight copies are the same
+ * per-step reorders as fp32's plain-to-blocked ones, now also converting.
  */
 #include "train/train_dnnl.h"
 

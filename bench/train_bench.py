@@ -26,7 +26,7 @@ ratio to the best PyTorch variant (any precision) and to PyTorch of its own prec
 same run, and the load average before and after. Example (the issue's target, 48 pairs):
   nice -n 5 /usr/bin/python3 bench/train_bench.py --compare \
       clmrd:bf16:48,clmrd:fp32:48,torch:bf16:48,torch:fp32:16 --rounds 2 --steps 2
-PyTorch's memory grows ~120 MB (fp32) / ~48 MB (bf16) per chunk here, so on a machine with a 5 GB
+PyTorch's memory grows ~120-150 MB (fp32) / ~60 MB (bf16) per chunk here, so on a machine with a 5 GB
 budget its fp32 step is measured at fewer pairs (its chunks/s hardly depends on the batch).
 """
 import argparse

@@ -2,7 +2,7 @@
  * official SampleCNN on oneDNN + projector 512-512-64 + NT-Xent + Adam) and the cost of the
  * augmentation chain that feeds it.
  *
- * Usage: bench_train PAIRS [STEPS=2] [AUG_VIEWS=8]
+ * Usage: bench_train PAIRS [STEPS=2] [AUG_VIEWS=8] [PRECISION=fp32|bf16|auto (default fp32)]
  * Prints one JSON line: pairs, chunks, steps, chunks_per_s, ms_per_step, first_step_ms (primitive
  * first touch), peak_rss_mb, aug_ms_per_view (the whole CLMR chain on one thread) and
  * aug_views_per_s_per_thread.
@@ -49,12 +49,15 @@ int main(int argc, char **argv)
 {
     int pairs = argc > 1 ? atoi(argv[1]) : 16, steps = argc > 2 ? atoi(argv[2]) : 2;
     int aug_views = argc > 3 ? atoi(argv[3]) : 8;
-    if (pairs < 1 || steps < 1 || aug_views < 0) {
-        fprintf(stderr, "usage: bench_train PAIRS [STEPS=2] [AUG_VIEWS=8]\n");
+    clmr_train_precision_t prec = CLMR_TRAIN_PREC_FP32;
+    if (pairs < 1 || steps < 1 || aug_views < 0 ||
+        (argc > 4 && clmr_train_precision_parse(argv[4], &prec))) {
+        fprintf(stderr, "usage: bench_train PAIRS [STEPS=2] [AUG_VIEWS=8] [fp32|bf16|auto]\n");
         return 2;
     }
     clmr_pretrain_params_t p = clmr_pretrain_default_params();
     p.batch_pairs = pairs;
+    p.precision = prec;
     clmr_pretrain_t *pt = NULL;
     char *err = NULL;
     if (clmr_pretrain_open(&pt, &p, NULL, &err)) {
@@ -76,6 +79,7 @@ int main(int argc, char **argv)
     double dt = now_s() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    const char *prec_name = clmr_train_precision_name(clmr_pretrain_precision(pt));
     clmr_pretrain_close(&pt);
 
     /* the augmentation chain, one thread, on 10 s of source per view */
@@ -100,11 +104,12 @@ int main(int argc, char **argv)
     if (isfinite(aug_ms))
         snprintf(aug, sizeof aug, "\"aug_ms_per_view\":%.2f,\"aug_views_per_s_per_thread\":%.2f",
                  aug_ms, 1e3 / aug_ms);
-    printf("{\"impl\":\"clmrd-onednn\",\"pairs\":%d,\"chunks\":%zu,\"steps\":%d,"
-           "\"chunks_per_s\":%.3f,\"ms_per_step\":%.1f,\"first_step_ms\":%.1f,"
-           "\"peak_rss_mb\":%.0f,\"loss\":%.5f,%s}\n",
-           pairs, views, steps, (double)views * steps / dt, 1e3 * dt / steps, 1e3 * first,
-           ru.ru_maxrss / 1024.0, (double)loss, aug);
+    printf(
+        "{\"impl\":\"clmrd-onednn-%s\",\"variant\":\"%s\",\"pairs\":%d,\"chunks\":%zu,\"steps\":%d,"
+        "\"chunks_per_s\":%.3f,\"ms_per_step\":%.1f,\"first_step_ms\":%.1f,"
+        "\"peak_rss_mb\":%.0f,\"loss\":%.5f,%s}\n",
+        prec_name, prec_name, pairs, views, steps, (double)views * steps / dt, 1e3 * dt / steps,
+        1e3 * first, ru.ru_maxrss / 1024.0, (double)loss, aug);
     free(x);
     return 0;
 }

@@ -1,7 +1,7 @@
 /* bench_train_mem.c - where the oneDNN trainer's memory goes, per layer, and how that compares
  * with the peak resident memory of real steps.
  *
- * Usage: bench_train_mem [VIEWS=96] [STEPS=0]
+ * Usage: bench_train_mem [VIEWS=96] [STEPS=0] [fp32|bf16 (default fp32)]
  * Opens the trainer for the official SampleCNN + projector 512-512-64 at VIEWS chunks and prints
  * clmr_train_dnnl_fprint_memory's table (bytes allocated per layer and kind). With STEPS > 0 it
  * then runs that many contrastive steps and prints the peak RSS next to the allocated total.
@@ -19,6 +19,11 @@
 int main(int argc, char **argv)
 {
     int B = argc > 1 ? atoi(argv[1]) : 96, steps = argc > 2 ? atoi(argv[2]) : 0;
+    clmr_train_precision_t prec = CLMR_TRAIN_PREC_FP32;
+    if (argc > 3 && clmr_train_precision_parse(argv[3], &prec)) {
+        fprintf(stderr, "bench_train_mem: precision must be fp32, bf16 or auto\n");
+        return 2;
+    }
     static const int widths[12] = {1, 128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512};
     clmr_train_config_t cfg;
     if (B < 2 || B % 2 || steps < 0 || clmr_train_config_init(&cfg, 11, widths, 512, 64, 0)) {
@@ -47,7 +52,7 @@ int main(int argc, char **argv)
     }
     clmr_train_dnnl_t *t = NULL;
     char *msg = NULL;
-    if (clmr_train_dnnl_open(&t, &cfg, B, &blk, &msg)) {
+    if (clmr_train_dnnl_open_prec(&t, &cfg, B, &blk, prec, &msg)) {
         fprintf(stderr, "open: %s\n", msg ? msg : "?");
         return 1;
     }

@@ -5,7 +5,7 @@
  * steps on fixed pseudo-random audio; prints chunks/s, ms per step split into encoder
  * forward, head and encoder backward, and peak resident memory. Compare with
  * bench/bench_train_step.py (PyTorch) run right after it: only same-run ratios mean anything on a
- * shared machine. Usage: bench_train_step [VIEWS=8] [STEPS=3]
+ * shared machine. Usage: bench_train_step [VIEWS=8] [STEPS=3] [fp32|bf16|auto (default fp32)]
  */
 #include "train/samplecnn_train_ref.h"
 #include "train/train_dnnl.h"
@@ -28,6 +28,11 @@ static double now(void)
 int main(int argc, char **argv)
 {
     int B = argc > 1 ? atoi(argv[1]) : 8, steps = argc > 2 ? atoi(argv[2]) : 3;
+    clmr_train_precision_t prec = CLMR_TRAIN_PREC_FP32;
+    if (argc > 3 && clmr_train_precision_parse(argv[3], &prec)) {
+        fprintf(stderr, "bench_train_step: precision must be fp32, bf16 or auto\n");
+        return 2;
+    }
     static const int widths[12] = {1, 128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512};
     clmr_train_config_t cfg;
     if (B < 2 || B % 2 || steps < 1 || clmr_train_config_init(&cfg, 11, widths, 512, 64, 0)) {
@@ -59,7 +64,7 @@ int main(int argc, char **argv)
         x[i] = 0.5f * sinf(0.01f * (float)(i % 100003) * (1.0f + (float)(i % 7)));
     clmr_train_dnnl_t *t = NULL;
     char *msg = NULL;
-    if (clmr_train_dnnl_open(&t, &cfg, B, &blk, &msg)) {
+    if (clmr_train_dnnl_open_prec(&t, &cfg, B, &blk, prec, &msg)) {
         fprintf(stderr, "open: %s\n", msg ? msg : "?");
         return 1;
     }
@@ -86,11 +91,12 @@ int main(int argc, char **argv)
     double total = now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf(
-        "oneDNN: views %d steps %d: %.2f chunks/s (%.0f ms/step: fwd %.0f, head %.0f, bwd %.0f); "
-        "loss %.4f; peak RSS %.0f MB\n",
-        B, steps, B * steps / total, 1e3 * total / steps, 1e3 * t_fwd / steps, 1e3 * t_head / steps,
-        1e3 * t_bwd / steps, loss, ru.ru_maxrss / 1024.0);
+    printf("oneDNN %s: views %d steps %d: %.2f chunks/s (%.0f ms/step: fwd %.0f, head %.0f, bwd "
+           "%.0f); "
+           "loss %.4f; peak RSS %.0f MB\n",
+           clmr_train_precision_name(clmr_train_dnnl_precision(t)), B, steps, B * steps / total,
+           1e3 * total / steps, 1e3 * t_fwd / steps, 1e3 * t_head / steps, 1e3 * t_bwd / steps,
+           loss, ru.ru_maxrss / 1024.0);
     clmr_train_dnnl_close(&t);
     free(mem), free(x), free(dh), free(scratch);
     return 0;

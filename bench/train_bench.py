@@ -15,6 +15,19 @@ The rest of a step (projector, NT-Xent, Adam over 2.7 M parameters, running stat
 time minus those sums. Augmentation cost per view (one thread) comes from bench_train.
 
 Only same-run ratios mean anything on the shared machine; per-layer times are one step (noisy).
+
+Side by side (issue 14): --compare VARIANTS --rounds R runs each variant (IMPL:PRECISION:PAIRS,
+IMPL clmrd or torch, PRECISION fp32 or bf16; torch bf16 = torch.autocast) R times in alternating
+rounds (the order rotates each round), every run in its own process, PyTorch with a tuned
+allocator (--malloc glibc-tuned: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:
+glibc.malloc.trim_threshold=68719476736, or jemalloc: LD_PRELOAD of Debian's libjemalloc2), and
+prints per variant best / median chunks/s, ms per step and peak RSS, then each clmrd variant's
+ratio to the best PyTorch variant (any precision) and to PyTorch of its own precision, from the
+same run, and the load average before and after. Example (the issue's target, 48 pairs):
+  nice -n 5 /usr/bin/python3 bench/train_bench.py --compare \
+      clmrd:bf16:48,clmrd:fp32:48,torch:bf16:48,torch:fp32:16 --rounds 2 --steps 2
+PyTorch's memory grows ~120-150 MB (fp32) / ~60 MB (bf16) per chunk here, so on a machine with a 5 GB
+budget its fp32 step is measured at fewer pairs (its chunks/s hardly depends on the batch).
 """
 import argparse
 import json
@@ -91,6 +104,80 @@ def run(cmd, env=None):
     return r.stdout
 
 
+TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def compare(a, env):
+    variants = []
+    for v in a.compare.split(","):
+        impl, prec, pairs = v.split(":")
+        if impl not in ("clmrd", "torch") or prec not in ("fp32", "bf16"):
+            sys.exit(f"bad variant {v!r}: IMPL:PRECISION:PAIRS with clmrd|torch and fp32|bf16")
+        variants.append((impl, prec, int(pairs)))
+    tenv = dict(env)
+    if a.malloc == "jemalloc":
+        tenv["LD_PRELOAD"] = JEMALLOC
+    else:
+        tenv["GLIBC_TUNABLES"] = TUNED
+    bench = os.path.join(a.build, "bench", "bench_train")
+    runs = {v: [] for v in variants}
+    load0 = loadavg()
+    print(f"side by side, {a.threads} threads, {a.rounds} rounds x {a.steps} timed steps, PyTorch "
+          f"malloc {a.malloc}; load average before: {load0}", flush=True)
+    for r in range(a.rounds):
+        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        for v in order:
+            impl, prec, pairs = v
+            if impl == "clmrd":
+                cmd, e = [bench, str(pairs), str(a.steps), "0", prec], env
+            else:
+                cmd = ["/usr/bin/python3", os.path.join(HERE, "bench_train_torch.py"), str(pairs),
+                       str(a.steps), prec]
+                e = tenv
+            o = json.loads(run(cmd, e).strip().splitlines()[-1])
+            runs[v].append(o)
+            print(f"  round {r + 1}: {impl} {prec} {pairs} pairs: {o['chunks_per_s']:.2f} chunks/s "
+                  f"({o['ms_per_step']:.0f} ms/step, peak RSS {o['peak_rss_mb']:.0f} MB, "
+                  f"loss {o['loss']:.4f}) [load {loadavg()}]", flush=True)
+    summary = {}
+    print(f"\n| variant | pairs | chunks/s best | median | ms/step (best) | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for v, rs in runs.items():
+        cps = sorted(x["chunks_per_s"] for x in rs)
+        best, med = cps[-1], cps[len(cps) // 2] if len(cps) % 2 else (cps[len(cps) // 2 - 1] +
+                                                                       cps[len(cps) // 2]) / 2
+        rss = max(x["peak_rss_mb"] for x in rs)
+        summary[v] = (best, med)
+        name = f"{'clmrd oneDNN' if v[0] == 'clmrd' else 'PyTorch'} {v[1]}"
+        print(f"| {name} | {v[2]} | {best:.2f} | {med:.2f} | {1e3 * 2 * v[2] / best:.0f} | "
+              f"{rss:.0f} |")
+    torch_best = max(((b, v) for v, (b, _) in summary.items() if v[0] == "torch"), default=None)
+    for v, (best, med) in summary.items():
+        if v[0] != "clmrd" or not torch_best:
+            continue
+        tb, tv = torch_best
+        line = (f"clmrd {v[1]} {v[2]} pairs: {best / tb:.2f}x PyTorch's best ({tv[1]}, {tv[2]} "
+                f"pairs; medians {med / summary[tv][1]:.2f}x)")
+        same = [(b, m, tvv) for tvv, (b, m) in summary.items() if tvv[0] == "torch" and
+                tvv[1] == v[1]]
+        if same:
+            b, m, tvv = max(same)
+            line += f", {best / b:.2f}x PyTorch {v[1]} (medians {med / m:.2f}x)"
+        print(line)
+    print(f"load average before {load0}, after {loadavg()}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"runs": [dict(r, variant_key=":".join(map(str, v))) for v, rs in runs.items()
+                                for r in rs], "load_before": load0, "load_after": loadavg()},
+                      f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -101,8 +188,14 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--breakdown-pairs", type=int, help="pairs of the verbose run (default: largest)")
     ap.add_argument("--breakdown-only", action="store_true")
+    ap.add_argument("--compare", help="side by side: IMPL:PRECISION:PAIRS,... (see above)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--malloc", choices=("glibc-tuned", "jemalloc"), default="glibc-tuned")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    if a.compare:
+        compare(a, env)
+        return
     bench = os.path.join(a.build, "bench", "bench_train")
     results = []
     for pairs in ([] if a.breakdown_only else map(int, a.pairs.split(","))):

@@ -55,6 +55,9 @@ static void usage(FILE *f)
            "                          keep the last epoch)\n"
            "  --seed S                init, split and shuffling seed (default 42)\n"
            "  --threads N             compute threads (default: all cores)\n"
+           "  --precision P           auto|fp32|bf16: bf16 = mixed precision (bf16 convolutions,\n"
+           "                          fp32 weights, BN statistics and Adam); auto (default) =\n"
+           "                          bf16 where the CPU has native bf16 (AVX512_BF16/AMX)\n"
            "  --name NAME             model name (default clmr-supervised)\n"
            "  --json                  print a JSON summary on stdout\n"
            "  -q, --quiet             no progress or summary on stderr\n"
@@ -133,6 +136,7 @@ int clmr_cli_fit_supervised(int argc, char **argv)
     const char *name = "clmr-supervised", *widths = NULL;
     int threads = 0, json = 0, quiet = 0, seed = 42;
     clmr_supervised_params_t sp = clmr_supervised_default_params();
+    clmr_train_precision_t precision = CLMR_TRAIN_PREC_AUTO;
     const char *cmd = "fit-supervised";
     enum {
         O_MODEL = 256,
@@ -149,7 +153,8 @@ int clmr_cli_fit_supervised(int argc, char **argv)
         O_SEED,
         O_THREADS,
         O_NAME,
-        O_JSON
+        O_JSON,
+        O_PRECISION
     };
     static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
                                          {"labels", required_argument, 0, O_LABELS},
@@ -166,6 +171,7 @@ int clmr_cli_fit_supervised(int argc, char **argv)
                                          {"threads", required_argument, 0, O_THREADS},
                                          {"name", required_argument, 0, O_NAME},
                                          {"json", no_argument, 0, O_JSON},
+                                         {"precision", required_argument, 0, O_PRECISION},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -217,6 +223,13 @@ int clmr_cli_fit_supervised(int argc, char **argv)
         case O_NAME:
             name = optarg;
             break;
+        case O_PRECISION:
+            if (clmr_train_precision_parse(optarg, &precision)) {
+                fprintf(stderr, "clmrd %s: --precision '%s': expected auto, fp32 or bf16\n", cmd,
+                        optarg);
+                return 2;
+            }
+            break;
         case O_JSON:
             json = 1;
             break;
@@ -243,6 +256,14 @@ int clmr_cli_fit_supervised(int argc, char **argv)
     }
     sp.seed = (uint64_t)seed;
     sp.threads = threads;
+    const char *prec_note = NULL;
+    char *prec_err = NULL;
+    if (clmr_train_precision_resolve(precision, &sp.precision, &prec_note, &prec_err)) {
+        fprintf(stderr, "clmrd %s: --precision: %s\n", cmd, prec_err);
+        free(prec_err);
+        return 2;
+    }
+    if (prec_note) fprintf(stderr, "%s: %s\n", cmd, prec_note);
 
     int st = 1, rc = 0;
     char *err = NULL, **vocab = NULL, *prov_s = NULL;
@@ -362,7 +383,7 @@ int clmr_cli_fit_supervised(int argc, char **argv)
     const char *base = strrchr(labels_path, '/');
     prov = json_pack(
         "{s:s, s:s, s:i, s:i, s:i, s:I, s:I, s:i, s:O, s:i, s:i, s:i, s:I, s:o, s:o, s:s, s:s, "
-        "s:f, s:f, s:i, s:i, s:f, s:I, s:s, s:b, s:f, s:s}",
+        "s:f, s:f, s:i, s:i, s:f, s:I, s:s, s:b, s:f, s:s, s:s}",
         "labels_file", base ? base + 1 : labels_path, "labels_sha256", labels.sha256, "files",
         labels.n_items, "train_files", res.train_files, "val_files", res.val_files, "train_chunks",
         (json_int_t)res.train_chunks, "val_chunks", (json_int_t)res.val_chunks, "chunk_samples", L,
@@ -372,7 +393,8 @@ int clmr_cli_fit_supervised(int argc, char **argv)
         sp.lr, "weight_decay", sp.weight_decay, "batch", sp.batch, "patience", sp.patience,
         "val_fraction", sp.val_fraction, "seed", (json_int_t)seed, "init",
         m ? clmr_model_id(m) : "random", "interrupted", res.stopped, "wall_s", res.wall_s,
-        "trainer", "clmrd " CLMRD_VERSION " fit-supervised (oneDNN)");
+        "trainer", "clmrd " CLMRD_VERSION " fit-supervised (oneDNN)", "precision",
+        clmr_train_precision_name(sp.precision));
     if (!prov ||
         !(prov_s = json_dumps(prov, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10))))
         goto nomem;

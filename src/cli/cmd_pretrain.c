@@ -60,6 +60,9 @@ static void usage(FILE *f)
         "                          --weight-decay override when given)\n"
         "  --threads N             compute threads (default: all cores)\n"
         "  --loader-threads N      augmentation threads (default 1)\n"
+        "  --precision P           auto|fp32|bf16: bf16 = mixed precision (bf16 convolutions,\n"
+        "                          fp32 weights, BN statistics and Adam); auto (default) = bf16\n"
+        "                          where the CPU has native bf16 (AVX512_BF16/AMX), else fp32\n"
         "  --log FILE              append JSON lines (one per step and per checkpoint)\n"
         "  --name NAME             model name (default clmr-pretrain)\n"
         "  -q, --quiet             no progress output\n"
@@ -183,6 +186,7 @@ int clmr_cli_pretrain(int argc, char **argv)
     int steps = 1000, every = 50, threads = 0, lthreads = 1, quiet = 0, seed = 0, batch = 48;
     double lr = -1, wd = -1;
     int have_batch = 0, have_seed = 0;
+    clmr_train_precision_t precision = CLMR_TRAIN_PREC_AUTO;
     enum {
         O_DATA = 256,
         O_OUT,
@@ -199,7 +203,8 @@ int clmr_cli_pretrain(int argc, char **argv)
         O_LTHREADS,
         O_WIDTHS,
         O_LOG,
-        O_NAME
+        O_NAME,
+        O_PRECISION
     };
     static const struct option opts[] = {{"data", required_argument, 0, O_DATA},
                                          {"out", required_argument, 0, O_OUT},
@@ -217,6 +222,7 @@ int clmr_cli_pretrain(int argc, char **argv)
                                          {"widths", required_argument, 0, O_WIDTHS},
                                          {"log", required_argument, 0, O_LOG},
                                          {"name", required_argument, 0, O_NAME},
+                                         {"precision", required_argument, 0, O_PRECISION},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -235,6 +241,13 @@ int clmr_cli_pretrain(int argc, char **argv)
             break;
         case O_INIT:
             init_path = optarg;
+            break;
+        case O_PRECISION:
+            if (clmr_train_precision_parse(optarg, &precision)) {
+                fprintf(stderr, "clmrd pretrain: --precision '%s': expected auto, fp32 or bf16\n",
+                        optarg);
+                return 2;
+            }
             break;
         case O_STEPS:
             bad = clmr_cli_parse_int(&steps, optarg, 0, 1000000000, cmd, "--steps");
@@ -304,6 +317,15 @@ int clmr_cli_pretrain(int argc, char **argv)
         return 2;
     }
 
+    const char *prec_note = NULL;
+    char *prec_err = NULL;
+    if (clmr_train_precision_resolve(precision, &precision, &prec_note, &prec_err)) {
+        fprintf(stderr, "clmrd pretrain: --precision: %s\n", prec_err);
+        free(prec_err);
+        return 2;
+    }
+    if (prec_note) fprintf(stderr, "pretrain: %s\n", prec_note);
+
     int st = 1, rc = 0;
     char *err = NULL, *info = NULL, *ckpt_path = NULL, **paths = NULL;
     size_t n_paths = 0;
@@ -337,6 +359,7 @@ int clmr_cli_pretrain(int argc, char **argv)
         clmr_pretrain_params_t *pp = (clmr_pretrain_params_t *)clmr_pretrain_params(pt);
         if (lr > 0) pp->adam.lr = lr;
         if (wd >= 0) pp->adam.weight_decay = wd;
+        if ((rc = clmr_pretrain_set_precision(pt, precision, &err))) goto fail_rc;
         if (init_rec && (rc = clmr_model_load(&init, init_rec, &err))) {
             fprintf(stderr,
                     "clmrd pretrain: warning: cannot load the init model for its head "
@@ -356,6 +379,7 @@ int clmr_cli_pretrain(int argc, char **argv)
         }
         p.batch_pairs = batch;
         p.seed = (uint64_t)seed;
+        p.precision = precision;
         if (lr > 0) p.adam.lr = lr;
         if (wd >= 0) p.adam.weight_decay = wd;
         if (init_path && (rc = clmr_model_load(&init, init_path, &err))) goto fail_rc;
@@ -417,15 +441,18 @@ int clmr_cli_pretrain(int argc, char **argv)
     if (!quiet)
         fprintf(stderr,
                 "pretrain: %zu tracks, %d pairs (%d chunks) per step, steps %ld -> %d, lr %g, "
-                "seed %llu, checkpoint %s\n",
+                "seed %llu, precision %s, checkpoint %s\n",
                 clmr_loader_n_tracks(ld), pp->batch_pairs, views, first, steps, pp->adam.lr,
-                (unsigned long long)pp->seed, ckpt_path);
+                (unsigned long long)pp->seed,
+                clmr_train_precision_name(clmr_pretrain_precision(pt)), ckpt_path);
     if (logf) {
         fprintf(logf,
                 "{\"event\":\"start\",\"step\":%ld,\"steps\":%d,\"batch_pairs\":%d,\"lr\":%.9g,"
-                "\"weight_decay\":%.9g,\"seed\":%llu,\"tracks\":%zu,\"resume\":%s}\n",
+                "\"weight_decay\":%.9g,\"seed\":%llu,\"tracks\":%zu,\"resume\":%s,"
+                "\"precision\":\"%s\"}\n",
                 first, steps, pp->batch_pairs, pp->adam.lr, pp->adam.weight_decay,
-                (unsigned long long)pp->seed, clmr_loader_n_tracks(ld), resume ? "true" : "false");
+                (unsigned long long)pp->seed, clmr_loader_n_tracks(ld), resume ? "true" : "false",
+                clmr_train_precision_name(clmr_pretrain_precision(pt)));
         fflush(logf);
     }
     const double t_start = now_s();

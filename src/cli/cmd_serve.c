@@ -11,6 +11,7 @@
 #include "clmr/error.h"
 #include "config/config.h"
 #include "http/server.h"
+#include "train/precision.h"
 #include "util/dirlock.h"
 #include "util/log.h"
 
@@ -42,6 +43,16 @@ int clmr_cli_serve(int argc, char **argv)
     clmr_log_level_parse(cfg.log_level, &level); /* validated by the table */
     clmr_log_format_parse(cfg.log_format, &format);
     clmr_log_configure(level, format);
+
+    clmr_train_precision_t tprec;
+    const char *tnote = NULL;
+    clmr_train_precision_parse(cfg.train_precision, &tprec); /* validated by the table */
+    if (clmr_train_precision_resolve(tprec, &tprec, &tnote, &msg)) {
+        fprintf(stderr, "clmrd serve: configuration key 'train-precision': %s\n", msg);
+        free(msg);
+        return 2;
+    }
+    if (tnote) CLMR_LOG_WARN("train-precision: %s (fine-tuning jobs)", tnote);
 
     char model[CLMR_CONFIG_PATH_MAX];
     if (clmr_cli_resolve_model(cfg.model[0] ? cfg.model : NULL, model, sizeof model)) {

@@ -111,6 +111,11 @@ const clmr_config_key_t clmr_config_keys[] = {
     {"gate-max-auc-drop", "CLMRD_GATE_MAX_AUC_DROP", CLMR_CFG_DOUBLE, "0.01", 0, 1, NULL,
      OFF(gate_max_auc_drop), 0, 0,
      "gate (with finetune-eval-labels): largest drop of macro ROC-AUC below the parent's"},
+    {"train-precision", "CLMRD_TRAIN_PRECISION", CLMR_CFG_ENUM, "auto", 0, 0, "auto|fp32|bf16",
+     OFF(train_precision), SZ(train_precision), 0,
+     "arithmetic of fine-tuning jobs: bf16 = mixed precision (bf16 convolutions, fp32 weights, "
+     "BatchNorm statistics and Adam); auto = bf16 where the CPU has native bf16 (AVX512_BF16 or "
+     "AMX), else fp32 (logged at start); bf16 on a CPU without it is a start-up error"},
     {"log-format", "CLMRD_LOG_FORMAT", CLMR_CFG_ENUM, "text", 0, 0, "text|json", OFF(log_format),
      SZ(log_format), 0, "log line format"},
     {"log-level", "CLMRD_LOG_LEVEL", CLMR_CFG_ENUM, "info", 0, 0, "debug|info|warn|error",

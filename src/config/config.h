@@ -48,6 +48,7 @@ typedef struct {
     double gate_max_tag_drift, gate_min_top5_overlap, gate_min_retrieval_ratio;
     char finetune_eval_labels[CLMR_CONFIG_PATH_MAX];
     double gate_max_auc_drop;
+    char train_precision[8]; /* auto|fp32|bf16, fine-tuning jobs (train/precision.h) */
     char log_format[8];
     char log_level[8];
     char index_backend[8];                  /* exact|auto|hnsw|ivfpq (clmr_index_backend_parse) */

@@ -214,8 +214,14 @@ static void *job_main(void *arg)
     mkdir(mdir, 0755);
 
     clmr_store_job_set_state(s->store, c->id, CLMR_JOB_RUNNING, NULL, NULL, NULL);
-    CLMR_LOG_INFO("job %lld: fine-tuning %s for %ld steps on %zu tracks (%d threads)",
-                  (long long)c->id, c->parent_id, c->steps, c->n_paths, s->cfg.finetune_threads);
+    /* start-up refused an explicit bf16 without native bf16, so this only resolves auto */
+    clmr_train_precision_t tprec = CLMR_TRAIN_PREC_FP32;
+    if (clmr_train_precision_parse(s->cfg.train_precision, &tprec) ||
+        clmr_train_precision_resolve(tprec, &tprec, NULL, NULL))
+        tprec = CLMR_TRAIN_PREC_FP32;
+    CLMR_LOG_INFO("job %lld: fine-tuning %s for %ld steps on %zu tracks (%d threads, %s)",
+                  (long long)c->id, c->parent_id, c->steps, c->n_paths, s->cfg.finetune_threads,
+                  clmr_train_precision_name(tprec));
     int rc = clmr_http_model_open(&parent, &pinfo, c->parent_path, &msg);
     if (rc) goto done;
 
@@ -248,6 +254,7 @@ static void *job_main(void *arg)
         .learning_rate = (float)c->lr,
         .seed = c->seed,
         .threads = s->cfg.finetune_threads,
+        .precision = tprec,
         .distill_weight = (float)c->distill,
         .checkpoint_every = c->ckpt_every,
         .checkpoint_path = ckpt,

@@ -275,6 +275,7 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
     pp.batch_pairs = p->batch_pairs;
     pp.adam.lr = p->learning_rate;
     pp.seed = p->seed;
+    pp.precision = p->precision;
     if ((rc = clmr_pretrain_open(&pt, &pp, parent, errmsg))) goto out;
 
     const int V = 2 * p->batch_pairs, T = clmr_model_n_tags(parent);

@@ -16,6 +16,8 @@
 /* Forward declaration keeps this header independent of clmr/model.h. */
 typedef struct clmr_model clmr_model_t;
 
+#include "train/precision.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +34,10 @@ typedef struct {
     int batch_pairs;     /* N (2N views per step), >= 1 */
     float learning_rate; /* Adam lr */
     uint64_t seed;
-    int threads;                 /* OpenMP threads of the calling thread (>= 1) */
+    int threads; /* OpenMP threads of the calling thread (>= 1) */
+    /* trainer arithmetic (precision.h; zero = fp32); auto is resolved silently, so callers
+     * that must log a fallback resolve it themselves */
+    clmr_train_precision_t precision;
     float distill_weight;        /* 0 = no distillation; ignored for encoder-only parents */
     long checkpoint_every;       /* steps between checkpoints (>= 1) */
     const char *checkpoint_path; /* required: written atomically (pretrain.h format) */

@@ -127,7 +127,8 @@ static int pt_alloc(clmr_pretrain_t **out, const clmr_pretrain_params_t *p, char
         pt->blk.run_mean[i] = s, s += oc;
         pt->blk.run_var[i] = s, s += oc;
     }
-    if ((err = clmr_train_dnnl_open(&pt->dnnl, &pt->cfg, 2 * p->batch_pairs, &pt->blk, errmsg))) {
+    if ((err = clmr_train_dnnl_open_prec(&pt->dnnl, &pt->cfg, 2 * p->batch_pairs, &pt->blk,
+                                         p->precision, errmsg))) {
         free(pt->mem);
         free(pt);
         return err;
@@ -208,6 +209,7 @@ int clmr_pretrain_open(clmr_pretrain_t **out, const clmr_pretrain_params_t *p,
 
 int clmr_pretrain_step(clmr_pretrain_t *pt, const float *x, float *loss, double *grad_norm)
 {
+    if (!pt->dnnl) return CLMR_EINVAL; /* a failed clmr_pretrain_set_precision */
     int err = clmr_train_dnnl_step_contrastive(pt->dnnl, x, pt->p.tau, &pt->p.adam, pt->step + 1,
                                                loss, grad_norm);
     if (!err) pt->step++;
@@ -217,6 +219,7 @@ int clmr_pretrain_step(clmr_pretrain_t *pt, const float *x, float *loss, double 
 int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux, void *aux_ud,
                            float *loss, float *aux_loss, double *grad_norm)
 {
+    if (!pt->dnnl) return CLMR_EINVAL;
     int err = clmr_train_dnnl_step_contrastive_aux(
         pt->dnnl, x, pt->p.tau, &pt->p.adam, pt->step + 1, aux, aux_ud, loss, aux_loss, grad_norm);
     if (!err) pt->step++;
@@ -507,6 +510,27 @@ int clmr_pretrain_export(const clmr_pretrain_t *pt, const clmr_model_t *head, cl
     clmr__model_fold_bn(m);
     *out = m;
     return 0;
+}
+
+int clmr_pretrain_set_precision(clmr_pretrain_t *pt, clmr_train_precision_t precision,
+                                char **errmsg)
+{
+    if (precision == CLMR_TRAIN_PREC_AUTO) {
+        int rc = clmr_train_precision_resolve(precision, &precision, NULL, errmsg);
+        if (rc) return rc;
+    }
+    if (pt->dnnl && clmr_train_dnnl_precision(pt->dnnl) == precision) return 0;
+    /* the trainer only wraps the blocks: closing it first keeps the peak at one trainer */
+    clmr_train_dnnl_close(&pt->dnnl);
+    int rc = clmr_train_dnnl_open_prec(&pt->dnnl, &pt->cfg, 2 * pt->p.batch_pairs, &pt->blk,
+                                       precision, errmsg);
+    if (!rc) pt->p.precision = precision;
+    return rc;
+}
+
+clmr_train_precision_t clmr_pretrain_precision(const clmr_pretrain_t *pt)
+{
+    return clmr_train_dnnl_precision(pt->dnnl);
 }
 
 void clmr_pretrain_close(clmr_pretrain_t **ptp)

@@ -36,9 +36,12 @@ typedef struct {
     float bn_momentum;               /* 0.1 */
     clmr_adam_params_t adam;         /* lr 3e-4, no weight decay, no clipping */
     uint64_t seed;                   /* initialisation and data seed */
+    /* trainer arithmetic (precision.h; default fp32): not saved in checkpoints, a run's choice */
+    clmr_train_precision_t precision;
 } clmr_pretrain_params_t;
 
-/* Official widths, projector 512/64, 48 pairs, tau 0.5, momentum 0.1, Adam defaults, seed 0. */
+/* Official widths, projector 512/64, 48 pairs, tau 0.5, momentum 0.1, Adam defaults, seed 0,
+ * fp32. */
 clmr_pretrain_params_t clmr_pretrain_default_params(void);
 
 /* Parses "official" or a comma list of per-layer channel counts (3..16 entries, each 1..4096) into
@@ -84,6 +87,16 @@ int clmr_pretrain_step(clmr_pretrain_t *pt, const float *x, float *loss, double 
  * none): *loss = contrastive term, *aux_loss (may be NULL) = the extra term. */
 int clmr_pretrain_step_aux(clmr_pretrain_t *pt, const float *x, clmr_train_aux_fn aux, void *aux_ud,
                            float *loss, float *aux_loss, double *grad_norm);
+
+/* Rebuilds the oneDNN trainer in another precision (fp32, bf16, or auto resolved silently; a
+ * no-op when it already runs in it), keeping every block: used after
+ * clmr_pretrain_open_checkpoint, whose trainer is fp32. On failure the state has no trainer and
+ * must only be closed. Returns 0, CLMR_EINVAL, CLMR_ENOMEM or CLMR_EDNNL. Not thread-safe. */
+int clmr_pretrain_set_precision(clmr_pretrain_t *pt, clmr_train_precision_t precision,
+                                char **errmsg);
+
+/* The precision the trainer runs in (fp32 or bf16). */
+clmr_train_precision_t clmr_pretrain_precision(const clmr_pretrain_t *pt);
 
 /* Steps done so far (the index of the next data batch). */
 long clmr_pretrain_steps_done(const clmr_pretrain_t *pt);

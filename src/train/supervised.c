@@ -325,7 +325,7 @@ int clmr_supervised_fit(clmr_model_t **out, clmr_supervised_result_t *res,
     memcpy(best, blk.params, np * sizeof(float));
     memcpy(best_stats, stats, ns * sizeof(float));
 
-    if ((err = clmr_train_dnnl_open(&tr, &cfg, B, &blk, errmsg))) goto out;
+    if ((err = clmr_train_dnnl_open_prec(&tr, &cfg, B, &blk, p->precision, errmsg))) goto out;
     for (size_t c = 0; c < nv; c++)
         for (int t = 0; t < T; t++)
             vtargets[c * T + t] = labels->y[(size_t)d->item[c] * T + t] ? 1.0f : 0.0f;

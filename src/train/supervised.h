@@ -21,22 +21,24 @@
 #include "clmr/model.h"
 #include "nn/samplecnn.h"
 #include "train/labels.h"
+#include "train/precision.h"
 #include "train/samplecnn_train_ref.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
-    int n_layers;                    /* 0 = the init model's widths, or the official ones */
-    int widths[CLMR_MAX_LAYERS + 1]; /* widths[0] = 1, widths[i + 1] = layer i's channels */
-    int epochs;                      /* maximum, default 30 */
-    int batch;                       /* chunks per step (>= 2), default 16 */
-    double lr;                       /* Adam learning rate, default 3e-4 */
-    double weight_decay;             /* Adam (coupled L2) weight decay, default 0 */
-    int patience;                    /* epochs without a lower val loss before stopping, 5 */
-    double val_fraction;             /* of the files, default 0.1; 0 = no validation */
-    uint64_t seed;                   /* init, split and shuffle seed, default 42 */
-    int threads;                     /* validation inference threads, 0 = all cores */
+    int n_layers;                     /* 0 = the init model's widths, or the official ones */
+    int widths[CLMR_MAX_LAYERS + 1];  /* widths[0] = 1, widths[i + 1] = layer i's channels */
+    int epochs;                       /* maximum, default 30 */
+    int batch;                        /* chunks per step (>= 2), default 16 */
+    double lr;                        /* Adam learning rate, default 3e-4 */
+    double weight_decay;              /* Adam (coupled L2) weight decay, default 0 */
+    int patience;                     /* epochs without a lower val loss before stopping, 5 */
+    double val_fraction;              /* of the files, default 0.1; 0 = no validation */
+    uint64_t seed;                    /* init, split and shuffle seed, default 42 */
+    int threads;                      /* validation inference threads, 0 = all cores */
+    clmr_train_precision_t precision; /* trainer arithmetic (precision.h), default fp32 */
 } clmr_supervised_params_t;
 
 clmr_supervised_params_t clmr_supervised_default_params(void);

@@ -30,6 +30,14 @@
  * buffers took 7,280 MiB. Layer 1's backward needs three 923 MiB tensors at once (layer 0's BN
  * output, layer 1's conv output and its gradient), so without recomputing more the rest of the
  * block (layers 2-10 and the workspaces, ~1.2 GiB) is all there is left to save.
+ *
+ * Mixed precision (train_dnnl.h) changes only the element type of what the block holds: every
+ * activation and activation gradient is bf16 (the plan is in bytes, so the same rules give 1,960
+ * MiB at 48 pairs), plus a bf16 copy of x (layer 0's convolutions read it; a oneDNN reorder at the
+ * head of the forward net fills it) and an fp32 copy of h for the head. Statistics, dh and the
+ * head scratch stay fp32, conv weight gradients are written in fp32 by the backward-weights
+ * primitives (their diff_weights descriptor is fp32), and the bf16 weight copies are the same
+ * per-step reorders as fp32's plain-to-blocked ones, now also converting.
  */
 #include "train/train_dnnl.h"
 
@@ -75,18 +83,23 @@ struct clmr_train_dnnl {
     size_t n_params;
     float *head_scratch, *dh; /* train_head.h scratch and the embedding gradient */
     int batch;
+    int bf16; /* activations, conv weights copies and their gradients in bf16 (see DESIGN) */
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     net_op_t fwd[MAX_OPS], bwd[MAX_OPS];
     int n_fwd, n_bwd;
     dnnl_memory_t mems[MAX_MEMS];
     int n_mems;
-    dnnl_memory_t x_mem;       /* layer 0 input, handle set per forward */
-    float *block, *shared, *h; /* the one block of buffers (plan_memory); its shared buffer */
+    dnnl_memory_t x_mem; /* layer 0 input, handle set per forward */
+    char *block;         /* the one block of buffers (plan_memory) */
+    void *shared;        /* its shared buffer (activation type) */
+    void *h_act;         /* the top layer's BN output (activation type) */
+    float *h;            /* the embedding in fp32: h_act itself in fp32, a converted copy in bf16 */
     float *mean[CLMR_MAX_LAYERS], *var[CLMR_MAX_LAYERS]; /* batch statistics (biased var) */
     float *run_mean[CLMR_MAX_LAYERS], *run_var[CLMR_MAX_LAYERS];
     size_t mem[CLMR_MAX_LAYERS][MEM_KINDS];   /* bytes per layer and kind */
     size_t shared_bytes, head_bytes, scratch; /* shared buffer, dh + head scratch, scratchpad */
+    size_t copy_bytes;                        /* bf16: the bf16 copy of x and the fp32 copy of h */
     size_t block_bytes;                       /* the whole block (== clmr_train_dnnl_plan_bytes) */
     int cur_layer;                            /* the layer open() is building (for mem[]) */
 };
@@ -128,11 +141,11 @@ static void op_arg(net_op_t *op, int arg, dnnl_memory_t m)
     op->nargs++;
 }
 
-static dnnl_memory_desc_t md3(int a, int b, int c, dnnl_format_tag_t tag)
+static dnnl_memory_desc_t md3(int a, int b, int c, dnnl_data_type_t dt, dnnl_format_tag_t tag)
 {
     dnnl_memory_desc_t md;
     dnnl_dims_t d = {a, b, c};
-    dnnl_memory_desc_init_by_tag(&md, 3, d, dnnl_f32, tag);
+    dnnl_memory_desc_init_by_tag(&md, 3, d, dt, tag);
     return md;
 }
 
@@ -144,11 +157,11 @@ static dnnl_memory_desc_t md1(int a)
     return md;
 }
 
-static dnnl_memory_desc_t md4_nhwc(int n, int c, int w)
+static dnnl_memory_desc_t md4_nhwc(int n, int c, int w, dnnl_data_type_t dt)
 {
     dnnl_memory_desc_t md;
     dnnl_dims_t d = {n, c, 1, w};
-    dnnl_memory_desc_init_by_tag(&md, 4, d, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&md, 4, d, dt, dnnl_nhwc);
     return md;
 }
 
@@ -203,27 +216,29 @@ static int make_prim(clmr_train_dnnl_t *t, dnnl_primitive_t *prim, dnnl_primitiv
     return st == dnnl_success ? 0 : CLMR_EDNNL;
 }
 
-/* The memory plan (see DESIGN): float offsets of every buffer in the trainer's one block, NONE
- * where a buffer is not allocated; each buffer starts on a 64-byte boundary. */
+/* The memory plan (see DESIGN): byte offsets of every buffer in the trainer's one block, NONE
+ * where a buffer is not allocated; each buffer starts on a 64-byte boundary. Activations take `es`
+ * bytes per value (4 fp32, 2 bf16); statistics, dh and the head scratch are always fp32. */
 #define NONE SIZE_MAX
 typedef struct {
     size_t conv[CLMR_MAX_LAYERS];  /* conv output, then (i > 0) the layer's input gradient */
     size_t act[CLMR_MAX_LAYERS];   /* BN+ReLU output of layers without pooling */
     size_t pool[CLMR_MAX_LAYERS];  /* pooling output */
-    size_t stats[CLMR_MAX_LAYERS]; /* batch mean, then biased variance (out_ch each) */
+    size_t stats[CLMR_MAX_LAYERS]; /* batch mean, then biased variance (out_ch floats each) */
+    size_t x16, h32;               /* bf16 only: x in bf16, h in fp32 (NONE in fp32) */
     size_t shared, dh, head;       /* the shared buffer, the embedding gradient, head scratch */
-    size_t total;                  /* floats in the block */
+    size_t total;                  /* bytes in the block */
     size_t bytes[CLMR_MAX_LAYERS][MEM_STATS + 1]; /* per layer: conv, act, pool, stats */
     int recompute0; /* layer 0's conv output is recomputed in the backward */
 } mem_plan_t;
 
-/* Places n floats at *top (64-byte aligned); counts their bytes in *bytes when not NULL. */
-static size_t plan_take(size_t *top, size_t n, size_t *bytes)
+/* Places nbytes at *top (rounded up to 64); counts them in *bytes when not NULL. */
+static size_t plan_take(size_t *top, size_t nbytes, size_t *bytes)
 {
     size_t at = *top;
-    n = (n + 15) / 16 * 16;
-    *top += n;
-    if (bytes) *bytes += sizeof(float) * n;
+    nbytes = (nbytes + 63) / 64 * 64;
+    *top += nbytes;
+    if (bytes) *bytes += nbytes;
     return at;
 }
 
@@ -232,7 +247,7 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-static void plan_memory(mem_plan_t *pl, const clmr_train_config_t *tcfg, int B)
+static void plan_memory(mem_plan_t *pl, const clmr_train_config_t *tcfg, int B, size_t es)
 {
     const clmr_samplecnn_config_t *cfg = &tcfg->enc;
     size_t top = 0, shared = (size_t)B * cfg->embed_dim; /* the top layer's output gradient */
@@ -245,35 +260,57 @@ static void plan_memory(mem_plan_t *pl, const clmr_train_config_t *tcfg, int B)
             pl->conv[i] = NONE;
             shared = max_sz(shared, conv);
         } else {
-            pl->conv[i] = plan_take(&top, i > 0 ? max_sz(conv, in) : conv, &pl->bytes[i][MEM_CONV]);
+            pl->conv[i] =
+                plan_take(&top, es * (i > 0 ? max_sz(conv, in) : conv), &pl->bytes[i][MEM_CONV]);
         }
         pl->act[i] = pl->pool[i] = NONE;
         if (l->pool) { /* BN output and conv-output gradient in the shared buffer */
             shared = max_sz(shared, conv);
-            pl->pool[i] =
-                plan_take(&top, (size_t)B * l->out_ch * l->out_len, &pl->bytes[i][MEM_POOL]);
+            pl->pool[i] = plan_take(&top, es * B * l->out_ch * l->out_len, &pl->bytes[i][MEM_POOL]);
         } else {
-            pl->act[i] = plan_take(&top, conv, &pl->bytes[i][MEM_ACT]);
+            pl->act[i] = plan_take(&top, es * conv, &pl->bytes[i][MEM_ACT]);
         }
-        pl->stats[i] = plan_take(&top, 2 * (size_t)l->out_ch, &pl->bytes[i][MEM_STATS]);
+        pl->stats[i] = plan_take(&top, sizeof(float) * 2 * l->out_ch, &pl->bytes[i][MEM_STATS]);
     }
-    pl->shared = plan_take(&top, shared, NULL);
-    pl->dh = plan_take(&top, (size_t)B * cfg->embed_dim, NULL);
-    pl->head = plan_take(&top, clmr_train_head_scratch_floats(tcfg, B), NULL);
+    pl->x16 = pl->h32 = NONE;
+    if (es == 2) {
+        pl->x16 = plan_take(&top, es * B * cfg->chunk_samples, NULL);
+        pl->h32 = plan_take(&top, sizeof(float) * B * cfg->embed_dim, NULL);
+    }
+    pl->shared = plan_take(&top, es * shared, NULL);
+    pl->dh = plan_take(&top, sizeof(float) * B * cfg->embed_dim, NULL);
+    pl->head = plan_take(&top, sizeof(float) * clmr_train_head_scratch_floats(tcfg, B), NULL);
     pl->total = top;
 }
 
 size_t clmr_train_dnnl_plan_bytes(const clmr_train_config_t *cfg, int batch)
 {
+    return clmr_train_dnnl_plan_bytes_prec(cfg, batch, CLMR_TRAIN_PREC_FP32);
+}
+
+size_t clmr_train_dnnl_plan_bytes_prec(const clmr_train_config_t *cfg, int batch,
+                                       clmr_train_precision_t precision)
+{
     mem_plan_t pl;
-    plan_memory(&pl, cfg, batch);
-    return sizeof(float) * pl.total;
+    plan_memory(&pl, cfg, batch, precision == CLMR_TRAIN_PREC_BF16 ? 2 : 4);
+    return pl.total;
 }
 
 int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcfg, int batch,
                          const clmr_train_blocks_t *blocks, char **errmsg)
 {
+    return clmr_train_dnnl_open_prec(out, tcfg, batch, blocks, CLMR_TRAIN_PREC_FP32, errmsg);
+}
+
+int clmr_train_dnnl_open_prec(clmr_train_dnnl_t **out, const clmr_train_config_t *tcfg, int batch,
+                              const clmr_train_blocks_t *blocks, clmr_train_precision_t precision,
+                              char **errmsg)
+{
     *out = NULL;
+    if (precision == CLMR_TRAIN_PREC_AUTO) {
+        int rc = clmr_train_precision_resolve(precision, &precision, NULL, errmsg);
+        if (rc) return rc;
+    }
     if (batch < 2) return clmr_set_err(errmsg, CLMR_EINVAL, "batch %d < 2", batch);
     if (!blocks->params || !blocks->grads)
         return clmr_set_err(errmsg, CLMR_EINVAL, "parameter and gradient blocks are required");
@@ -291,24 +328,27 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     const clmr_train_params_t *params = &t->params, *grads = &t->grads;
     float *const *run_mean = blocks->run_mean, *const *run_var = blocks->run_var;
     t->batch = batch;
+    t->bf16 = precision == CLMR_TRAIN_PREC_BF16;
+    const dnnl_data_type_t dt = t->bf16 ? dnnl_bf16 : dnnl_f32; /* activations, conv weights */
     int B = batch, err = CLMR_EDNNL;
     const char *what = "engine";
     dnnl_primitive_desc_t conv_pd = NULL, bn_pd = NULL, pool_pd = NULL;
 
     mem_plan_t pl;
-    plan_memory(&pl, tcfg, B);
-    t->block_bytes = sizeof(float) * pl.total;
-    t->shared_bytes = sizeof(float) * (pl.dh - pl.shared);
-    t->head_bytes = sizeof(float) * (pl.total - pl.dh);
+    plan_memory(&pl, tcfg, B, t->bf16 ? 2 : 4);
+    t->block_bytes = pl.total;
+    t->shared_bytes = pl.dh - pl.shared;
+    t->head_bytes = pl.total - pl.dh;
+    t->copy_bytes = t->bf16 ? pl.shared - pl.x16 : 0;
     void *block = NULL;
     if (posix_memalign(&block, 64, t->block_bytes)) {
         err = CLMR_ENOMEM;
         goto fail;
     }
-    float *const base = t->block = block;
+    char *const base = t->block = block;
     t->shared = base + pl.shared;
-    t->dh = base + pl.dh;
-    t->head_scratch = base + pl.head;
+    t->dh = (float *)(void *)(base + pl.dh);
+    t->head_scratch = (float *)(void *)(base + pl.head);
 
     if (dnnl_engine_create(&t->engine, dnnl_cpu, 0) != dnnl_success) goto fail;
     if (dnnl_stream_create(&t->stream, t->engine, dnnl_stream_default_flags) != dnnl_success)
@@ -319,31 +359,38 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
     for (int i = 0; i < cfg->n_layers; i++) {
         const clmr_layer_shape_t *l = &cfg->layer[i];
         t->cur_layer = i;
-        dnnl_memory_desc_t md_in = md3(B, l->in_ch, l->in_len, dnnl_nwc);
-        dnnl_memory_desc_t md_conv = md3(B, l->out_ch, l->conv_len, dnnl_nwc);
-        dnnl_memory_desc_t md_pool = md3(B, l->out_ch, l->out_len, dnnl_nwc);
-        dnnl_memory_desc_t md_w = md3(l->out_ch, l->in_ch, l->kernel, dnnl_oiw);
+        dnnl_memory_desc_t md_in = md3(B, l->in_ch, l->in_len, dt, dnnl_nwc);
+        dnnl_memory_desc_t md_conv = md3(B, l->out_ch, l->conv_len, dt, dnnl_nwc);
+        dnnl_memory_desc_t md_pool = md3(B, l->out_ch, l->out_len, dt, dnnl_nwc);
+        dnnl_memory_desc_t md_w = md3(l->out_ch, l->in_ch, l->kernel, dnnl_f32, dnnl_oiw);
         dnnl_memory_desc_t md_c = md1(l->out_ch);
         const int top = i == cfg->n_layers - 1;
         /* where the forward writes (see DESIGN): layer 0's conv output and the BN outputs of
          * pooled layers go to the shared buffer; the rest is kept for the backward */
-        float *conv_out = pl.conv[i] == NONE ? t->shared : base + pl.conv[i];
-        float *act = l->pool ? t->shared : base + pl.act[i];
-        float *pool = l->pool ? base + pl.pool[i] : NULL;
-        t->mean[i] = base + pl.stats[i];
+        void *conv_out = pl.conv[i] == NONE ? t->shared : base + pl.conv[i];
+        void *act = l->pool ? t->shared : base + pl.act[i];
+        void *pool = l->pool ? base + pl.pool[i] : NULL;
+        t->mean[i] = (float *)(void *)(base + pl.stats[i]);
         t->var[i] = t->mean[i] + l->out_ch;
         memcpy(t->mem[i], pl.bytes[i], sizeof(pl.bytes[i]));
         t->run_mean[i] = run_mean[i];
         t->run_var[i] = run_var[i];
 
-        if (i == 0) {
-            in_mem = t->x_mem = mem_new(t, &md_in, DNNL_MEMORY_NONE);
+        if (i == 0) { /* x is fp32; in bf16 a reorder makes the bf16 copy the layer reads */
+            dnnl_memory_desc_t md_x = md3(B, l->in_ch, l->in_len, dnnl_f32, dnnl_nwc);
+            in_mem = t->x_mem = mem_new(t, &md_x, DNNL_MEMORY_NONE);
             if (!in_mem) goto fail;
+            if (t->bf16) {
+                what = "input reorder";
+                in_mem = mem_new(t, &md_in, base + pl.x16);
+                if (!in_mem || add_reorder(t, &t->fwd[t->n_fwd++], t->x_mem, &md_x, in_mem, &md_in))
+                    goto fail;
+            }
         }
         what = "memory";
         /* BN sees the same bytes as (B, C, 1, L) nhwc: oneDNN's jit BN kernels take 2-D spatial
          * tensors only (with 1-D ones it falls back to a slow reference kernel). */
-        dnnl_memory_desc_t md_conv4 = md4_nhwc(B, l->out_ch, l->conv_len);
+        dnnl_memory_desc_t md_conv4 = md4_nhwc(B, l->out_ch, l->conv_len, dt);
         dnnl_memory_t m_conv = mem_new(t, &md_conv, conv_out), m_act = mem_new(t, &md_conv, act);
         dnnl_memory_t m_conv4 = mem_new(t, &md_conv4, conv_out),
                       m_act4 = mem_new(t, &md_conv4, act);
@@ -361,8 +408,8 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
          * backward-data convolution wrote after its BN backward had read it; the gradient of the
          * conv output: where pool backward writes it (shared), else the output gradient itself
          * (BN backward works in place) */
-        float *dout_buf = top ? t->shared : base + pl.conv[i + 1];
-        float *dconv_buf = l->pool ? t->shared : dout_buf;
+        void *dout_buf = top ? t->shared : base + pl.conv[i + 1];
+        void *dconv_buf = l->pool ? t->shared : dout_buf;
         dnnl_memory_t m_dconv = mem_new(t, &md_conv, dconv_buf);
         dnnl_memory_t m_dconv4 = mem_new(t, &md_conv4, dconv_buf);
         if (!m_conv || !m_act || !m_conv4 || !m_act4 || !m_w || !m_b || !m_gamma || !m_beta ||
@@ -373,7 +420,10 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
          * the caller's (OC, IC, K) weights are reordered into it before each forward */
         what = "convolution";
         dnnl_dims_t strides = {l->stride}, pad = {l->pad};
-        dnnl_memory_desc_t md_w_any = md3(l->out_ch, l->in_ch, l->kernel, dnnl_format_tag_any);
+        dnnl_memory_desc_t md_w_any = md3(l->out_ch, l->in_ch, l->kernel, dt, dnnl_format_tag_any);
+        /* weight gradients stay fp32 (oneDNN accumulates them in fp32 from bf16 operands) */
+        dnnl_memory_desc_t md_dw_any =
+            md3(l->out_ch, l->in_ch, l->kernel, dnnl_f32, dnnl_format_tag_any);
         dnnl_convolution_desc_t cd;
         if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
                                                &md_in, &md_w_any, &md_c, &md_conv, strides, pad,
@@ -479,7 +529,7 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         what = "convolution backward weights";
         dnnl_primitive_desc_t bw_pd = NULL;
         if (dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &md_in,
-                                                        &md_w_any, &md_c, &md_conv, strides, pad,
+                                                        &md_dw_any, &md_c, &md_conv, strides, pad,
                                                         pad) != dnnl_success ||
             dnnl_primitive_desc_create(&bw_pd, &cd, NULL, t->engine, conv_pd) != dnnl_success)
             goto fail;
@@ -549,7 +599,10 @@ int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *tcf
         dnnl_primitive_desc_destroy(bn_pd), bn_pd = NULL;
         if (pool_pd) dnnl_primitive_desc_destroy(pool_pd), pool_pd = NULL;
         in_mem = out_mem;
-        if (top) t->h = act;
+        if (top) {
+            t->h_act = act;
+            t->h = t->bf16 ? (float *)(void *)(base + pl.h32) : act;
+        }
     }
     for (int a = 0, b = t->n_bwd - 1; a < b; a++, b--) {
         net_op_t tmp = t->bwd[a];
@@ -584,6 +637,12 @@ int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum
         return CLMR_EDNNL;
     int err = run_net(t, t->fwd, t->n_fwd);
     if (err) return err;
+    if (t->bf16) { /* bf16 -> fp32 is exact: the 16 bits become the high half */
+        const uint16_t *a = t->h_act;
+        uint32_t *o = (uint32_t *)(void *)t->h;
+        for (size_t k = 0, n = (size_t)t->batch * t->cfg.embed_dim; k < n; k++)
+            o[k] = (uint32_t)a[k] << 16;
+    }
     for (int i = 0; i < t->cfg.n_layers; i++) {
         const clmr_layer_shape_t *l = &t->cfg.layer[i];
         double n = (double)t->batch * l->conv_len, unbias = n / (n - 1);
@@ -598,9 +657,31 @@ int clmr_train_dnnl_forward(clmr_train_dnnl_t *t, const float *x, float momentum
     return 0;
 }
 
+/* Round to nearest even, as oneDNN's reorders do; NaN stays a (quiet) NaN. */
+static uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+clmr_train_precision_t clmr_train_dnnl_precision(const clmr_train_dnnl_t *t)
+{
+    return t->bf16 ? CLMR_TRAIN_PREC_BF16 : CLMR_TRAIN_PREC_FP32;
+}
+
 int clmr_train_dnnl_backward(clmr_train_dnnl_t *t, const float *dh)
 {
-    memcpy(t->shared, dh, sizeof(float) * (size_t)t->batch * t->cfg.embed_dim);
+    size_t n = (size_t)t->batch * t->cfg.embed_dim;
+    if (t->bf16) {
+        uint16_t *o = t->shared;
+        for (size_t k = 0; k < n; k++)
+            o[k] = f32_to_bf16(dh[k]);
+    } else {
+        memcpy(t->shared, dh, sizeof(float) * n);
+    }
     return run_net(t, t->bwd, t->n_bwd);
 }
 
@@ -693,9 +774,12 @@ void clmr_train_dnnl_fprint_memory(const clmr_train_dnnl_t *t, FILE *f)
         }
         fprintf(f, " %.1f |\n", (double)sum / mib);
     }
-    fprintf(f,
-            "\nshared buffer %.1f MiB, dh + head scratch %.1f MiB, scratchpad %.1f MiB (largest "
-            "of all primitives; * not summed per layer)\ntotal %.1f MiB for batch %d\n",
-            (double)t->shared_bytes / mib, (double)t->head_bytes / mib, (double)t->scratch / mib,
-            (double)clmr_train_dnnl_bytes(t, NULL) / mib, t->batch);
+    fprintf(
+        f,
+        "\nshared buffer %.1f MiB, dh + head scratch %.1f MiB, bf16 x / fp32 h copies %.1f MiB, "
+        "scratchpad %.1f MiB (largest of all primitives; * not summed per layer)\ntotal %.1f "
+        "MiB for batch %d (%s)\n",
+        (double)t->shared_bytes / mib, (double)t->head_bytes / mib, (double)t->copy_bytes / mib,
+        (double)t->scratch / mib, (double)clmr_train_dnnl_bytes(t, NULL) / mib, t->batch,
+        t->bf16 ? "bf16" : "fp32");
 }

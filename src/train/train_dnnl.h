@@ -13,12 +13,22 @@
  * formats inside the nets (BN parameters and gradients are used in place). The network input (B, 1,
  * L) and the embedding (B, D, 1) have the same bytes in nwc and ncw, so callers see plain (B,
  * chunk) in and (B, D) out.
+ *
+ * Mixed precision (clmr_train_dnnl_open_prec with CLMR_TRAIN_PREC_BF16): every activation and
+ * activation gradient the nets keep or pass on is bf16, the convolutions run on bf16 copies of
+ * the weights (reordered from the fp32 master block before each forward) and write their weight
+ * and bias gradients in fp32; BatchNorm computes its batch statistics, scale/shift and their
+ * gradients in fp32 from bf16 data; the caller-facing x, h and dh stay fp32 (x is converted by a
+ * oneDNN reorder into a bf16 copy, h widened exactly, dh rounded to nearest even), and Adam, the
+ * head and the running statistics are the fp32 code of the fp32 path. The naive fp32 trainer is
+ * the oracle (docs/training-numerics.md gives the tolerance).
  */
 #ifndef CLMR_TRAIN_TRAIN_DNNL_H
 #define CLMR_TRAIN_TRAIN_DNNL_H
 
 #include "nn/samplecnn.h"
 #include "train/adam.h"
+#include "train/precision.h"
 #include "train/samplecnn_train_ref.h"
 
 #include <stdio.h>
@@ -39,6 +49,18 @@ typedef struct {
  * message in *errmsg when errmsg is not NULL). */
 int clmr_train_dnnl_open(clmr_train_dnnl_t **out, const clmr_train_config_t *cfg, int batch,
                          const clmr_train_blocks_t *blocks, char **errmsg);
+
+/* As clmr_train_dnnl_open in the given precision: CLMR_TRAIN_PREC_FP32, CLMR_TRAIN_PREC_BF16
+ * (mixed bf16, see DESIGN; on a CPU without native bf16 oneDNN emulates it slowly or refuses it
+ * with CLMR_EDNNL, so resolve the user's choice with clmr_train_precision_resolve first) or
+ * CLMR_TRAIN_PREC_AUTO (resolved silently; CLMR_EINVAL never happens for it). clmr_train_dnnl_open
+ * is this with CLMR_TRAIN_PREC_FP32. */
+int clmr_train_dnnl_open_prec(clmr_train_dnnl_t **out, const clmr_train_config_t *cfg, int batch,
+                              const clmr_train_blocks_t *blocks, clmr_train_precision_t precision,
+                              char **errmsg);
+
+/* CLMR_TRAIN_PREC_FP32 or CLMR_TRAIN_PREC_BF16: what t runs in. */
+clmr_train_precision_t clmr_train_dnnl_precision(const clmr_train_dnnl_t *t);
 
 /* Training-mode forward of x (batch, chunk_samples; read only, must stay valid until the next
  * backward, which reads it for layer 0's weight gradient). Updates the running statistics with
@@ -86,6 +108,11 @@ int clmr_train_dnnl_step_supervised(clmr_train_dnnl_t *t, const float *x, const 
  * without allocating: what clmr_train_dnnl_open would malloc. oneDNN's workspaces and weight
  * copies come on top (about 3% at the official shapes). Thread-safe. */
 size_t clmr_train_dnnl_plan_bytes(const clmr_train_config_t *cfg, int batch);
+
+/* As clmr_train_dnnl_plan_bytes for a precision (bf16 halves the activations and adds a bf16 copy
+ * of x and an fp32 copy of h; AUTO counts as fp32). Thread-safe. */
+size_t clmr_train_dnnl_plan_bytes_prec(const clmr_train_config_t *cfg, int batch,
+                                       clmr_train_precision_t precision);
 
 /* Bytes of memory the trainer allocated at open: its own block (also written to *own when own is
  * not NULL; equals clmr_train_dnnl_plan_bytes), the memory oneDNN allocated for workspaces and

@@ -4,7 +4,7 @@
 set -eu
 build="build-essential meson ninja-build pkg-config
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev
-  libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev"
+  libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev zlib1g-dev"
 test="ffmpeg sox sqlite3 python3-torch python3-numpy python3-pytest python3-requests python3-sklearn
   clang clang-format libclang-rt-14-dev curl nginx-light python3-yaml strace wrk"
 # the dataset tools (tools/datasets/deps.txt): MIDI rendering, timbre sources, voices

@@ -311,10 +311,11 @@ def test_eval_and_subprocess_globals_reported(tmp_path):
         def __reduce__(self):
             return (subprocess.Popen, (["true"],))
 
-    # protocol 2 writes GLOBAL (and __builtin__ for builtins), protocol 4 STACK_GLOBAL + MEMOIZE
+    # protocol 2 writes GLOBAL with Python 2 names (__builtin__.eval, commands.Popen), protocol 4
+    # STACK_GLOBAL + MEMOIZE with the Python 3 ones
     for proto in (2, 4):
         for obj, names in ((EvalIt(), ("builtins.eval", "__builtin__.eval")),
-                           (Popen(), ("subprocess.Popen",))):
+                           (Popen(), ("subprocess.Popen", "commands.Popen"))):
             raw = pickle.dumps({"x": obj}, protocol=proto)
             pt = tmp_path / "p.pt"
             with zipfile.ZipFile(str(pt), "w", zipfile.ZIP_STORED) as z:

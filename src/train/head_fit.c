@@ -225,6 +225,7 @@ int clmr_head_model_build(clmr_model_t **out, const clmr_model_t *parent, const 
     if (T < 1) return CLMR_EINVAL;
     clmr_samplecnn_config_t cfg = parent->cfg, enc = parent->cfg;
     cfg.n_tags = T;
+    cfg.head_hidden = 0; /* a linear head, whatever the parent's (it may be an MLP) */
     enc.n_tags = 0;
     clmr_model_t *m = NULL;
     int err = clmr__model_alloc(&m, &cfg);

@@ -61,9 +61,8 @@ static int print_json(const clmr_model_t *m, const char *path)
     json_object_set_new(o, "bn_stat_count", json_integer((json_int_t)bn_stat_count(m)));
     json_object_set_new(o, "n_tags", json_integer(clmr_model_n_tags(m)));
     if (clmr_model_n_tags(m) > 0 && clmr_model_head_hidden(m) > 0)
-        json_object_set_new(o, "head",
-                            json_pack("{s:s, s:i}", "type", "mlp", "hidden",
-                                      clmr_model_head_hidden(m)));
+        json_object_set_new(
+            o, "head", json_pack("{s:s, s:i}", "type", "mlp", "hidden", clmr_model_head_hidden(m)));
     else if (clmr_model_n_tags(m) > 0)
         json_object_set_new(o, "head", json_pack("{s:s}", "type", "linear"));
     else

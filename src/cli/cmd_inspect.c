@@ -95,6 +95,12 @@ static void print_text(const clmr_model_t *m, const char *path)
     printf("embedding:   %d\n", clmr_model_embed_dim(m));
     printf("parameters:  %zu (+ %zu BatchNorm running statistics)\n",
            clmr_model_param_count(m) - bn_stat_count(m), bn_stat_count(m));
+    if (clmr_model_n_tags(m) > 0 && clmr_model_head_hidden(m) > 0)
+        printf("head:        MLP %d -> %d -> ReLU -> %d (fc.0, fc.2)\n", clmr_model_embed_dim(m),
+               clmr_model_head_hidden(m), clmr_model_n_tags(m));
+    else if (clmr_model_n_tags(m) > 0)
+        printf("head:        linear %d -> %d (fc)\n", clmr_model_embed_dim(m),
+               clmr_model_n_tags(m));
     if (clmr_model_n_tags(m) == 0) {
         printf("tags:        none (encoder only: embeddings, no tag scores)\n");
     } else {

@@ -383,3 +383,42 @@ def test_bad_inputs(tmp_path):
     r = run("import", "--out", tmp_path / "o.safetensors", ok=False)
     assert r.returncode == 2
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_matches_python_oracle(tmp_path):
+    """tools/convert_clmr_checkpoint.py (torch.load based, the test oracle) and `clmrd import`
+    (own zip/pickle readers) write the same tensors, bit for bit, on layouts both read: release
+    2.0 (encoder. + projector, linear 0.* head) and a Lightning state_dict without pickled
+    objects; the oracle refuses MLP heads instead of misreading them as 16-tag linear heads."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import safetensors_io
+    oracle = os.path.join(ROOT, "tools", "convert_clmr_checkpoint.py")
+    enc, head = encoder(seed=20), linear_head(seed=21)
+    sd = prefixed(enc.state_dict(), "encoder.")
+    sd.update(prefixed(projector(8), "projector."))
+    cases = {
+        "r20": (save(sd, tmp_path / "clmr_checkpoint_10000.pt"),
+                save(head.state_dict(), tmp_path / "finetuner_checkpoint_200.pt")),
+        "lightning": (save({"state_dict": prefixed(enc.state_dict(), "model.encoder."),
+                            "epoch": 3}, tmp_path / "l.ckpt"),
+                      save({"state_dict": prefixed(head.state_dict(), "model.")},
+                           tmp_path / "lh.ckpt")),
+    }
+    for name, (e, h) in cases.items():
+        a, b = tmp_path / (name + "_c.safetensors"), tmp_path / (name + "_py.safetensors")
+        run("import", "--encoder", e, "--head", h, "--out", a, "--name", "x")
+        p = subprocess.run([sys.executable, oracle, "--encoder", str(e), "--head", str(h),
+                            "--out", str(b), "--name", "x", "--trust-pickle"],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        ta, ma = safetensors_io.read(str(a))
+        tb, mb = safetensors_io.read(str(b))
+        assert set(ta) == set(tb) and json.loads(ma["tags"]) == json.loads(mb["tags"])
+        for k in ta:
+            if not k.endswith("num_batches_tracked"):
+                assert ta[k].dtype == tb[k].dtype and np.array_equal(ta[k], tb[k]), (name, k)
+    mlp = save(prefixed(mlp_head().state_dict(), "model."), tmp_path / "mlp.pt")
+    p = subprocess.run([sys.executable, oracle, "--encoder", str(cases["r20"][0]), "--head",
+                        str(mlp), "--out", str(tmp_path / "o.safetensors")],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "two-layer" in p.stderr, p.stderr

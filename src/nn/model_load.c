@@ -364,8 +364,8 @@ int clmr_model_load_memory(clmr_model_t **out, const void *data, size_t size, ch
     if (!f.meta) {
         rc = clmr_set_err(errmsg, CLMR_EMODEL_METADATA,
                           "no __metadata__ (a clmrd model needs format=clmr-samplecnn, "
-                          "sample_rate, chunk_samples, name and tags; convert checkpoints with "
-                          "tools/convert_clmr_checkpoint.py)");
+                          "sample_rate, chunk_samples, name and tags; import PyTorch checkpoints "
+                          "with clmrd import)");
         goto fail;
     }
     const char *format = clmr__st_meta(&f, "format");

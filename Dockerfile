@@ -14,7 +14,7 @@ RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       gcc g++ libc6-dev meson ninja-build pkg-config python3 \
       libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev \
-      libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev libcurl4-openssl-dev libfaiss-dev \
+      libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev libcurl4-openssl-dev libfaiss-dev zlib1g-dev \
       libaubio-dev libebur128-dev libchromaprint-dev \
  && rm -rf /var/lib/apt/lists/*
 # Marks this project's images so tests can prune their own stale (dangling) ones and no others.
@@ -32,18 +32,36 @@ RUN meson setup /build --prefix=/usr -Dtests=false -Dbench=false -Dbuildtype=rel
  && strip /out/usr/bin/clmrd
 ARG MODEL=models/clmr-default.safetensors
 COPY ${MODEL} /out/usr/share/clmrd/models/
+# Official CLMR weights imported at build time with `clmrd import` (C, nothing in the checkpoint
+# is run), replacing MODEL. Put the downloaded files in deploy/container/checkpoints/, then e.g.
+#   podman build --format docker --build-arg CLMR_ENCODER=clmr_checkpoint_10000.zip \
+#     --build-arg CLMR_HEAD=finetuner_checkpoint_200.zip --build-arg CLMR_NAME=clmr-mtt -t clmrd .
+# CLMR_HEAD is optional (without it the encoder file's own head, if any, is used); an import that
+# fails fails the build. CLMR_CKPT_DIR changes the folder (it must be in the build context).
+ARG CLMR_CKPT_DIR=deploy/container/checkpoints
+ARG CLMR_ENCODER=
+ARG CLMR_HEAD=
+ARG CLMR_NAME=clmr-official
+COPY ${CLMR_CKPT_DIR} /ckpt/
+RUN set -e; if [ -n "$CLMR_ENCODER" ]; then \
+      rm -f /out/usr/share/clmrd/models/*.safetensors; \
+      /out/usr/bin/clmrd import --encoder "/ckpt/$CLMR_ENCODER" \
+        ${CLMR_HEAD:+--head "/ckpt/$CLMR_HEAD"} --name "$CLMR_NAME" \
+        --out "/out/usr/share/clmrd/models/$CLMR_NAME.safetensors"; \
+    fi; rm -rf /ckpt
 
 FROM docker.io/library/debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       libavformat59 libavcodec59 libswresample4 libavutil57 libdnnl2 libjansson4 libsndfile1 \
-      libsqlite3-0 libmicrohttpd12 libsox3 libgomp1 libaubio5 libebur128-1 libchromaprint1 libcurl4 libblas3 liblapack3 \
+      libsqlite3-0 libmicrohttpd12 libsox3 libgomp1 libaubio5 libebur128-1 libchromaprint1 libcurl4 libblas3 liblapack3 zlib1g \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt/* /var/log/dpkg.log \
            /usr/share/doc/* /usr/share/man/* /usr/share/info/* \
  && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin clmrd \
  && mkdir -p /data && chown clmrd:clmrd /data && chmod 0750 /data
 ARG MODEL=models/clmr-default.safetensors
+ARG CLMR_ENCODER=
 COPY --from=build /out/usr/bin/clmrd /usr/bin/clmrd
 COPY --from=build /out/usr/share/clmrd /usr/share/clmrd
 COPY deploy/container/clmrd-probe /usr/bin/clmrd-probe
@@ -53,7 +71,7 @@ RUN set -e; m=$(ls /usr/share/clmrd/models/*.safetensors); [ "$(echo "$m" | wc -
 LABEL org.opencontainers.image.title="clmrd" \
       org.opencontainers.image.description="music tagging service (CLMR SampleCNN)" \
       io.clmrd.image=runtime \
-      io.clmrd.model="${MODEL}"
+      io.clmrd.model="${CLMR_ENCODER:-${MODEL}}"
 ENV CLMRD_LISTEN=0.0.0.0:8080 \
     CLMRD_DATA_DIR=/data \
     CLMRD_MODEL=/usr/share/clmrd/model.safetensors \

@@ -11,6 +11,7 @@ extra metadata, and a few near-miss files, written with tools/safetensors_io-com
 fuzz_multipart: "Content-Type value\\n" + body (uploads with every field, quoted boundaries,
 preamble/epilogue, bad UTF-8, a missing final boundary; plus tests/http's seeds).
 fuzz_json_request: "METHOD URL\\nquery value\\n" + body for every inline route.
+fuzz_torch_ckpt: tiny PyTorch checkpoints in every container `clmrd import` reads (torch needed).
 """
 import json
 import os
@@ -174,12 +175,74 @@ def json_seeds(d):
     w("unknown", b"GET /v1/tracks/" + hexid + b"/x\n\n")
 
 
+def torch_ckpt_seeds(d):
+    """Tiny PyTorch checkpoints (3-layer SampleCNN, widths 2-3) in every container clmrd import
+    reads: zip and legacy serialization, a release zip wrapper (deflate) with an _optim.pt, a
+    Lightning-shaped dict with a Namespace and optimizer state, float16/bfloat16/float64 tensors,
+    strided and offset views, and a pickle that references os.system (never run)."""
+    import argparse
+    import io
+    import pickle
+    import zipfile
+
+    import torch
+
+    os.makedirs(d, exist_ok=True)
+    torch.manual_seed(0)
+    seq = torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, 3), torch.nn.BatchNorm1d(2), torch.nn.ReLU()),
+        torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3, 1, 1), torch.nn.BatchNorm1d(3)),
+        torch.nn.Sequential(torch.nn.Conv1d(3, 3, 3, 1, 1), torch.nn.BatchNorm1d(3)))
+    sd = {"sequential." + k: v for k, v in seq.state_dict().items()}
+    head = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+
+    def save(name, obj, legacy=False):
+        buf = io.BytesIO()
+        torch.save(obj, buf, _use_new_zipfile_serialization=not legacy)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(buf.getvalue())
+        return buf.getvalue()
+
+    plain = save("plain.pt", sd)
+    save("legacy.pt", sd, legacy=True)
+    save("mlp_head.pt", {"model." + k: v for k, v in head.state_dict().items()})
+    save("dtypes.pt", {"a": torch.ones(3, dtype=torch.float16), "b": torch.ones(2, 2).bfloat16(),
+                       "c": torch.arange(4, dtype=torch.float64), "d": torch.zeros(2, dtype=torch.long)})
+    flat = torch.arange(12, dtype=torch.float32)
+    save("views.pt", {"t": flat.view(3, 4).t(), "o": flat[5:9]})
+    save("views_legacy.pt", {"t": flat.view(3, 4).t(), "o": flat[5:9]}, legacy=True)
+    params = [torch.nn.Parameter(torch.ones(2))]
+    opt = torch.optim.Adam(params)
+    params[0].sum().backward()
+    opt.step()
+    save("lightning.ckpt", {"state_dict": {"encoder." + k: v for k, v in sd.items()},
+                            "hyper_parameters": argparse.Namespace(lr=3e-4, batch_size=96),
+                            "optimizer_states": [opt.state_dict()], "epoch": 10})
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("release.pt", plain)
+        z.writestr("release_optim.pt", b"ignored")
+    with open(os.path.join(d, "release.zip"), "wb") as f:
+        f.write(zbuf.getvalue())
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"x": Evil()}, protocol=4))
+    with open(os.path.join(d, "evil.pt"), "wb") as f:
+        f.write(zbuf.getvalue())
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     decode_seeds(os.path.join(out, "fuzz_decode"))
     safetensors_seeds(os.path.join(out, "fuzz_safetensors"))
     multipart_seeds(os.path.join(out, "fuzz_multipart"))
     json_seeds(os.path.join(out, "fuzz_json_request"))
+    torch_ckpt_seeds(os.path.join(out, "fuzz_torch_ckpt"))
 
 
 if __name__ == "__main__":

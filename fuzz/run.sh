@@ -15,6 +15,7 @@ bin=$("$root/fuzz/build.sh" "$bdir" | tail -n1)/$t || exit 2
 case $t in
   fuzz_decode) maxlen=65536 ;;      # seeds are <= 27 KiB; FFmpeg's probing needs a few KiB
   fuzz_safetensors) maxlen=65536 ;;
+  fuzz_torch_ckpt) maxlen=65536 ;;  # seeds are tiny checkpoints, <= ~12 KiB
   *) maxlen=16384 ;;                # HTTP bodies/headers, as h2o does
 esac
 work=$bdir/work/$t

@@ -6,7 +6,7 @@
 set -eu
 build="build-essential meson ninja-build pkg-config
   libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libdnnl-dev libjansson-dev
-  libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev libcurl4-openssl-dev libfaiss-dev
+  libsndfile1-dev libsqlite3-dev libmicrohttpd-dev libsox-dev libcurl4-openssl-dev libfaiss-dev zlib1g-dev
   libaubio-dev libebur128-dev libchromaprint-dev"
 test="ffmpeg sox sqlite3 python3-torch python3-numpy python3-pytest python3-requests python3-sklearn
   clang clang-format libclang-rt-14-dev curl nginx-light python3-yaml strace wrk"

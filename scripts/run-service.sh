@@ -11,7 +11,7 @@ if ! "$bin" --help 2>/dev/null | grep -q '^  serve '; then
 fi
 if [ ! -f "$model" ] && [ -z "${CLMRD_MODEL:-}" ]; then
   echo "make run: no default model at $model and CLMRD_MODEL is not set." >&2
-  echo "make run: convert an official CLMR checkpoint with tools/convert_clmr_checkpoint.py" >&2
+  echo "make run: import the official CLMR checkpoints with build/clmrd import (see README)" >&2
   echo "          and run 'make run MODEL=path/to/model.safetensors'." >&2
   exit 1
 fi

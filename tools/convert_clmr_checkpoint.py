@@ -1,5 +1,15 @@
 #!/usr/bin/python3
-"""Convert CLMR SampleCNN checkpoints (PyTorch / PyTorch Lightning) to a clmrd model file.
+"""Test oracle for `clmrd import`: an independent PyTorch implementation of the same conversion.
+
+Users convert checkpoints with `clmrd import` (C, no Python, nothing in the file is executed; see
+docs/model-format.md). This script stays because it earns its place as an oracle: it reads the
+checkpoints with torch.load, so tests/python/test_import.py compares its output tensor by tensor
+with clmrd's own zip/pickle readers on the layouts both understand. It covers fewer layouts (no
+conv1..conv11 names, no MLP heads) and never unpickles arbitrary objects: a checkpoint that needs
+them (Lightning hyper-parameters) is refused unless --trust-pickle is given (the tests pass it for
+files they built themselves), because a full torch.load runs code from the file.
+
+Convert CLMR SampleCNN checkpoints (PyTorch / PyTorch Lightning) to a clmrd model file.
 
 Reads an encoder checkpoint and optionally a separate linear-head checkpoint and writes one
 safetensors file with the official tensor names (sequential.<i>.<j>.*, fc.*) and the metadata the
@@ -18,9 +28,10 @@ Head (the Linear(512 -> n_tags) tag layer), first match wins:
   none                           an encoder-only model (embeddings, no tags)
 SimCLR projector tensors (projector.*) are dropped: inference does not use them.
 
-Security: checkpoints are pickles. They are first read with torch.load(weights_only=True); a
-checkpoint that needs arbitrary objects (e.g. Lightning hyper-parameters) is then loaded fully,
-which runs code from the file, so only convert checkpoints you trust (a warning is printed).
+Security: checkpoints are pickles. They are read with torch.load(weights_only=True); a checkpoint
+that needs arbitrary objects (e.g. Lightning hyper-parameters) is refused with a pointer to
+`clmrd import`, which reads those without running anything, unless --trust-pickle asks for a full
+load (which runs code from the file: only for files you made yourself).
 """
 import argparse
 import json
@@ -61,6 +72,9 @@ def _fmt_keys(keys, limit=8):
     return ", ".join(keys[:limit]) + more
 
 
+TRUST_PICKLE = False  # --trust-pickle: fall back to a full torch.load (runs code from the file)
+
+
 def load_checkpoint(path):
     """The state_dict (name -> tensor) inside a checkpoint file of any supported layout."""
     if not os.path.isfile(path):
@@ -71,9 +85,17 @@ def load_checkpoint(path):
         except pickle.UnpicklingError as e:
             if "weights only" not in str(e).lower():
                 raise
-            print("warning: %s contains pickled Python objects; loading it fully runs code from "
-                  "the file (only convert checkpoints you trust)" % path, file=sys.stderr)
-            obj = torch.load(path, map_location="cpu")
+            if TRUST_PICKLE:
+                print("warning: %s contains pickled Python objects; --trust-pickle loads it "
+                      "fully, which runs code from the file" % path, file=sys.stderr)
+                obj = torch.load(path, map_location="cpu")
+            else:
+                raise ConvertError("%s contains pickled Python objects, which this oracle never "
+                                   "unpickles; use `clmrd import` (it reads them without "
+                                   "running anything), or --trust-pickle for a file you made"
+                                   % path)
+    except ConvertError:
+        raise
     except Exception as e:  # not a torch file at all, truncated, or an unknown pickled class
         raise ConvertError("%s: cannot read as a PyTorch checkpoint: %s" % (path, e))
     if isinstance(obj, torch.nn.Module):
@@ -106,6 +128,9 @@ def extract_head(sd, path, prefixes):
             continue
         if w is None or b is None:
             raise ConvertError("%s: head '%s*' needs both %sweight and %sbias" % (path, p, p, p))
+        if p.endswith("0.") and (p[:-2] + "2.weight") in sd:
+            raise ConvertError("%s: '%s*' is the first layer of a two-layer (MLP) head; this "
+                               "oracle reads linear heads only (use `clmrd import`)" % (path, p))
         if w.dim() != 2 or b.dim() != 1 or b.shape[0] != w.shape[0]:
             raise ConvertError("%s: head %sweight %s / %sbias %s are not a Linear layer"
                                % (path, p, tuple(w.shape), p, tuple(b.shape)))
@@ -258,7 +283,12 @@ def main(argv=None):
                     help="tag names in head order: one per line, or a JSON array "
                          "(default: the 50 MagnaTagATune tags in CLMR's order)")
     ap.add_argument("--name", help="model name (default: the output file name without extension)")
+    ap.add_argument("--trust-pickle", action="store_true",
+                    help="fall back to a full torch.load, which RUNS CODE from the file (tests "
+                         "only, on files they built; users run `clmrd import`)")
     args = ap.parse_args(argv)
+    global TRUST_PICKLE
+    TRUST_PICKLE = args.trust_pickle
     try:
         convert(args.encoder, args.out, args.head, args.tags, args.name,
                 log=lambda s: print(s, file=sys.stderr))

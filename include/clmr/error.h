@@ -32,6 +32,9 @@
     X(MODEL_TENSOR, -33, "model_tensor", "a model tensor is missing or has the wrong shape")       \
     X(MODEL_NONFINITE, -34, "model_nonfinite", "a model tensor contains NaN or infinite values")   \
     X(MODEL_NO_HEAD, -35, "model_no_head", "the model has no tag head (embeddings only)")          \
+    X(CHECKPOINT, -38, "bad_checkpoint", "the checkpoint cannot be read or mapped to a model")     \
+    X(CHECKPOINT_UNSAFE, -39, "unsafe_checkpoint",                                                 \
+      "the checkpoint references code (never run); refusing to import it")                         \
     X(DNNL, -40, "dnnl_error", "oneDNN primitive creation or execution failed")                    \
     X(DB, -50, "database_error", "database error")                                                 \
     X(DB_FULL, -51, "storage_full", "the database or data directory is full")                      \

@@ -34,6 +34,9 @@ int clmr_model_chunk_samples(const clmr_model_t *m);
 int clmr_model_embed_dim(const clmr_model_t *m);
 /* 0 for an encoder-only model. */
 int clmr_model_n_tags(const clmr_model_t *m);
+/* Hidden width of an MLP tag head (fc.0 -> ReLU -> fc.2, CLMR's MLP evaluation head); 0 for a
+ * linear head or no head. */
+int clmr_model_head_hidden(const clmr_model_t *m);
 const char *clmr_model_tag(const clmr_model_t *m, int i);
 /* A metadata value from the file's __metadata__, or NULL. */
 const char *clmr_model_meta(const clmr_model_t *m, const char *key);

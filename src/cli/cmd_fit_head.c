@@ -38,6 +38,8 @@ static void usage(FILE *f)
         "encoder-only MODEL without --tags uses the tags found in FILE.\n\n"
         "Options:\n"
         "  --tags FILE          vocabulary of the new head, one tag per line\n"
+        "  --hidden N           fit CLMR's MLP head Linear(D, N) -> ReLU -> Linear(N, T)\n"
+        "                       instead of a linear head (default 0 = linear; CLMR used 512)\n"
         "  --val-fraction F     files held out for early stopping (default 0.1; 0 = none)\n"
         "  --epochs N           maximum epochs (default 200)\n"
         "  --batch N            chunks per step (default 256)\n"
@@ -89,7 +91,7 @@ int clmr_cli_fit_head(int argc, char **argv)
 {
     const char *model_path = NULL, *labels_path = NULL, *out_path = NULL, *tags_path = NULL;
     const char *cache_opt = NULL, *name = NULL;
-    int threads = 0, no_cache = 0, json = 0, quiet = 0;
+    int threads = 0, no_cache = 0, json = 0, quiet = 0, hidden = 0;
     clmr_head_fit_params_t hp = clmr_head_fit_default_params();
     enum {
         O_TAGS = 256,
@@ -107,7 +109,8 @@ int clmr_cli_fit_head(int argc, char **argv)
         O_JSON,
         O_MODEL,
         O_LABELS,
-        O_OUT
+        O_OUT,
+        O_HIDDEN
     };
     static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
                                          {"labels", required_argument, 0, O_LABELS},
@@ -125,6 +128,7 @@ int clmr_cli_fit_head(int argc, char **argv)
                                          {"no-cache", no_argument, 0, O_NOCACHE},
                                          {"name", required_argument, 0, O_NAME},
                                          {"json", no_argument, 0, O_JSON},
+                                         {"hidden", required_argument, 0, O_HIDDEN},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
@@ -145,6 +149,9 @@ int clmr_cli_fit_head(int argc, char **argv)
             break;
         case O_TAGS:
             tags_path = optarg;
+            break;
+        case O_HIDDEN:
+            bad = clmr_cli_parse_int(&hidden, optarg, 0, 4096, "fit-head", "--hidden");
             break;
         case O_VAL:
             bad = clmr_cli_parse_double(&hp.val_fraction, optarg, 0, 0.9, "fit-head",
@@ -259,24 +266,36 @@ int clmr_cli_fit_head(int argc, char **argv)
     }
     free(pos);
 
-    fc = malloc(((size_t)T * D + T) * sizeof(float));
+    /* linear: W (T, D) | b (T); MLP: W1 (H, D) | b1 (H) | W2 (T, H) | b2 (T) */
+    const size_t n1 = (size_t)hidden * D + (size_t)hidden;
+    const int fc_in = hidden > 0 ? hidden : D;
+    fc = malloc((n1 + (size_t)T * fc_in + T) * sizeof(float));
     if (!fc) goto nomem;
+    float *w2 = fc + n1, *b2 = w2 + (size_t)T * fc_in;
     clmr_head_fit_result_t res;
     progress_t pr = {.tty = !quiet && isatty(STDERR_FILENO), .quiet = quiet, .epochs = hp.epochs};
-    rc = clmr_head_fit(fc, fc + (size_t)T * D, &res, (const float *const *)set.emb, set.n_chunks,
-                       set.n_files, D, labels.y, T, &hp, epoch_cb, &pr, &err);
+    if (hidden > 0)
+        rc = clmr_head_fit_mlp(fc, fc + (size_t)hidden * D, w2, b2, &res,
+                               (const float *const *)set.emb, set.n_chunks, set.n_files, D,
+                               labels.y, T, hidden, &hp, epoch_cb, &pr, &err);
+    else
+        rc = clmr_head_fit(w2, b2, &res, (const float *const *)set.emb, set.n_chunks, set.n_files,
+                           D, labels.y, T, &hp, epoch_cb, &pr, &err);
     if (pr.tty) fputc('\n', stderr);
     if (rc) {
         fprintf(stderr, "clmrd fit-head: %s\n", err ? err : clmr_strerror(rc));
         goto out;
     }
-    if ((rc = clmr_head_model_build(&out, m, (const char *const *)labels.vocab, T, fc,
-                                    fc + (size_t)T * D)))
-        goto fail_rc;
+    if (hidden > 0)
+        rc = clmr_head_model_build_mlp(&out, m, (const char *const *)labels.vocab, T, hidden, fc,
+                                       fc + (size_t)hidden * D, w2, b2);
+    else
+        rc = clmr_head_model_build(&out, m, (const char *const *)labels.vocab, T, w2, b2);
+    if (rc) goto fail_rc;
     if (name && (rc = clmr_model_set_name(out, name))) goto fail_rc;
     const char *base = strrchr(labels_path, '/');
     prov = json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:I, s:i, s:i, s:o, s:o, s:s, s:f, s:i, "
-                     "s:i, s:f, s:I}",
+                     "s:i, s:f, s:I, s:i}",
                      "labels_file", base ? base + 1 : labels_path, "labels_sha256", labels.sha256,
                      "files", labels.n_items, "train_files", res.train_files, "val_files",
                      res.val_files, "train_chunks", (json_int_t)res.train_chunks, "val_chunks",
@@ -284,7 +303,7 @@ int clmr_cli_fit_head(int argc, char **argv)
                      res.best_epoch, "val_loss", jnum(res.best_val_loss), "train_loss",
                      jnum(res.train_loss), "loss", "bce_with_logits", "lr", hp.lr, "batch",
                      hp.batch, "patience", hp.patience, "val_fraction", hp.val_fraction, "seed",
-                     (json_int_t)seed);
+                     (json_int_t)seed, "hidden", hidden);
     if (!prov || !(prov_s = json_dumps(prov, JSON_COMPACT | JSON_SORT_KEYS))) goto nomem;
     if ((rc = clmr_model_set_meta(out, "parent_id", clmr_model_id(m))) ||
         (rc = clmr_model_set_meta(out, "parent_name", clmr_model_name(m))) ||

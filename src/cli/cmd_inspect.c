@@ -61,6 +61,13 @@ static int print_json(const clmr_model_t *m, const char *path)
                         json_integer((json_int_t)(clmr_model_param_count(m) - bn_stat_count(m))));
     json_object_set_new(o, "bn_stat_count", json_integer((json_int_t)bn_stat_count(m)));
     json_object_set_new(o, "n_tags", json_integer(clmr_model_n_tags(m)));
+    if (clmr_model_n_tags(m) > 0 && clmr_model_head_hidden(m) > 0)
+        json_object_set_new(
+            o, "head", json_pack("{s:s, s:i}", "type", "mlp", "hidden", clmr_model_head_hidden(m)));
+    else if (clmr_model_n_tags(m) > 0)
+        json_object_set_new(o, "head", json_pack("{s:s}", "type", "linear"));
+    else
+        json_object_set_new(o, "head", json_null());
     json_object_set_new(o, "tags", tags);
     json_object_set_new(o, "metadata", meta);
     char *s = json_dumps(o, JSON_COMPACT);
@@ -89,6 +96,12 @@ static void print_text(const clmr_model_t *m, const char *path)
     printf("embedding:   %d\n", clmr_model_embed_dim(m));
     printf("parameters:  %zu (+ %zu BatchNorm running statistics)\n",
            clmr_model_param_count(m) - bn_stat_count(m), bn_stat_count(m));
+    if (clmr_model_n_tags(m) > 0 && clmr_model_head_hidden(m) > 0)
+        printf("head:        MLP %d -> %d -> ReLU -> %d (fc.0, fc.2)\n", clmr_model_embed_dim(m),
+               clmr_model_head_hidden(m), clmr_model_n_tags(m));
+    else if (clmr_model_n_tags(m) > 0)
+        printf("head:        linear %d -> %d (fc)\n", clmr_model_embed_dim(m),
+               clmr_model_n_tags(m));
     if (clmr_model_n_tags(m) == 0) {
         printf("tags:        none (encoder only: embeddings, no tag scores)\n");
     } else {

@@ -12,6 +12,7 @@ int clmr_cli_pretrain(int argc, char **argv);
 int clmr_cli_fit_supervised(int argc, char **argv);
 int clmr_cli_keys(int argc, char **argv);
 int clmr_cli_ingest(int argc, char **argv);
+int clmr_cli_import(int argc, char **argv);
 
 const clmr_cli_command_t clmr_cli_commands[] = {
     {"tag", clmr_cli_tag, "tag audio files with the model (prints tags or JSON lines)"},
@@ -19,6 +20,8 @@ const clmr_cli_command_t clmr_cli_commands[] = {
      "add folders of audio files to a running clmrd's catalogue (resumable, parallel)"},
     {"serve", clmr_cli_serve, "run the HTTP tagging service (see serve --help)"},
     {"inspect", clmr_cli_inspect, "validate a model file and print its shapes, tags and metadata"},
+    {"import", clmr_cli_import,
+     "convert official CLMR PyTorch checkpoints to a model file (no Python, nothing executed)"},
     {"pretrain", clmr_cli_pretrain,
      "self-supervised CLMR pretraining of the encoder on unlabelled audio"},
     {"fit-head", clmr_cli_fit_head, "train a new tag head on a frozen encoder from labelled audio"},

@@ -11,8 +11,9 @@
  * Activations ping-pong between two buffers and all primitives share one user-mode scratchpad; the
  * buffers are allocated for max_batch at open (the max_batch net is built first), pre-faulted
  * (first-touch page faults are very slow on our machines) and only grow - with every cached net
- * re-pointed - if a later batch size's layout happens to need more. The 512x50 head and the
- * sigmoid are plain C (25k MACs per chunk: a primitive would cost more than it saves).
+ * re-pointed - if a later batch size's layout happens to need more. The tag head (linear 512x50
+ * or the 512-512-50 MLP) and the sigmoid are plain C in head.c (25k-288k MACs per chunk: a
+ * primitive would cost more than it saves).
  *
  * Threads: Debian's oneDNN uses OpenMP. clmr_infer_run sets the calling thread's OpenMP thread
  * count (omp_set_num_threads, a per-thread setting) to the context's before building or executing,
@@ -620,15 +621,8 @@ static int run_batch(clmr_infer_t *ctx, const float *x, int b, float *emb, float
         const float *e = ctx->lane[i].buf[BUF_EMB];
         if (emb) memcpy(emb + (size_t)first[i] * D, e, sizeof(float) * (size_t)sizes[i] * D);
         if (!scores || T == 0) continue;
-        const clmr_samplecnn_weights_t *w = &ctx->model->w;
-        for (int c = 0; c < sizes[i]; c++)
-            for (int t = 0; t < T; t++) {
-                double acc = w->fc_b[t];
-                const float *wr = w->fc_w + (size_t)t * D, *er = e + (size_t)c * D;
-                for (int d = 0; d < D; d++)
-                    acc += (double)wr[d] * er[d];
-                scores[(size_t)(first[i] + c) * T + t] = (float)(1.0 / (1.0 + exp(-acc)));
-            }
+        /* linear or MLP tag head + sigmoid (head.c) */
+        clmr__model_head_scores(ctx->model, e, sizes[i], scores + (size_t)first[i] * T);
     }
     return 0;
 }

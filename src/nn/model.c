@@ -37,6 +37,19 @@ int clmr__model_alloc(clmr_model_t **out, const clmr_samplecnn_config_t *cfg)
     return 0;
 }
 
+int clmr__model_copy_head(clmr_model_t *dst, const clmr_model_t *src)
+{
+    const clmr_samplecnn_config_t *a = &dst->cfg, *b = &src->cfg;
+    if (a->embed_dim != b->embed_dim || a->n_tags != b->n_tags ||
+        a->head_hidden != b->head_hidden || b->n_tags <= 0)
+        return CLMR_EINVAL;
+    /* the head is the tail of the parameter block (clmr_samplecnn_weights_bind) */
+    size_t nh = clmr_samplecnn_head_param_count(b);
+    memcpy(dst->params + clmr_samplecnn_param_count(a) - nh,
+           src->params + clmr_samplecnn_param_count(b) - nh, nh * sizeof(float));
+    return 0;
+}
+
 void clmr__model_fold_bn(clmr_model_t *m)
 {
     for (int i = 0; i < m->cfg.n_layers; i++) {

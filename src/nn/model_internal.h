@@ -37,4 +37,17 @@ void clmr__model_fold_bn(clmr_model_t *m);
  * (more than CLMR_MODEL_MAX_META entries). */
 int clmr__model_meta_put(clmr_model_t *m, const char *key, const char *val);
 
+/* Tag head on encoder outputs emb (B, embed_dim): logits (B, n_tags), or sigmoid scores (B,
+ * n_tags), for a linear or MLP head (head.c; the model must have a head). Thread-safe. */
+void clmr__model_head_logits(const clmr_model_t *m, const float *emb, int B, float *logits);
+void clmr__model_head_scores(const clmr_model_t *m, const float *emb, int B, float *scores);
+/* scores (n_tags) = mean over n_chunks embeddings of the sigmoid head scores (CLMR's track
+ * score), in double. No allocation. */
+void clmr__model_head_mean_scores(const clmr_model_t *m, const float *emb, int n_chunks,
+                                  double *scores);
+
+/* Copies src's head parameters (linear or MLP) into dst, whose cfg must have the same embed_dim,
+ * n_tags and head_hidden (tags are not copied). Returns 0 or CLMR_EINVAL when the heads differ. */
+int clmr__model_copy_head(clmr_model_t *dst, const clmr_model_t *src);
+
 #endif

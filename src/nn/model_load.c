@@ -8,8 +8,10 @@
  *
  * Tensor names are the official CLMR state_dict names: sequential.<i>.0.{weight,bias} (Conv1d),
  * sequential.<i>.1.{weight,bias,running_mean,running_var} (BatchNorm1d) and the optional I64
- * sequential.<i>.1.num_batches_tracked (ignored), for i = 0..L-1 contiguous; fc.{weight,bias}
- * optional (encoder-only model without). The depth L and all widths come from the shapes.
+ * sequential.<i>.1.num_batches_tracked (ignored), for i = 0..L-1 contiguous; the optional tag head
+ * is either linear fc.{weight,bias} or CLMR's MLP head fc.0.{weight,bias} (H, D) -> ReLU ->
+ * fc.2.{weight,bias} (T, H) (encoder-only model without). The depth L and all widths come from
+ * the shapes.
  * Unknown tensors: a "projector.*" group (the SimCLR projection head some checkpoints carry) is
  * accepted and ignored, since it is a legitimate part of a pretraining checkpoint that inference
  * does not use; any other name is refused with a message listing it, because silently ignoring a
@@ -52,6 +54,7 @@ static const char *const part_names[P_COUNT] = {"0.weight",
 typedef struct {
     const clmr_st_tensor_t *layer[CLMR_MAX_LAYERS][P_COUNT];
     const clmr_st_tensor_t *fc_w, *fc_b;
+    const clmr_st_tensor_t *mlp[4]; /* fc.0.weight, fc.0.bias, fc.2.weight, fc.2.bias */
     int n_layers;
 } tensor_map_t;
 
@@ -119,6 +122,16 @@ static int map_tensors(tensor_map_t *map, const clmr_st_file_t *f, char **errmsg
         } else if (strcmp(name, "fc.bias") == 0) {
             map->fc_b = t;
             continue;
+        } else if (strncmp(name, "fc.", 3) == 0) {
+            static const char *const mlp_names[4] = {"fc.0.weight", "fc.0.bias", "fc.2.weight",
+                                                     "fc.2.bias"};
+            int k = -1;
+            for (int j = 0; j < 4; j++)
+                if (strcmp(name, mlp_names[j]) == 0) k = j;
+            if (k >= 0) {
+                map->mlp[k] = t;
+                continue;
+            }
         } else if (strncmp(name, "projector.", 10) == 0) {
             continue;
         }
@@ -131,7 +144,8 @@ static int map_tensors(tensor_map_t *map, const clmr_st_file_t *f, char **errmsg
     if (n_unknown)
         return clmr_set_err(errmsg, CLMR_EMODEL_TENSOR,
                             "%d unexpected tensor%s: %s%s (expected only sequential.<i>.0.*, "
-                            "sequential.<i>.1.*, fc.* and projector.*)",
+                            "sequential.<i>.1.*, fc.{weight,bias} or fc.{0,2}.{weight,bias} and "
+                            "projector.*)",
                             n_unknown, n_unknown > 1 ? "s" : "", unknown,
                             n_unknown > 5 ? ", ..." : "");
     if (map->n_layers == 0)
@@ -151,6 +165,14 @@ static int map_tensors(tensor_map_t *map, const clmr_st_file_t *f, char **errmsg
     if (!map->fc_w != !map->fc_b)
         return clmr_set_err(errmsg, CLMR_EMODEL_TENSOR, "missing tensor '%s' (fc needs both)",
                             map->fc_w ? "fc.bias" : "fc.weight");
+    int n_mlp = !!map->mlp[0] + !!map->mlp[1] + !!map->mlp[2] + !!map->mlp[3];
+    if (n_mlp && map->fc_w)
+        return clmr_set_err(errmsg, CLMR_EMODEL_TENSOR,
+                            "both a linear head (fc.weight) and MLP head tensors (fc.0/fc.2)");
+    if (n_mlp && n_mlp < 4)
+        return clmr_set_err(errmsg, CLMR_EMODEL_TENSOR,
+                            "incomplete MLP head: fc.0.weight, fc.0.bias, fc.2.weight and "
+                            "fc.2.bias are all needed");
     return 0;
 }
 
@@ -171,8 +193,10 @@ static int is_vec(const clmr_st_tensor_t *t, int64_t n)
     return t->ndim == 1 && t->shape[0] == n;
 }
 
-/* Checks dtypes and shape consistency; fills widths (widths[0] = 1) and *n_tags. */
-static int check_shapes(const tensor_map_t *map, int *widths, int *n_tags, char **errmsg)
+/* Checks dtypes and shape consistency; fills widths (widths[0] = 1), *n_tags and *hidden (the
+ * MLP head's hidden width, 0 for a linear head). */
+static int check_shapes(const tensor_map_t *map, int *widths, int *n_tags, int *hidden,
+                        char **errmsg)
 {
     char want[96];
     widths[0] = 1;
@@ -203,6 +227,37 @@ static int check_shapes(const tensor_map_t *map, int *widths, int *n_tags, char 
                                 "tensor '%s' must be a single I64 (it is ignored)", nbt->name);
     }
     *n_tags = 0;
+    *hidden = 0;
+    if (map->mlp[0]) { /* MLP head: fc.0 (H, D) -> ReLU -> fc.2 (T, H) */
+        int d = widths[map->n_layers];
+        for (int k = 0; k < 4; k++)
+            if (strcmp(map->mlp[k]->dtype, "F32") != 0)
+                return clmr_set_err(errmsg, CLMR_EMODEL_TENSOR,
+                                    "tensor '%s' has dtype %s; parameters must be F32",
+                                    map->mlp[k]->name, map->mlp[k]->dtype);
+        const clmr_st_tensor_t *w0 = map->mlp[0], *w2 = map->mlp[2];
+        if (w0->ndim != 2 || w0->shape[0] < 1 || w0->shape[0] > CLMR_HEAD_MAX_HIDDEN ||
+            w0->shape[1] != d) {
+            snprintf(want, sizeof(want), "(hidden <= %d, %d): %d = the last layer's out_channels",
+                     CLMR_HEAD_MAX_HIDDEN, d, d);
+            return shape_err(errmsg, w0, want);
+        }
+        int h = (int)w0->shape[0];
+        if (!is_vec(map->mlp[1], h)) {
+            snprintf(want, sizeof(want), "(%d) like fc.0.weight's rows", h);
+            return shape_err(errmsg, map->mlp[1], want);
+        }
+        if (w2->ndim != 2 || w2->shape[0] < 1 || w2->shape[0] > 100000 || w2->shape[1] != h) {
+            snprintf(want, sizeof(want), "(n_tags, %d): %d = fc.0.weight's rows", h, h);
+            return shape_err(errmsg, w2, want);
+        }
+        *n_tags = (int)w2->shape[0];
+        *hidden = h;
+        if (!is_vec(map->mlp[3], *n_tags)) {
+            snprintf(want, sizeof(want), "(%d) like fc.2.weight's rows", *n_tags);
+            return shape_err(errmsg, map->mlp[3], want);
+        }
+    }
     if (map->fc_w) {
         int d = widths[map->n_layers];
         for (int k = 0; k < 2; k++) {
@@ -302,15 +357,15 @@ int clmr_model_load_memory(clmr_model_t **out, const void *data, size_t size, ch
     clmr_st_file_t f;
     clmr_model_t *m = NULL;
     tensor_map_t map;
-    int widths[CLMR_MAX_LAYERS + 1], n_tags = 0;
+    int widths[CLMR_MAX_LAYERS + 1], n_tags = 0, hidden = 0;
     int rc = clmr__st_parse(&f, data, size, errmsg);
     if (rc) return rc;
 
     if (!f.meta) {
         rc = clmr_set_err(errmsg, CLMR_EMODEL_METADATA,
                           "no __metadata__ (a clmrd model needs format=clmr-samplecnn, "
-                          "sample_rate, chunk_samples, name and tags; convert checkpoints with "
-                          "tools/convert_clmr_checkpoint.py)");
+                          "sample_rate, chunk_samples, name and tags; import PyTorch checkpoints "
+                          "with clmrd import)");
         goto fail;
     }
     const char *format = clmr__st_meta(&f, "format");
@@ -321,7 +376,7 @@ int clmr_model_load_memory(clmr_model_t **out, const void *data, size_t size, ch
         goto fail;
     }
     if ((rc = map_tensors(&map, &f, errmsg))) goto fail;
-    if ((rc = check_shapes(&map, widths, &n_tags, errmsg))) goto fail;
+    if ((rc = check_shapes(&map, widths, &n_tags, &hidden, errmsg))) goto fail;
 
     const char *sr = clmr__st_meta(&f, "sample_rate");
     if (parse_count(sr) != 22050) {
@@ -337,6 +392,7 @@ int clmr_model_load_memory(clmr_model_t **out, const void *data, size_t size, ch
                           map.n_layers);
         goto fail;
     }
+    cfg.head_hidden = hidden;
     const char *cs = clmr__st_meta(&f, "chunk_samples");
     if (parse_count(cs) != cfg.chunk_samples) {
         rc = clmr_set_err(errmsg, CLMR_EMODEL_METADATA,
@@ -378,9 +434,16 @@ int clmr_model_load_memory(clmr_model_t **out, const void *data, size_t size, ch
         for (int p = 0; p < P_NBT; p++)
             if ((rc = copy_tensor(dst[p], map.layer[i][p], p == P_BN_VAR, errmsg))) goto fail;
     }
-    if (n_tags > 0) {
+    if (n_tags > 0 && hidden > 0) {
+        if ((rc = copy_tensor(m->w.hid_w, map.mlp[0], 0, errmsg))) goto fail;
+        if ((rc = copy_tensor(m->w.hid_b, map.mlp[1], 0, errmsg))) goto fail;
+        if ((rc = copy_tensor(m->w.fc_w, map.mlp[2], 0, errmsg))) goto fail;
+        if ((rc = copy_tensor(m->w.fc_b, map.mlp[3], 0, errmsg))) goto fail;
+    } else if (n_tags > 0) {
         if ((rc = copy_tensor(m->w.fc_w, map.fc_w, 0, errmsg))) goto fail;
         if ((rc = copy_tensor(m->w.fc_b, map.fc_b, 0, errmsg))) goto fail;
+    }
+    if (n_tags > 0) {
         if ((rc = parse_tags(&m->tags, tags, n_tags, errmsg))) goto fail;
     }
     if (!(m->name = strdup(name))) {

@@ -142,3 +142,8 @@ const char *clmr_model_meta_at(const clmr_model_t *m, int i, const char **val)
     if (val) *val = m->meta_val[i];
     return m->meta_key[i];
 }
+
+int clmr_model_head_hidden(const clmr_model_t *m)
+{
+    return m->cfg.n_tags > 0 ? m->cfg.head_hidden : 0;
+}

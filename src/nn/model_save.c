@@ -88,7 +88,20 @@ static int build_header(const clmr_model_t *m, json_t **out, blob_t *blobs, int 
         snprintf(name, sizeof(name), "sequential.%d.1.num_batches_tracked", i);
         if (add_tensor(hdr, blobs, nb, &off, name, "I64", NULL, 0, &zero, sizeof(zero))) goto out;
     }
-    if (c->n_tags > 0) {
+    if (c->n_tags > 0 && c->head_hidden > 0) {
+        /* MLP head: the names of nn.Sequential(Linear, ReLU, Linear) stored as "fc" */
+        const int H = c->head_hidden, D = c->embed_dim, T = c->n_tags;
+        int64_t w0[2] = {H, D}, b0[1] = {H}, w2[2] = {T, H}, b2[1] = {T};
+        if (add_tensor(hdr, blobs, nb, &off, "fc.0.weight", "F32", w0, 2, m->w.hid_w,
+                       sizeof(float) * (size_t)H * (size_t)D) ||
+            add_tensor(hdr, blobs, nb, &off, "fc.0.bias", "F32", b0, 1, m->w.hid_b,
+                       sizeof(float) * (size_t)H) ||
+            add_tensor(hdr, blobs, nb, &off, "fc.2.weight", "F32", w2, 2, m->w.fc_w,
+                       sizeof(float) * (size_t)T * (size_t)H) ||
+            add_tensor(hdr, blobs, nb, &off, "fc.2.bias", "F32", b2, 1, m->w.fc_b,
+                       sizeof(float) * (size_t)T))
+            goto out;
+    } else if (c->n_tags > 0) {
         int64_t wshape[2] = {c->n_tags, c->embed_dim}, bshape[1] = {c->n_tags};
         if (add_tensor(hdr, blobs, nb, &off, "fc.weight", "F32", wshape, 2, m->w.fc_w,
                        sizeof(float) * (size_t)c->n_tags * (size_t)c->embed_dim) ||
@@ -161,7 +174,7 @@ static int write_all(int fd, const void *buf, size_t n)
 int clmr_model_save(const clmr_model_t *m, const char *path, char **errmsg)
 {
     /* per layer: conv w, conv b, 4 BN vectors, num_batches_tracked; then fc w, b */
-    blob_t blobs[CLMR_MAX_LAYERS * 7 + 2];
+    blob_t blobs[CLMR_MAX_LAYERS * 7 + 4];
     int nb = 0, fd = -1, created = 0, rc;
     json_t *hdr = NULL;
     char *json = NULL, *tmp = NULL, *dir = NULL;

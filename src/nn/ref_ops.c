@@ -112,9 +112,25 @@ int clmr_ref_samplecnn_forward(const clmr_samplecnn_config_t *cfg,
         }
     }
     memcpy(emb, cur, sizeof(float) * (size_t)B * cfg->embed_dim);
-    if (cfg->n_tags > 0 && logits)
-        clmr_ref_linear(logits, emb, w->fc_w, w->fc_b, B, cfg->embed_dim, cfg->n_tags);
     free(buf_a);
     free(buf_b);
+    if (cfg->n_tags > 0 && logits) return clmr_ref_head_logits(cfg, w, emb, B, logits);
+    return 0;
+}
+
+int clmr_ref_head_logits(const clmr_samplecnn_config_t *cfg, const clmr_samplecnn_weights_t *w,
+                         const float *emb, int B, float *logits)
+{
+    const int D = cfg->embed_dim, H = cfg->head_hidden, T = cfg->n_tags;
+    if (H <= 0) {
+        clmr_ref_linear(logits, emb, w->fc_w, w->fc_b, B, D, T);
+        return 0;
+    }
+    float *hid = malloc(sizeof(float) * (size_t)B * H);
+    if (!hid) return CLMR_ENOMEM;
+    clmr_ref_linear(hid, emb, w->hid_w, w->hid_b, B, D, H);
+    clmr_ref_relu(hid, hid, (size_t)B * H);
+    clmr_ref_linear(logits, hid, w->fc_w, w->fc_b, B, H, T);
+    free(hid);
     return 0;
 }

@@ -28,6 +28,11 @@ void clmr_ref_linear(float *out, const float *in, const float *w, const float *b
 
 void clmr_ref_sigmoid(float *out, const float *in, size_t n);
 
+/* The tag head on emb (B, embed_dim): logits (B, n_tags) = fc(emb) for a linear head, or
+ * fc(relu(hid(emb))) for an MLP head (cfg->head_hidden > 0). Returns 0 or CLMR_ENOMEM. */
+int clmr_ref_head_logits(const clmr_samplecnn_config_t *cfg, const clmr_samplecnn_weights_t *w,
+                         const float *emb, int B, float *logits);
+
 /* Whole eval-mode forward of B chunks x (B, chunk_samples): writes emb (B, embed_dim) and, when
  * cfg->n_tags > 0 and logits != NULL, logits (B, n_tags) before the sigmoid. Allocates its own
  * scratch. Returns 0 or CLMR_ENOMEM. */

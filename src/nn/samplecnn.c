@@ -14,6 +14,7 @@ int clmr_samplecnn_config_init(clmr_samplecnn_config_t *cfg, int n_layers, const
     cfg->n_layers = n_layers;
     cfg->chunk_samples = len;
     cfg->n_tags = n_tags;
+    cfg->head_hidden = 0;
     for (int i = 0; i < n_layers; i++) {
         clmr_layer_shape_t *l = &cfg->layer[i];
         if (widths[i + 1] < 1) return CLMR_EINVAL;
@@ -52,7 +53,19 @@ size_t clmr_samplecnn_param_count(const clmr_samplecnn_config_t *cfg)
         const clmr_layer_shape_t *l = &cfg->layer[i];
         n += (size_t)l->out_ch * l->in_ch * l->kernel + 5 * (size_t)l->out_ch;
     }
-    n += (size_t)cfg->n_tags * cfg->embed_dim + cfg->n_tags;
+    return n + clmr_samplecnn_head_param_count(cfg);
+}
+
+int clmr_samplecnn_fc_in(const clmr_samplecnn_config_t *cfg)
+{
+    return cfg->head_hidden > 0 ? cfg->head_hidden : cfg->embed_dim;
+}
+
+size_t clmr_samplecnn_head_param_count(const clmr_samplecnn_config_t *cfg)
+{
+    if (cfg->n_tags <= 0) return 0;
+    size_t n = (size_t)cfg->n_tags * clmr_samplecnn_fc_in(cfg) + cfg->n_tags;
+    if (cfg->head_hidden > 0) n += (size_t)cfg->head_hidden * cfg->embed_dim + cfg->head_hidden;
     return n;
 }
 
@@ -70,11 +83,14 @@ void clmr_samplecnn_weights_bind(clmr_samplecnn_weights_t *w, const clmr_samplec
         w->bn_mean[i] = p, p += oc;
         w->bn_var[i] = p, p += oc;
     }
+    w->hid_w = w->hid_b = w->fc_w = w->fc_b = NULL;
     if (cfg->n_tags > 0) {
-        w->fc_w = p, p += (size_t)cfg->n_tags * cfg->embed_dim;
+        if (cfg->head_hidden > 0) {
+            w->hid_w = p, p += (size_t)cfg->head_hidden * cfg->embed_dim;
+            w->hid_b = p, p += (size_t)cfg->head_hidden;
+        }
+        w->fc_w = p, p += (size_t)cfg->n_tags * clmr_samplecnn_fc_in(cfg);
         w->fc_b = p;
-    } else {
-        w->fc_w = w->fc_b = NULL;
     }
 }
 
@@ -85,5 +101,6 @@ double clmr_samplecnn_macs(const clmr_samplecnn_config_t *cfg)
         const clmr_layer_shape_t *l = &cfg->layer[i];
         macs += (double)l->conv_len * l->out_ch * l->in_ch * l->kernel;
     }
-    return macs + (double)cfg->embed_dim * cfg->n_tags;
+    if (cfg->n_tags > 0 && cfg->head_hidden > 0) macs += (double)cfg->embed_dim * cfg->head_hidden;
+    return macs + (double)clmr_samplecnn_fc_in(cfg) * cfg->n_tags;
 }

@@ -127,21 +127,8 @@ void clmr_embed_set_free(clmr_embed_set_t *s)
 void clmr_embed_track_scores(double *scores, const clmr_model_t *m, const float *chunk_emb,
                              int n_chunks)
 {
-    const int D = m->cfg.embed_dim, T = m->cfg.n_tags;
-    for (int t = 0; t < T; t++)
-        scores[t] = 0;
-    for (int c = 0; c < n_chunks; c++) {
-        const float *h = chunk_emb + (size_t)c * D;
-        for (int t = 0; t < T; t++) {
-            const float *w = m->w.fc_w + (size_t)t * D;
-            double z = m->w.fc_b[t];
-            for (int d = 0; d < D; d++)
-                z += (double)w[d] * h[d];
-            scores[t] += 1.0 / (1.0 + exp(-z));
-        }
-    }
-    for (int t = 0; t < T; t++)
-        scores[t] /= n_chunks;
+    /* the model's own head (linear or MLP, head.c) */
+    clmr__model_head_mean_scores(m, chunk_emb, n_chunks, scores);
 }
 
 /* Appends a line to *warn (malloc'd, newline separated). */

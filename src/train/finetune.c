@@ -41,12 +41,17 @@ typedef struct {
     const float *teacher; /* (2N, T) */
     float weight;
     float *logits; /* (2N, T) */
+    float *hidden; /* (2N, H) for an MLP head, else NULL */
 } distill_ud_t;
 
 static int distill_aux(void *ud, const float *h, float *dh, int batch, int dim, float *loss)
 {
     distill_ud_t *d = ud;
     const clmr_model_t *m = d->parent;
+    if (m->cfg.head_hidden > 0) /* CLMR's MLP head: the term's gradient goes through its ReLU */
+        return clmr_distill_bce_mlp(loss, dh, h, batch, dim, m->w.hid_w, m->w.hid_b,
+                                    m->cfg.head_hidden, m->w.fc_w, m->w.fc_b, m->cfg.n_tags,
+                                    d->teacher, d->weight, d->hidden, d->logits);
     return clmr_distill_bce(loss, dh, h, batch, dim, m->w.fc_w, m->w.fc_b, m->cfg.n_tags,
                             d->teacher, d->weight, d->logits);
 }
@@ -260,7 +265,7 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
     clmr_loader_t *ld = NULL;
     clmr_infer_t *teacher_ctx = NULL;
     clmr_model_t *out = NULL, *saved = NULL;
-    float *teacher = NULL, *logits = NULL;
+    float *teacher = NULL, *logits = NULL, *hidden = NULL;
     int rc;
 
     clmr_pretrain_params_t pp = clmr_pretrain_default_params();
@@ -285,7 +290,9 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
     if (distill) {
         teacher = malloc(sizeof(float) * (size_t)V * T);
         logits = malloc(sizeof(float) * (size_t)V * T);
-        if (!teacher || !logits) {
+        const int H = parent->cfg.head_hidden;
+        if (H > 0) hidden = malloc(sizeof(float) * (size_t)V * H);
+        if (!teacher || !logits || (H > 0 && !hidden)) {
             rc = CLMR_ENOMEM;
             goto out;
         }
@@ -297,7 +304,7 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
     lp.augment.chunk = (size_t)clmr_pretrain_chunk_samples(pt);
     if ((rc = clmr_loader_open(&ld, train, n_train, &lp, errmsg))) goto out;
 
-    distill_ud_t du = {parent, teacher, p->distill_weight, logits};
+    distill_ud_t du = {parent, teacher, p->distill_weight, logits, hidden};
     const double t0 = now_s();
     while (clmr_pretrain_steps_done(pt) < p->steps) {
         clmr_batch_t b;
@@ -358,6 +365,7 @@ int clmr_finetune_run(const clmr_model_t *parent, const char *const *train, size
 out:
     free(teacher);
     free(logits);
+    free(hidden);
     clmr_loader_close(&ld);
     clmr_infer_close(&teacher_ctx);
     clmr_model_close(&out);

@@ -92,30 +92,20 @@ static double eval_loss(const float *x, const float *y, size_t n, int D, int T, 
     return sum / (double)n;
 }
 
-int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const float *const *emb,
-                  const int *n_chunks, int n_files, int D, const uint8_t *y, int T,
-                  const clmr_head_fit_params_t *p, clmr_head_fit_cb cb, void *ud, char **errmsg)
+/* The split by file (a seeded permutation; the first n_val files validate) and the chunk rows
+ * gathered into X (N, D) and Y (N, T): validation rows [0, nv), training rows [nv, N). Consumes
+ * the random stream exactly once per call (same seed, same split). */
+static int split_gather(float **Xo, float **Yo, size_t *nvo, size_t *nto,
+                        clmr_head_fit_result_t *res, const float *const *emb, const int *n_chunks,
+                        int n_files, int D, const uint8_t *y, int T,
+                        const clmr_head_fit_params_t *p, uint64_t *rng)
 {
-    memset(res, 0, sizeof(*res));
-    res->best_val_loss = NAN;
-    if (n_files < 1 || D < 1 || T < 1 || p->epochs < 1 || p->batch < 1 || !(p->lr > 0) ||
-        p->patience < 1 || !(p->val_fraction >= 0 && p->val_fraction < 1))
-        return clmr_set_err(errmsg, CLMR_EINVAL,
-                            "head fit: need files, epochs >= 1, batch >= 1, lr > 0, patience >= 1 "
-                            "and 0 <= val-fraction < 1");
-    for (int f = 0; f < n_files; f++)
-        if (n_chunks[f] < 1)
-            return clmr_set_err(errmsg, CLMR_EINVAL, "head fit: file %d has no chunk", f);
-    uint64_t rng = p->seed;
-    const int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
-    int err = CLMR_ENOMEM, n_val = 0;
-    float *X = NULL, *Y = NULL, *blk = NULL, *logits = NULL;
-    int *order = NULL, *perm = calloc((size_t)n_files, sizeof(int));
-    if (!perm) goto out;
-    /* Split by file: a seeded permutation, the first n_val files validate. */
+    int n_val = 0;
+    int *perm = calloc((size_t)n_files, sizeof(int));
+    if (!perm) return CLMR_ENOMEM;
     for (int f = 0; f < n_files; f++)
         perm[f] = f;
-    shuffle_int(perm, (size_t)n_files, &rng);
+    shuffle_int(perm, (size_t)n_files, rng);
     if (p->val_fraction > 0 && n_files >= 2) {
         n_val = (int)lround(p->val_fraction * n_files);
         if (n_val < 1) n_val = 1;
@@ -126,16 +116,14 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
         *(k < n_val ? &nv : &nt) += (size_t)n_chunks[perm[k]];
     res->train_files = n_files - n_val, res->val_files = n_val;
     res->train_chunks = nt, res->val_chunks = nv;
-    const size_t N = nt + nv, nw = (size_t)T * D + (size_t)T;
-    const int B = p->batch;
-    X = malloc(N * D * sizeof(float));
-    Y = malloc(N * T * sizeof(float));
-    /* params | grads | m | v | best params | W transposed */
-    blk = calloc(6 * nw, sizeof(float));
-    logits = malloc(3 * (size_t)B * T * sizeof(float)); /* logits | dlogits | targets */
-    order = malloc((nt ? nt : 1) * sizeof(int));
-    if (!X || !Y || !blk || !logits || !order) goto out;
-    /* Validation files first, then training files: X[0, nv) validates, X[nv, N) trains. */
+    const size_t N = nt + nv;
+    float *X = malloc(N * D * sizeof(float)), *Y = malloc(N * T * sizeof(float));
+    if (!X || !Y) {
+        free(X);
+        free(Y);
+        free(perm);
+        return CLMR_ENOMEM;
+    }
     size_t row = 0;
     for (int k = 0; k < n_files; k++) {
         int f = perm[k];
@@ -145,6 +133,50 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
                 Y[row * T + t] = y[(size_t)f * T + t] ? 1.0f : 0.0f;
         }
     }
+    free(perm);
+    *Xo = X, *Yo = Y, *nvo = nv, *nto = nt;
+    return 0;
+}
+
+static int check_params(const float *const *emb, const int *n_chunks, int n_files, int D, int T,
+                        const clmr_head_fit_params_t *p, char **errmsg)
+{
+    (void)emb;
+    if (n_files < 1 || D < 1 || T < 1 || p->epochs < 1 || p->batch < 1 || !(p->lr > 0) ||
+        p->patience < 1 || !(p->val_fraction >= 0 && p->val_fraction < 1))
+        return clmr_set_err(errmsg, CLMR_EINVAL,
+                            "head fit: need files, epochs >= 1, batch >= 1, lr > 0, patience >= 1 "
+                            "and 0 <= val-fraction < 1");
+    for (int f = 0; f < n_files; f++)
+        if (n_chunks[f] < 1)
+            return clmr_set_err(errmsg, CLMR_EINVAL, "head fit: file %d has no chunk", f);
+    return 0;
+}
+
+int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const float *const *emb,
+                  const int *n_chunks, int n_files, int D, const uint8_t *y, int T,
+                  const clmr_head_fit_params_t *p, clmr_head_fit_cb cb, void *ud, char **errmsg)
+{
+    memset(res, 0, sizeof(*res));
+    res->best_val_loss = NAN;
+    int perr = check_params(emb, n_chunks, n_files, D, T, p, errmsg);
+    if (perr) return perr;
+    uint64_t rng = p->seed;
+    const int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
+    int err = CLMR_ENOMEM;
+    float *X = NULL, *Y = NULL, *blk = NULL, *logits = NULL;
+    int *order = NULL;
+    size_t nv = 0, nt = 0;
+    if ((err = split_gather(&X, &Y, &nv, &nt, res, emb, n_chunks, n_files, D, y, T, p, &rng)))
+        goto out;
+    err = CLMR_ENOMEM;
+    const size_t nw = (size_t)T * D + (size_t)T;
+    const int B = p->batch;
+    /* params | grads | m | v | best params | W transposed */
+    blk = calloc(6 * nw, sizeof(float));
+    logits = malloc(3 * (size_t)B * T * sizeof(float)); /* logits | dlogits | targets */
+    order = malloc((nt ? nt : 1) * sizeof(int));
+    if (!blk || !logits || !order) goto out;
     float *W = blk, *bias = blk + (size_t)T * D, *G = blk + nw, *M = blk + 2 * nw,
           *V = blk + 3 * nw, *best = blk + 4 * nw, *WT = blk + 5 * nw;
     float *dlogits = logits + (size_t)B * T, *yb = logits + 2 * (size_t)B * T;
@@ -209,13 +241,217 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
     err = 0;
 out:
     if (err) clmr_set_err(errmsg, err, "head fit: out of memory");
-    free(perm);
     free(order);
     free(X);
     free(Y);
     free(blk);
     free(logits);
     return err;
+}
+
+/* MLP head forward for B rows (idx or consecutive): hid (B, H) = relu(x W1^T + b1), logits (B, T)
+ * = hid W2^T + b2, with W1t (D, H) and W2t (H, T) transposed so the inner loops are axpys. */
+static void mlp_forward(float *hid, float *logits, const float *x, const int *idx, int B, int D,
+                        int H, int T, const float *W1t, const float *b1, const float *W2t,
+                        const float *b2, int threads)
+{
+#pragma omp parallel for num_threads(threads) if (threads > 1 && B >= 64)
+    for (int i = 0; i < B; i++) {
+        const float *xi = x + (size_t)(idx ? idx[i] : i) * D;
+        float *hi = hid + (size_t)i * H, *z = logits + (size_t)i * T;
+        for (int h = 0; h < H; h++)
+            hi[h] = b1[h];
+        for (int d = 0; d < D; d++) {
+            const float xd = xi[d], *w = W1t + (size_t)d * H;
+            for (int h = 0; h < H; h++)
+                hi[h] += xd * w[h];
+        }
+        for (int h = 0; h < H; h++)
+            hi[h] = hi[h] > 0 ? hi[h] : 0;
+        for (int t = 0; t < T; t++)
+            z[t] = b2[t];
+        for (int h = 0; h < H; h++) {
+            const float hh = hi[h], *w = W2t + (size_t)h * T;
+            if (hh == 0) continue;
+            for (int t = 0; t < T; t++)
+                z[t] += hh * w[t];
+        }
+    }
+}
+
+int clmr_head_fit_mlp(float *hid_w, float *hid_b, float *fc_w, float *fc_b,
+                      clmr_head_fit_result_t *res, const float *const *emb, const int *n_chunks,
+                      int n_files, int D, const uint8_t *y, int T, int H,
+                      const clmr_head_fit_params_t *p, clmr_head_fit_cb cb, void *ud, char **errmsg)
+{
+    memset(res, 0, sizeof(*res));
+    res->best_val_loss = NAN;
+    int err = check_params(emb, n_chunks, n_files, D, T, p, errmsg);
+    if (err) return err;
+    if (H < 1 || H > 4096)
+        return clmr_set_err(errmsg, CLMR_EINVAL, "head fit: hidden width %d not in 1..4096", H);
+    uint64_t rng = p->seed;
+    const int threads = p->threads > 0 ? p->threads : omp_get_max_threads();
+    float *X = NULL, *Y = NULL, *blk = NULL, *buf = NULL;
+    int *order = NULL;
+    size_t nv = 0, nt = 0;
+    if ((err = split_gather(&X, &Y, &nv, &nt, res, emb, n_chunks, n_files, D, y, T, p, &rng)))
+        goto out;
+    err = CLMR_ENOMEM;
+    /* block: W1 (H, D) | b1 (H) | W2 (T, H) | b2 (T) */
+    const size_t n1 = (size_t)H * D, n2 = (size_t)T * H, nw = n1 + H + n2 + T;
+    const int B = p->batch;
+    /* params | grads | m | v | best | W1t (D, H) + W2t (H, T) */
+    blk = calloc(6 * nw, sizeof(float));
+    /* hid | dhid | logits | dlogits | targets */
+    buf = malloc(((size_t)2 * B * H + (size_t)3 * B * T) * sizeof(float));
+    order = malloc((nt ? nt : 1) * sizeof(int));
+    if (!blk || !buf || !order) goto out;
+    float *W1 = blk, *b1 = W1 + n1, *W2 = b1 + H, *b2 = W2 + n2;
+    float *G = blk + nw, *M = blk + 2 * nw, *V = blk + 3 * nw, *best = blk + 4 * nw;
+    float *W1t = blk + 5 * nw, *W2t = W1t + n1;
+    float *gW1 = G, *gb1 = gW1 + n1, *gW2 = gb1 + H, *gb2 = gW2 + n2;
+    float *hid = buf, *dhid = hid + (size_t)B * H, *logits = dhid + (size_t)B * H,
+          *dlogits = logits + (size_t)B * T, *yb = dlogits + (size_t)B * T;
+    const float *Xt = X + nv * D, *Yt = Y + nv * T;
+    /* nn.Linear's default initialisation for both layers */
+    double bd = 1.0 / sqrt((double)D), bh = 1.0 / sqrt((double)H);
+    for (size_t i = 0; i < n1 + H; i++)
+        W1[i] = (float)((2 * uniform01(&rng) - 1) * bd);
+    for (size_t i = n1 + H; i < nw; i++)
+        blk[i] = (float)((2 * uniform01(&rng) - 1) * bh);
+    memcpy(best, blk, nw * sizeof(float));
+    clmr_adam_params_t adam = clmr_adam_default_params();
+    adam.lr = p->lr;
+    long step = 0;
+    double best_loss = INFINITY;
+    for (size_t i = 0; i < nt; i++)
+        order[i] = (int)i;
+    for (int epoch = 1; epoch <= p->epochs; epoch++) {
+        shuffle_int(order, nt, &rng);
+        double tsum = 0;
+        for (size_t s = 0; s < nt; s += (size_t)B) {
+            int b = (int)(nt - s < (size_t)B ? nt - s : (size_t)B);
+            transpose(W1t, W1, H, D);
+            transpose(W2t, W2, T, H);
+            mlp_forward(hid, logits, Xt, order + s, b, D, H, T, W1t, b1, W2t, b2, threads);
+            for (int i = 0; i < b; i++)
+                memcpy(yb + (size_t)i * T, Yt + (size_t)order[s + i] * T,
+                       (size_t)T * sizeof(float));
+            tsum += clmr_ref_bce_logits(dlogits, logits, yb, (size_t)b * T) * b;
+            /* dhid (b, H) = dlogits W2, zero where the ReLU was off */
+#pragma omp parallel for num_threads(threads) if (threads > 1 && b >= 64)
+            for (int i = 0; i < b; i++) {
+                float *dh = dhid + (size_t)i * H;
+                const float *hi = hid + (size_t)i * H;
+                memset(dh, 0, (size_t)H * sizeof(float));
+                for (int t = 0; t < T; t++) {
+                    const float g = dlogits[(size_t)i * T + t], *w = W2 + (size_t)t * H;
+                    for (int h = 0; h < H; h++)
+                        dh[h] += g * w[h];
+                }
+                for (int h = 0; h < H; h++)
+                    if (hi[h] <= 0) dh[h] = 0;
+            }
+            /* dW2 (T, H) = dlogits^T hid, db2; dW1 (H, D) = dhid^T X, db1 */
+#pragma omp parallel for num_threads(threads) if (threads > 1)
+            for (int t = 0; t < T; t++) {
+                float *gw = gW2 + (size_t)t * H;
+                memset(gw, 0, (size_t)H * sizeof(float));
+                double gb = 0;
+                for (int i = 0; i < b; i++) {
+                    const float g = dlogits[(size_t)i * T + t], *hi = hid + (size_t)i * H;
+                    for (int h = 0; h < H; h++)
+                        gw[h] += g * hi[h];
+                    gb += g;
+                }
+                gb2[t] = (float)gb;
+            }
+#pragma omp parallel for num_threads(threads) if (threads > 1)
+            for (int h = 0; h < H; h++) {
+                float *gw = gW1 + (size_t)h * D;
+                memset(gw, 0, (size_t)D * sizeof(float));
+                double gb = 0;
+                for (int i = 0; i < b; i++) {
+                    const float g = dhid[(size_t)i * H + h];
+                    if (g == 0) continue;
+                    const float *xi = Xt + (size_t)order[s + i] * D;
+                    for (int d = 0; d < D; d++)
+                        gw[d] += g * xi[d];
+                    gb += g;
+                }
+                gb1[h] = (float)gb;
+            }
+            clmr_adam_update(blk, G, M, V, nw, ++step, &adam);
+        }
+        double tl = nt ? tsum / (double)nt : NAN, vl = NAN;
+        if (nv) {
+            transpose(W1t, W1, H, D);
+            transpose(W2t, W2, T, H);
+            double sum = 0;
+            for (size_t i = 0; i < nv; i += (size_t)B) {
+                int b = (int)(nv - i < (size_t)B ? nv - i : (size_t)B);
+                mlp_forward(hid, logits, X + i * D, NULL, b, D, H, T, W1t, b1, W2t, b2, threads);
+                sum += clmr_ref_bce_logits(NULL, logits, Y + i * T, (size_t)b * T) * b;
+            }
+            vl = sum / (double)nv;
+        }
+        int is_best = nv ? vl < best_loss : 1;
+        if (is_best) {
+            best_loss = nv ? vl : best_loss;
+            memcpy(best, blk, nw * sizeof(float));
+            res->best_epoch = epoch;
+            res->train_loss = tl;
+            res->best_val_loss = nv ? vl : NAN;
+        }
+        res->epochs_run = epoch;
+        if (cb) cb(ud, epoch, tl, vl, is_best);
+        if (nv && epoch - res->best_epoch >= p->patience) break;
+    }
+    memcpy(hid_w, best, n1 * sizeof(float));
+    memcpy(hid_b, best + n1, (size_t)H * sizeof(float));
+    memcpy(fc_w, best + n1 + H, n2 * sizeof(float));
+    memcpy(fc_b, best + n1 + H + n2, (size_t)T * sizeof(float));
+    err = 0;
+out:
+    if (err == CLMR_ENOMEM) clmr_set_err(errmsg, err, "head fit: out of memory");
+    free(order);
+    free(X);
+    free(Y);
+    free(blk);
+    free(buf);
+    return err;
+}
+
+int clmr_head_model_build_mlp(clmr_model_t **out, const clmr_model_t *parent,
+                              const char *const *tags, int T, int H, const float *hid_w,
+                              const float *hid_b, const float *fc_w, const float *fc_b)
+{
+    *out = NULL;
+    if (T < 1 || H < 1 || H > CLMR_HEAD_MAX_HIDDEN) return CLMR_EINVAL;
+    clmr_samplecnn_config_t cfg = parent->cfg, enc = parent->cfg;
+    cfg.n_tags = T;
+    cfg.head_hidden = H;
+    enc.n_tags = 0;
+    clmr_model_t *m = NULL;
+    int err = clmr__model_alloc(&m, &cfg);
+    if (err) return err;
+    const int D = cfg.embed_dim;
+    memcpy(m->params, parent->params, clmr_samplecnn_param_count(&enc) * sizeof(float));
+    memcpy(m->w.hid_w, hid_w, (size_t)H * D * sizeof(float));
+    memcpy(m->w.hid_b, hid_b, (size_t)H * sizeof(float));
+    memcpy(m->w.fc_w, fc_w, (size_t)T * H * sizeof(float));
+    memcpy(m->w.fc_b, fc_b, (size_t)T * sizeof(float));
+    clmr__model_fold_bn(m);
+    m->sample_rate = parent->sample_rate;
+    if ((err = clmr_model_set_tags(m, tags, T)) ||
+        (err = clmr_model_set_name(m, clmr_model_name(parent)[0] ? clmr_model_name(parent)
+                                                                 : "clmr"))) {
+        clmr_model_close(&m);
+        return err;
+    }
+    *out = m;
+    return 0;
 }
 
 int clmr_head_model_build(clmr_model_t **out, const clmr_model_t *parent, const char *const *tags,
@@ -225,6 +461,7 @@ int clmr_head_model_build(clmr_model_t **out, const clmr_model_t *parent, const 
     if (T < 1) return CLMR_EINVAL;
     clmr_samplecnn_config_t cfg = parent->cfg, enc = parent->cfg;
     cfg.n_tags = T;
+    cfg.head_hidden = 0; /* a linear head, whatever the parent's (it may be an MLP) */
     enc.n_tags = 0;
     clmr_model_t *m = NULL;
     int err = clmr__model_alloc(&m, &cfg);

@@ -61,4 +61,19 @@ int clmr_head_fit(float *fc_w, float *fc_b, clmr_head_fit_result_t *res, const f
 int clmr_head_model_build(clmr_model_t **out, const clmr_model_t *parent, const char *const *tags,
                           int T, const float *fc_w, const float *fc_b);
 
+/* The same protocol for CLMR's MLP head: Linear(D, H) -> ReLU -> Linear(H, T), both layers
+ * initialised like nn.Linear and trained together with Adam on BCE-with-logits, same split, early
+ * stopping and seeding. Writes hid_w (H, D), hid_b (H), fc_w (T, H), fc_b (T). Returns 0,
+ * CLMR_EINVAL (as above, or H outside 1..4096) or CLMR_ENOMEM, with *errmsg. */
+int clmr_head_fit_mlp(float *hid_w, float *hid_b, float *fc_w, float *fc_b,
+                      clmr_head_fit_result_t *res, const float *const *emb, const int *n_chunks,
+                      int n_files, int D, const uint8_t *y, int T, int H,
+                      const clmr_head_fit_params_t *p, clmr_head_fit_cb cb, void *ud,
+                      char **errmsg);
+
+/* clmr_head_model_build with an MLP head (hid_w (H, D), hid_b (H), fc_w (T, H), fc_b (T)). */
+int clmr_head_model_build_mlp(clmr_model_t **out, const clmr_model_t *parent,
+                              const char *const *tags, int T, int H, const float *hid_w,
+                              const float *hid_b, const float *fc_w, const float *fc_b);
+
 #endif

@@ -484,6 +484,7 @@ int clmr_pretrain_export(const clmr_pretrain_t *pt, const clmr_model_t *head, cl
         return clmr_set_err(errmsg, CLMR_EINVAL, "head model has %d inputs, the encoder gives %d",
                             head->cfg.embed_dim, cfg.embed_dim);
     cfg.n_tags = has_head ? head->cfg.n_tags : 0;
+    cfg.head_hidden = has_head ? head->cfg.head_hidden : 0; /* linear or MLP head, kept as is */
     clmr_model_t *m;
     int rc = clmr__model_alloc(&m, &cfg);
     if (rc) return clmr_set_err(errmsg, rc, "cannot allocate the model");
@@ -500,8 +501,7 @@ int clmr_pretrain_export(const clmr_pretrain_t *pt, const clmr_model_t *head, cl
         memcpy(m->w.bn_var[i], pt->blk.run_var[i], oc * sizeof(float));
     }
     if (has_head) {
-        memcpy(m->w.fc_w, head->w.fc_w, (size_t)cfg.n_tags * cfg.embed_dim * sizeof(float));
-        memcpy(m->w.fc_b, head->w.fc_b, (size_t)cfg.n_tags * sizeof(float));
+        clmr__model_copy_head(m, head); /* same head configuration by construction */
         if ((rc = clmr_model_set_tags(m, (const char *const *)head->tags, cfg.n_tags))) {
             clmr_model_close(&m);
             return clmr_set_err(errmsg, rc, "cannot copy the head's tags");

@@ -62,7 +62,7 @@ def run_convert(tmp_path, *args, ok=True):
     tests ~10x slower); test_help and test_cli_subprocess run it as a real command."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        rc = converter.main(list(args))
+        rc = converter.main(list(args) + ["--trust-pickle"])  # files built by these tests
     p = argparse.Namespace(returncode=rc, stderr=err.getvalue())
     if ok:
         assert p.returncode == 0, p.stderr
@@ -265,8 +265,9 @@ def test_help():
 
 
 def test_cli_subprocess(tmp_path):
-    # the script as users run it: a Lightning checkpoint with a pickled argparse.Namespace
-    # (needs the full, trusted load) converts, and a bad one exits 1 with the message
+    # the script as a process: a Lightning checkpoint with a pickled argparse.Namespace is refused
+    # (the oracle never unpickles objects; `clmrd import` reads it, tests/python/test_import.py),
+    # the same tensors without it convert, and a missing file exits 1 with the message
     m = small_model()
     ck = lightning({"model.encoder." + k: v for k, v in encoder_sd(m).items()})
     ck["hyper_parameters"] = argparse.Namespace(batch_size=48)
@@ -274,8 +275,17 @@ def test_cli_subprocess(tmp_path):
     out = str(tmp_path / "ns.safetensors")
     p = subprocess.run([sys.executable, CONVERTER, "--encoder", str(tmp_path / "ns.ckpt"),
                         "--out", out], capture_output=True, text=True)
+    assert p.returncode == 1 and "clmrd import" in p.stderr, p.stderr
+    assert not os.path.exists(out)
+    p = subprocess.run([sys.executable, CONVERTER, "--encoder", str(tmp_path / "ns.ckpt"),
+                        "--out", out, "--trust-pickle"], capture_output=True, text=True)
+    assert p.returncode == 0 and "runs code from the file" in p.stderr, p.stderr
+    check_model(out, m, head=False)
+    del ck["hyper_parameters"]
+    torch.save(ck, tmp_path / "plain.ckpt")
+    p = subprocess.run([sys.executable, CONVERTER, "--encoder", str(tmp_path / "plain.ckpt"),
+                        "--out", out], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert "only convert checkpoints you trust" in p.stderr
     check_model(out, m, head=False)
     p = subprocess.run([sys.executable, CONVERTER, "--encoder", str(tmp_path / "nothing.pt"),
                         "--out", out], capture_output=True, text=True)

@@ -260,3 +260,31 @@ def test_metrics_match_sklearn(tmp_path, kind):
                                                abs=1e-9)
         assert got["pr_auc"] == pytest.approx(
             average_precision_score(labels, scores, average="macro"), abs=1e-9)
+
+
+def test_fit_head_mlp(sets, fitted):
+    """--hidden N fits CLMR's MLP head (fc.0 -> ReLU -> fc.2); the model loads as an MLP head,
+    keeps the encoder, and tags the held-out set well above chance. The scores `clmrd eval`
+    uses come from the same head code that tests/python/test_import.py checks against PyTorch."""
+    d = sets["dir"]
+    out = str(d / "mlp.safetensors")
+    r = run("fit-head", "--model", TINY, "--labels", sets["train"], "--tags", sets["tags"],
+            "--out", out, "--json", "--hidden", "16", *FIT_OPTS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["cache_hits"] == 30  # embeddings reused from the linear fit
+    info = json.loads(run("inspect", "--json", out).stdout)
+    assert info["head"] == {"type": "mlp", "hidden": 16} and info["tags"] == list(TAGS)
+    assert json.loads(info["metadata"]["head_fit"])["hidden"] == 16
+    a, _ = safetensors_io.read(out)
+    assert a["fc.0.weight"].shape == (16, 16) and a["fc.2.weight"].shape == (3, 16)
+    assert "fc.weight" not in a
+    ev = json.loads(run("eval", "--model", out, "--labels", sets["test"], "--json",
+                        "--threads", "2").stdout)
+    assert ev["roc_auc"] >= 0.9, ev
+    # fitting a linear head on the MLP model's encoder gives a linear head again
+    out2 = str(d / "lin_from_mlp.safetensors")
+    r = run("fit-head", "--model", out, "--labels", sets["train"], "--out", out2, *FIT_OPTS)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(run("inspect", "--json", out2).stdout)["head"] == {"type": "linear"}
+    assert run("fit-head", "--model", TINY, "--labels", sets["train"], "--out", out2,
+               "--hidden", "5000").returncode == 2

@@ -28,6 +28,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PATCH_BODY_LIMIT (64u << 10) /* a few metadata fields */
 #define SEARCH_BODY_LIMIT (1u << 20) /* JSON bodies: 512 floats fit in well under 16 KiB */
@@ -1035,6 +1036,7 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     clmr_track_record_t t;
     memset(&t, 0, sizeof t);
     int rc = clmr_store_track_get(s->store, sha, &t, &msg);
+    int had_track = rc == 0;
     if (rc == 0) {
         float *sc = NULL;
         int n = 0;
@@ -1073,6 +1075,8 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     t.external_id = u->external_id;
     t.duration_s = a.duration_s;
     t.audio_path = rel;
+    struct stat sb;
+    t.audio_bytes = stat(full, &sb) == 0 ? (int64_t)sb.st_size : 0; /* for max-pool-bytes */
     clmr_track_extra_t x;
     clmr_track_extra_init(&x);
     x.album = u->album ? u->album : (char *)a.meta_album;
@@ -1103,6 +1107,8 @@ static void job_ingest(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *
     double sim = 0;
     rc = clmr_store_catalog_ingest(s->store, &in, &created, dup, &sim, &msg);
     free(fp);
+    if (rc == CLMR_EDB_FULL && !had_track)
+        clmr_pool_delete(clmr_store_pool_dir(s->store), sha, NULL); /* refused: no orphan */
     if (rc) {
         store_error(req, rc, msg, "ingest");
         goto out;

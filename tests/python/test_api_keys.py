@@ -3,6 +3,7 @@ while no key exists, scopes once keys exist (from `clmrd keys` and the admin API
 require-read-key, credentials in the query string, weak admin tokens refused at start-up, and
 paths with empty, '.' or '..' segments refused with 400."""
 import http.client
+import os
 import json
 import subprocess
 import time
@@ -176,3 +177,23 @@ def test_paths_with_dot_segments_are_refused(daemon):
         assert json.loads(body)["error"]["code"] == "invalid_path", path
     status, _ = raw_status(daemon, "/v1/tags")
     assert status == 200
+
+
+def test_storage_bounds_through_the_api(make_daemon, tmp_path):
+    """Issue 12 item 9 end to end: the tag cache keeps at most tag-cache-max-rows results (the
+    oldest is recomputed), and an ingest past max-pool-bytes answers 507 and leaves no file."""
+    d = make_daemon("--tag-cache-max-rows", "2", "--max-pool-bytes", "1K")
+    bodies = [wav_bytes(tmp_path, "c%d.wav" % i, 250 + 40 * i) for i in range(4)]
+    for b in bodies:
+        r = requests.post(d.url("/v1/tag"), data=b, timeout=60)
+        assert r.status_code == 200 and r.json()["cached"] is False
+    assert requests.post(d.url("/v1/tag"), data=bodies[3], timeout=60).json()["cached"] is True
+    assert requests.post(d.url("/v1/tag"), data=bodies[0], timeout=60).json()["cached"] is False
+    r = requests.post(d.url("/v1/tracks"), data=bodies[1], timeout=60)  # local client, no keys
+    assert r.status_code == 507 and error_of(r) == "storage_full", r.text
+    assert requests.get(d.url("/v1/tracks"), timeout=10).json()["tracks"] == []
+    assert d.stop() == 0
+    assert "max-pool-bytes" in open(d.log_path, encoding="utf-8", errors="replace").read()
+    pool = os.path.join(d.data_dir, "pool")
+    left = [f for _, _, fs in os.walk(pool) for f in fs]
+    assert left == [], left

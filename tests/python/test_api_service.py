@@ -3,6 +3,7 @@ request ids, unknown routes and methods."""
 import json
 import os
 import re
+import time
 
 import requests
 
@@ -94,7 +95,11 @@ def test_request_id(daemon):
     assert r2.headers["X-Request-Id"] != rid
     # the request id is on the access log line
     requests.get(daemon.url("/v1/tags"), headers={"X-Request-Id": "trace-me-42"})
-    assert "trace-me-42" in daemon.logs()
+    # the access line is written once the answer has been sent: poll for it (with a deadline)
+    deadline = time.time() + 30
+    while "trace-me-42" not in daemon.logs():
+        assert time.time() < deadline, daemon.logs()
+        time.sleep(0.02)
 
 
 def test_metrics(daemon):

@@ -190,7 +190,7 @@ def test_k8s_ingress_matches_service_and_upload_limit(k8s, config_table):
                     restricted.add(path["path"])
                     assert all(re.fullmatch(r"\d+\.\d+\.\d+\.\d+/\d+", c) for c in allow.split(","))
     # the admin API is behind a source allow-list, like in deploy/nginx/clmrd.conf
-    assert "/v1/admin/" in restricted and "/metrics" in restricted
+    assert "/v1/admin" in restricted and "/metrics" in restricted and "/v1/config" in restricted
 
 
 # --- nginx, Dockerfile, systemd --------------------------------------------------------------

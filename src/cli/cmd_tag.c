@@ -19,6 +19,7 @@
 typedef struct {
     const char *model_path;
     int json, per_chunk, embedding, threads, batch, top;
+    clmr_precision_t precision;
 } tag_opts_t;
 
 typedef struct {
@@ -52,6 +53,8 @@ static void usage(FILE *f)
         "  --per-chunk     add per-chunk start_s, scores (model tag order) and raw embedding\n"
         "  --threads N     inference threads (default: all cores)\n"
         "  --batch N       chunks per inference batch (default 8)\n"
+        "  --precision P   auto (default: bf16 where the CPU has native bf16, else fp32), fp32\n"
+        "                  or bf16 (an error on a CPU without native bf16)\n"
         "  -h, --help      this help\n\n"
         "Exit status: 0 when every file was tagged, 1 when any file failed, 2 on usage errors.\n");
 }
@@ -99,6 +102,7 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         json_object_set_new(obj, "file", json_string(file));
         json_object_set_new(obj, "model", json_string(clmr_model_name(m)));
         json_object_set_new(obj, "model_id", json_string(clmr_model_id(m)));
+        json_object_set_new(obj, "precision", json_string(clmr_precision_name(o->precision)));
         json_object_set_new(obj, "duration_s", json_real(a->duration_s));
         json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
         json_t *tags = json_array();
@@ -147,8 +151,17 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
 int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_tag(int argc, char **argv)
 {
-    tag_opts_t o = {.threads = 0, .batch = 8, .top = 10};
-    enum { OPT_MODEL = 256, OPT_JSON, OPT_PER_CHUNK, OPT_EMB, OPT_THREADS, OPT_BATCH, OPT_TOP };
+    tag_opts_t o = {.threads = 0, .batch = 8, .top = 10, .precision = CLMR_PRECISION_AUTO};
+    enum {
+        OPT_MODEL = 256,
+        OPT_JSON,
+        OPT_PER_CHUNK,
+        OPT_EMB,
+        OPT_THREADS,
+        OPT_BATCH,
+        OPT_TOP,
+        OPT_PRECISION
+    };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, OPT_MODEL},
         {"json", no_argument, NULL, OPT_JSON},
@@ -157,6 +170,7 @@ int clmr_cli_tag(int argc, char **argv)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"top", required_argument, NULL, OPT_TOP},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -184,6 +198,13 @@ int clmr_cli_tag(int argc, char **argv)
             break;
         case OPT_TOP:
             if (clmr_cli_parse_int(&o.top, optarg, 0, 100000, "tag", "--top")) return 2;
+            break;
+        case OPT_PRECISION:
+            if (clmr_precision_parse(optarg, &o.precision)) {
+                fprintf(stderr, "clmrd tag: --precision: '%s' is not one of auto|fp32|bf16\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -215,10 +236,12 @@ int clmr_cli_tag(int argc, char **argv)
     clmr_infer_params_t ip = clmr_infer_default_params();
     ip.threads = o.threads;
     ip.max_batch = o.batch;
+    ip.precision = o.precision;
     if ((err = clmr_infer_open(&ctx, model, &ip, &msg))) {
         fprintf(stderr, "clmrd tag: %s\n", msg ? msg : clmr_strerror(err));
         goto out;
     }
+    o.precision = clmr_infer_precision(ctx); /* auto resolved, as --json reports it */
     clmr_audio_params_t ap = clmr_audio_default_params();
     status = 0;
     for (int i = optind; i < argc; i++) {

@@ -359,6 +359,8 @@ static void h_models(clmr_http_req_t *req)
             json_object_set_new(m, "n_tags", json_integer(info->n_tags));
             json_object_set_new(m, "embedding_dim", json_integer(info->dim));
             json_object_set_new(m, "chunk_samples", json_integer(info->chunk_samples));
+            /* the arithmetic it runs with (configuration key precision, auto resolved) */
+            json_object_set_new(m, "precision", json_string(clmr_http_infer_precision()));
         }
         json_t *meta = items[i].metadata_json ? json_loads(items[i].metadata_json, 0, NULL) : NULL;
         if (meta) json_object_set_new(m, "metadata", meta);

@@ -42,6 +42,7 @@
 #include "clmr/error.h"
 
 #include <dnnl.h>
+#include <dnnl_debug.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -101,6 +102,8 @@ typedef struct {
 struct clmr_infer {
     const clmr_model_t *model;
     clmr_infer_params_t params;
+    clmr_precision_t precision; /* resolved: FP32 or BF16 */
+    dnnl_data_type_t dt;        /* activations and weights: f32 or bf16 */
     int threads;
     int split; /* run batches >= threads as independent single-threaded lanes */
     dnnl_engine_t engine;
@@ -222,6 +225,7 @@ static int get_weights(clmr_infer_t *ctx, int layer, const dnnl_memory_desc_t *m
         }
     dnnl_dims_t wd = {l->out_ch, l->in_ch, l->kernel};
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&plain, 3, wd, dnnl_f32, dnnl_oiw));
+    /* bf16 weights: the same reorder converts (round to nearest even), once per context. */
     w = calloc(1, sizeof(*w));
     if (!w) return CLMR_ENOMEM;
     w->layer = layer;
@@ -328,10 +332,14 @@ static int net_build(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, 
         dnnl_format_tag_t act = i >= ctx->blocked_from ? dnnl_nCw16c : ctx->act_tag;
         dnnl_format_tag_t out_tag = i + 1 >= ctx->blocked_from ? dnnl_nCw16c : ctx->act_tag;
         if (i == 0 && act == dnnl_nCw16c) act = dnnl_ncw;
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&src_md, 3, src_d, dnnl_f32, act));
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_md, 3, w_d, dnnl_f32, dnnl_format_tag_any));
+        /* bf16: every activation is bf16 (layer 0 reads a bf16 copy of the input, made by the
+         * reorder below) except the last layer's output, which is written in f32 so the
+         * embedding and the head see no extra rounding. Bias stays f32. */
+        dnnl_data_type_t dst_dt = i == cfg->n_layers - 1 ? dnnl_f32 : ctx->dt;
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&src_md, 3, src_d, ctx->dt, act));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_md, 3, w_d, ctx->dt, dnnl_format_tag_any));
         DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, b_d, dnnl_f32, dnnl_x));
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst_md, 3, dst_d, dnnl_f32, out_tag));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst_md, 3, dst_d, dst_dt, out_tag));
         dnnl_convolution_desc_t cd;
         DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                     dnnl_convolution_direct, &src_md, &w_md, &b_md,
@@ -381,7 +389,8 @@ static int net_build(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, 
         if (l->pool) {
             dnnl_memory_desc_t p_dst;
             dnnl_dims_t p_d = {b, l->out_ch, l->out_len}, k = {l->pool}, ps = {l->pool}, p0 = {0};
-            DNNL_TRY(dnnl_memory_desc_init_by_tag(&p_dst, 3, p_d, dnnl_f32, dnnl_format_tag_any));
+            DNNL_TRY(dnnl_memory_desc_init_by_tag(&p_dst, 3, p_d, cur_md.data_type,
+                                                  dnnl_format_tag_any));
             dnnl_pooling_desc_t pdsc;
             DNNL_TRY(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_inference, dnnl_pooling_max,
                                                     &cur_md, &p_dst, ps, k, p0, p0));
@@ -451,8 +460,70 @@ static int net_get(clmr_infer_t *ctx, int b, int lane, int nthr, net_t **out, ch
 
 clmr_infer_params_t clmr_infer_default_params(void)
 {
-    clmr_infer_params_t p = {.max_batch = 8, .threads = 0};
+    clmr_infer_params_t p = {.max_batch = 8, .threads = 0, .precision = CLMR_PRECISION_FP32};
     return p;
+}
+
+const char *clmr_precision_name(clmr_precision_t p)
+{
+    switch (p) {
+    case CLMR_PRECISION_AUTO:
+        return "auto";
+    case CLMR_PRECISION_FP32:
+        return "fp32";
+    case CLMR_PRECISION_BF16:
+        return "bf16";
+    }
+    return NULL;
+}
+
+int clmr_precision_parse(const char *s, clmr_precision_t *out)
+{
+    for (int p = CLMR_PRECISION_FP32; p <= CLMR_PRECISION_AUTO; p++)
+        if (s && strcmp(s, clmr_precision_name((clmr_precision_t)p)) == 0) {
+            *out = (clmr_precision_t)p;
+            return 0;
+        }
+    return CLMR_EINVAL;
+}
+
+int clmr_infer_cpu_has_bf16(void)
+{
+    /* The ISA values are nested bit sets: avx512_core_bf16 and avx512_core_amx contain all of
+     * avx512_core_bf16's bits; avx2_vnni and older ISAs lack the bf16 bit. On CPUs without it
+     * oneDNN emulates bf16 with avx512_core, several times slower than fp32. */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    unsigned bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    return (isa & bf16) == bf16;
+}
+
+int clmr_infer_resolve_precision(clmr_precision_t req, clmr_precision_t *out, char **errmsg)
+{
+    int has = clmr_infer_cpu_has_bf16();
+    switch (req) {
+    case CLMR_PRECISION_AUTO:
+        *out = has ? CLMR_PRECISION_BF16 : CLMR_PRECISION_FP32;
+        return 0;
+    case CLMR_PRECISION_FP32:
+        *out = CLMR_PRECISION_FP32;
+        return 0;
+    case CLMR_PRECISION_BF16:
+        if (!has)
+            return clmr_set_err(errmsg, CLMR_EINVAL,
+                                "precision bf16: this CPU has no native bf16 instructions "
+                                "(oneDNN's effective ISA is %s; bf16 needs AVX512-BF16 or AMX); "
+                                "use precision auto or fp32",
+                                dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+        *out = CLMR_PRECISION_BF16;
+        return 0;
+    }
+    return clmr_set_err(errmsg, CLMR_EINVAL, "precision: unknown value %d (auto|fp32|bf16)",
+                        (int)req);
+}
+
+clmr_precision_t clmr_infer_precision(const clmr_infer_t *ctx)
+{
+    return ctx->precision;
 }
 
 static int prepare_batch(clmr_infer_t *ctx, int b, char **errmsg);
@@ -476,6 +547,11 @@ int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model,
     if (!ctx) return clmr_set_err(errmsg, CLMR_ENOMEM, "out of memory");
     ctx->model = model;
     ctx->params = params ? *params : clmr_infer_default_params();
+    if ((err = clmr_infer_resolve_precision(ctx->params.precision, &ctx->precision, errmsg))) {
+        free(ctx);
+        return err;
+    }
+    ctx->dt = ctx->precision == CLMR_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
     if (ctx->params.max_batch < 1) ctx->params.max_batch = 1;
     if (ctx->params.threads < 0) ctx->params.threads = 0;
     ctx->threads = ctx->params.threads > 0 ? ctx->params.threads : omp_get_num_procs();
@@ -587,6 +663,33 @@ static int prepare_batch(clmr_infer_t *ctx, int b, char **errmsg)
         if (err) return err;
     }
     return 0;
+}
+
+int clmr_infer_warm(clmr_infer_t *ctx, char **errmsg)
+{
+    if (!ctx) return CLMR_EINVAL;
+    int err = 0;
+    omp_set_num_threads(ctx->threads);
+    unsigned mxcsr = set_ftz_daz(ctx->threads);
+    for (int b = 1; b <= ctx->params.max_batch && !err; b++)
+        err = prepare_batch(ctx, b, errmsg);
+    /* One execution of every net (each batch size of each lane, not every batch: 1 + 2 x 10
+     * chunks instead of 36 for max_batch 8 on 2 threads). Silence is a valid input. */
+    float *zeros = NULL;
+    if (!err) {
+        zeros =
+            calloc((size_t)ctx->params.max_batch * ctx->model->cfg.chunk_samples, sizeof(float));
+        if (!zeros) err = clmr_set_err(errmsg, CLMR_ENOMEM, "%s: out of memory", __func__);
+    }
+    for (net_t *n = ctx->nets; n && !err; n = n->next) {
+        omp_set_num_threads(n->nthr); /* as it runs for real: a lane on one thread */
+        if ((err = run_net(ctx, n, zeros)))
+            err = clmr_set_err(errmsg, err, "%s: a warm-up run failed", __func__);
+    }
+    omp_set_num_threads(ctx->threads);
+    free(zeros);
+    _mm_setcsr(mxcsr);
+    return err;
 }
 
 /* Runs one batch of b chunks and writes the outputs for it. */

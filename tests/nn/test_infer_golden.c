@@ -41,7 +41,10 @@ static void test_dnnl_matches_torch(void)
     float *x = read_f32("input", (size_t)B * L), *we = read_f32("embedding", (size_t)B * D),
           *ws = read_f32("scores", (size_t)B * T);
     float *e = malloc(sizeof(float) * B * D), *s = malloc(sizeof(float) * B * T);
-    const clmr_infer_params_t cases[] = {{1, 1}, {3, 2}, {4, 2}, {4, 1}};
+    const clmr_infer_params_t cases[] = {{1, 1, CLMR_PRECISION_FP32},
+                                         {3, 2, CLMR_PRECISION_FP32},
+                                         {4, 2, CLMR_PRECISION_FP32},
+                                         {4, 1, CLMR_PRECISION_FP32}};
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         clmr_infer_t *ctx = NULL;
         char *msg = NULL;

@@ -1,8 +1,10 @@
 /* cmd_tag.c - `clmrd tag`: tag audio files from the command line.
  *
- * DESIGN: one model and one inference context for the whole run; files are decoded and analysed
- * one after another, and a file that fails is reported (stderr, and as a JSON error line with
- * --json) without stopping the others. The exit status is 1 when any file failed.
+ * DESIGN: one model and one inference context for the whole run; a file that fails is reported
+ * (stderr, and as a JSON error line with --json) without stopping the others. The exit status is 1
+ * when any file failed. Decoding is overlapped with inference: while file i runs through the
+ * model, a second thread decodes file i+1 (one file ahead, so at most two decoded files are in
+ * memory); results are still printed in argument order.
  */
 #include "cli/cli.h"
 #include "cli/model_path.h"
@@ -12,6 +14,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +151,41 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
     free(rank);
 }
 
+/* One file decoded ahead by the prefetch thread. */
+typedef struct {
+    const char *file;
+    const clmr_audio_params_t *ap;
+    clmr_audio_t audio;
+    int err;
+    char *msg;
+    pthread_t th;
+    int started;
+} prefetch_t;
+
+static void *prefetch_main(void *p)
+{
+    prefetch_t *f = p;
+    f->err = clmr_audio_decode_file(&f->audio, f->file, f->ap, &f->msg);
+    return NULL;
+}
+
+/* Starts decoding file into *f on its own thread; falls back to decoding now if no thread can be
+ * started. */
+static void prefetch_start(prefetch_t *f, const char *file, const clmr_audio_params_t *ap)
+{
+    memset(f, 0, sizeof *f);
+    f->file = file;
+    f->ap = ap;
+    f->started = pthread_create(&f->th, NULL, prefetch_main, f) == 0;
+    if (!f->started) prefetch_main(f);
+}
+
+static void prefetch_wait(prefetch_t *f)
+{
+    if (f->started) pthread_join(f->th, NULL);
+    f->started = 0;
+}
+
 int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_tag(int argc, char **argv)
 {
@@ -244,23 +282,28 @@ int clmr_cli_tag(int argc, char **argv)
     o.precision = clmr_infer_precision(ctx); /* auto resolved, as --json reports it */
     clmr_audio_params_t ap = clmr_audio_default_params();
     status = 0;
+    prefetch_t slot[2];
+    prefetch_start(&slot[0], argv[optind], &ap);
     for (int i = optind; i < argc; i++) {
-        const char *file = argv[i];
-        clmr_audio_t audio = {0};
+        prefetch_t *cur = &slot[(i - optind) % 2], *next = &slot[(i - optind + 1) % 2];
+        prefetch_wait(cur);
+        if (i + 1 < argc) prefetch_start(next, argv[i + 1], &ap); /* overlaps the analysis */
+        const char *file = cur->file;
         clmr_track_t track = {0};
-        if ((err = clmr_audio_decode_file(&audio, file, &ap, &msg))) {
-            report_error(&o, file, err, msg);
+        if (cur->err) {
+            report_error(&o, file, cur->err, cur->msg);
             status = 1;
-        } else if ((err = clmr_track_analyze(&track, ctx, audio.samples, audio.n_samples))) {
+        } else if ((err = clmr_track_analyze(&track, ctx, cur->audio.samples,
+                                             cur->audio.n_samples))) {
             report_error(&o, file, err, NULL);
             status = 1;
         } else {
-            print_result(&o, model, file, &audio, &track);
+            print_result(&o, model, file, &cur->audio, &track);
         }
-        free(msg);
-        msg = NULL;
+        free(cur->msg);
+        cur->msg = NULL;
         clmr_track_free(&track);
-        clmr_audio_free(&audio);
+        clmr_audio_free(&cur->audio);
     }
 out:
     free(msg);

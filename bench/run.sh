@@ -62,11 +62,11 @@ t_run() {
   local th
   for th in ${threads//,/ }; do
     GLIBC_TUNABLES=$tuned OMP_NUM_THREADS=$th $py bench/bench_torch.py "$model" --threads "$th" \
-      --batch "$batches" --seconds "$secs" --variants "$variants" --label -tuned \
+      --batch "$batches" --seconds "$secs" --variants "$variants" --label=-tuned \
       | tee -a "$results" | grep -v '^#' || true
     if [ -e "$jemalloc" ]; then
       LD_PRELOAD=$jemalloc OMP_NUM_THREADS=$th $py bench/bench_torch.py "$model" --threads "$th" \
-        --batch "$batches" --seconds "$secs" --variants "$variants" --label -jemalloc \
+        --batch "$batches" --seconds "$secs" --variants "$variants" --label=-jemalloc \
         | tee -a "$results" | grep -v '^#' || true
     fi
   done

@@ -116,3 +116,40 @@ def test_daemon_shows_precision(make_daemon, tmp_path, song):
     assert r.status_code == 200, r.text
     loaded = [m for m in requests.get(d3.url("/v1/models")).json()["models"] if m["loaded"]]
     assert loaded[0]["precision"] in ("fp32", "bf16")
+
+
+def test_cache_records_precision(tmp_path, song):
+    """A cached result carries the precision that computed it; a daemon restarted with another
+    precision recomputes instead of answering with it."""
+    data = tmp_path / "data"
+    with open(song, "rb") as f:
+        body = f.read()
+
+    def post(d):
+        r = requests.post(d.url("/v1/tag"), data=body, timeout=120)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    d = Daemon(data, "--precision", "fp32").start()
+    try:
+        a, b = post(d), post(d)
+    finally:
+        assert d.stop() == 0
+    assert (a["precision"], a["cached"]) == ("fp32", False)
+    assert (b["precision"], b["cached"]) == ("fp32", True)
+    r, _ = run_json(song, "bf16")
+    has_bf16 = r.returncode == 0
+    # with bf16 (or, without it, auto falling back to fp32) on the same data directory
+    d = Daemon(data, "--precision", "auto", env=None if has_bf16 else NO_BF16).start()
+    try:
+        c, e = post(d), post(d)
+    finally:
+        assert d.stop() == 0
+    if has_bf16:
+        assert (c["precision"], c["cached"]) == ("bf16", False)  # the fp32 row is not reused
+        assert (e["precision"], e["cached"]) == ("bf16", True)
+        assert max(abs(x["score"] - y["score"]) for x, y in
+                   zip(sorted(a["tags"], key=lambda t: t["tag"]),
+                       sorted(c["tags"], key=lambda t: t["tag"]))) <= 0.05
+    else:
+        assert (c["precision"], c["cached"]) == ("fp32", True)

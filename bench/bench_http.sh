@@ -31,7 +31,7 @@ start_daemon() { # start_daemon PRECISION DATADIR
   for _ in $(seq 600); do curl -sf $url/readyz >/dev/null && break; sleep 0.1; done
   ready_s=$(echo "$(date +%s.%N) - $t0" | bc)
 }
-metric() { curl -s $url/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -s $url/metrics | awk -v m="$1" '$1 == m {v = $2} END {print v == "" ? 0 : v}'; }
 snap() { echo "$(metric 'clmrd_http_request_duration_seconds_sum{route="/v1/tag"}') $(metric clmrd_decode_seconds_sum) $(metric clmrd_inference_seconds_sum)"; }
 precs=${PRECISIONS:-fp32 bf16}
 for p in $precs; do

@@ -9,7 +9,8 @@
 # PyTorch is measured as a deployment would run it, never with glibc's default malloc (with it,
 # every large tensor is a fresh mmap whose pages fault on first touch in every forward: 5-10x slower
 # here): once with GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
-# ("-tuned") and once with Debian's jemalloc preloaded ("-jemalloc", when libjemalloc2 is installed).
+# ("-tuned") and once with Debian's jemalloc preloaded ("-jemalloc", when libjemalloc2 is installed,
+# MALLOC_CONF keeping freed pages; mkldnn variants only, eager is always the slowest).
 # clmrd runs under the same tuned malloc (it allocates its buffers once, so it makes no difference).
 # OMP_NUM_THREADS is set to the thread count for both.
 #
@@ -20,7 +21,7 @@
 # precision gives the chosen implementation and time of every primitive (bench/layer_times.py).
 #
 # Environment: ROUNDS (3), SECONDS_EACH (1.5), THREADS (1,2), BATCHES (8,32), OUT (/tmp/clmr-bench),
-# TORCH_VARIANTS (eager,mkldnn,mkldnn-bf16), EXTRA=1 adds clmrd's layout variants (no split lanes,
+# TORCH_VARIANTS (eager,mkldnn,mkldnn-bf16), JEMALLOC_VARIANTS (mkldnn,mkldnn-bf16), EXTRA=1 adds clmrd's layout variants (no split lanes,
 # oneDNN's own brgconv/nwc choice), LAYERS=1 the per-primitive times.
 set -euo pipefail
 build=${1:-build}
@@ -29,6 +30,10 @@ cd "$root"
 py=/usr/bin/python3
 rounds=${ROUNDS:-3} secs=${SECONDS_EACH:-1.5} threads=${THREADS:-1,2} batches=${BATCHES:-8,32}
 variants=${TORCH_VARIANTS:-eager,mkldnn,mkldnn-bf16}
+jvariants=${JEMALLOC_VARIANTS:-mkldnn,mkldnn-bf16}
+# jemalloc as PyTorch deployments configure it: freed pages are kept (no decay back to the OS),
+# else it returns them and every forward faults them in again (eager ran at 0.3 chunks/s here)
+jemalloc_conf=${JEMALLOC_CONF:-background_thread:true,dirty_decay_ms:-1,muzzy_decay_ms:-1}
 out=${OUT:-/tmp/clmr-bench}
 tuned="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
@@ -65,8 +70,9 @@ t_run() {
       --batch "$batches" --seconds "$secs" --variants "$variants" --label=-tuned \
       | tee -a "$results" | grep -v '^#' || true
     if [ -e "$jemalloc" ]; then
-      LD_PRELOAD=$jemalloc OMP_NUM_THREADS=$th $py bench/bench_torch.py "$model" --threads "$th" \
-        --batch "$batches" --seconds "$secs" --variants "$variants" --label=-jemalloc \
+      LD_PRELOAD=$jemalloc MALLOC_CONF=$jemalloc_conf OMP_NUM_THREADS=$th $py bench/bench_torch.py \
+        "$model" --threads "$th" --batch "$batches" --seconds "$secs" --variants "$jvariants" \
+        --label=-jemalloc \
         | tee -a "$results" | grep -v '^#' || true
     fi
   done

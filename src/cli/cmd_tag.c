@@ -2,9 +2,10 @@
  *
  * DESIGN: one model and one inference context for the whole run; a file that fails is reported
  * (stderr, and as a JSON error line with --json) without stopping the others. The exit status is 1
- * when any file failed. Decoding is overlapped with inference: while file i runs through the
- * model, a second thread decodes file i+1 (one file ahead, so at most two decoded files are in
- * memory); results are still printed in argument order.
+ * when any file failed. Decoding is overlapped with inference: the first file decodes while the
+ * model loads and the context is built, and while file i runs through the model a second thread
+ * decodes file i+1 (one file ahead, so at most two decoded files are in memory); results are
+ * still printed in argument order.
  */
 #include "cli/cli.h"
 #include "cli/model_path.h"
@@ -267,6 +268,11 @@ int clmr_cli_tag(int argc, char **argv)
     clmr_infer_t *ctx = NULL;
     char *msg = NULL;
     int status = 1, err;
+    clmr_audio_params_t ap = clmr_audio_default_params();
+    prefetch_t slot[2];
+    memset(slot, 0, sizeof slot);
+    /* The first file decodes while the model loads and the context is built. */
+    prefetch_start(&slot[0], argv[optind], &ap);
     if ((err = clmr_model_load(&model, path, &msg))) {
         fprintf(stderr, "clmrd tag: model %s: %s\n", path, msg ? msg : clmr_strerror(err));
         goto out;
@@ -280,10 +286,7 @@ int clmr_cli_tag(int argc, char **argv)
         goto out;
     }
     o.precision = clmr_infer_precision(ctx); /* auto resolved, as --json reports it */
-    clmr_audio_params_t ap = clmr_audio_default_params();
     status = 0;
-    prefetch_t slot[2];
-    prefetch_start(&slot[0], argv[optind], &ap);
     for (int i = optind; i < argc; i++) {
         prefetch_t *cur = &slot[(i - optind) % 2], *next = &slot[(i - optind + 1) % 2];
         prefetch_wait(cur);
@@ -306,6 +309,11 @@ int clmr_cli_tag(int argc, char **argv)
         clmr_audio_free(&cur->audio);
     }
 out:
+    for (int k = 0; k < 2; k++) { /* after an early exit: the decode started first */
+        prefetch_wait(&slot[k]);
+        clmr_audio_free(&slot[k].audio);
+        free(slot[k].msg);
+    }
     free(msg);
     clmr_infer_close(&ctx);
     clmr_model_close(&model);

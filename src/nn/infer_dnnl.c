@@ -36,13 +36,14 @@
  * bf16 (precision, see clmr/model.h): the input is reordered to bf16, weights are converted once
  * per context by their reorder, every convolution and pooling runs on bf16 activations with fp32
  * accumulation and f32 bias, and the last convolution writes f32, so the embedding and the head
- * (plain C) are fp32. The layouts are left to oneDNN (brgconv:avx512_core_bf16 with nwc here,
- * brgconv:avx512_core_amx on CPUs with AMX); pinning nCw16c was no faster on the official widths
- * and fell back to the reference kernel (100x slower) for widths that are not multiples of 16.
+ * (plain C) are fp32. Activations are pinned to nCw16c as in fp32 (jit_bf16:avx512_core_bf16;
+ * oneDNN's own brgconv/nwc choice was no faster and needs a scratchpad as large as the
+ * activations), except on AMX CPUs, where the layouts are left to oneDNN so that it can pick
+ * brgconv:avx512_core_amx. Widths that are not multiples of 16 are never pinned (pinned()).
  *
- * Tuning knobs (benchmarks): CLMR_DNNL_BLOCKED_FROM=k (default 1, bf16 16) pins nCw16c from layer k
- * on (16 = never); CLMR_DNNL_LAYOUT=nwc|ncw|blocked|any (default any) forces the layout of the
- * other layers; CLMR_DNNL_SPLIT=0 turns the lanes off (one intra-op net for every batch).
+ * Tuning knobs (benchmarks): CLMR_DNNL_BLOCKED_FROM=k (default 1; bf16 on AMX 16) pins nCw16c from
+ * layer k on (16 = never); CLMR_DNNL_LAYOUT=nwc|ncw|blocked|any (default any) forces the layout of
+ * the other layers; CLMR_DNNL_SPLIT=0 turns the lanes off (one intra-op net for every batch).
  */
 #include "nn/infer_internal.h"
 #include "nn/model_internal.h"
@@ -588,10 +589,14 @@ int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model,
     if (lay && strcmp(lay, "ncw") == 0) ctx->act_tag = dnnl_ncw;
     if (lay && strcmp(lay, "blocked") == 0) ctx->act_tag = dnnl_nCw16c;
     const char *bf = getenv("CLMR_DNNL_BLOCKED_FROM");
-    /* fp32 pins nCw16c (accuracy, see DESIGN); bf16 leaves every layout to oneDNN, which picks
-     * brgconv on nwc: as fast here, the AMX path on CPUs that have it, and never the reference
-     * kernel that nCw16c gets for widths that are not multiples of 16. */
-    ctx->blocked_from = bf ? atoi(bf) : ctx->precision == CLMR_PRECISION_BF16 ? CLMR_MAX_LAYERS : 1;
+    /* nCw16c is pinned (whole 16-channel blocks only, see pinned()): in fp32 for accuracy (see
+     * DESIGN); in bf16 because brgconv on nwc, oneDNN's own choice, needs an f32 accumulation
+     * scratchpad as large as the activations (bench_infer peak RSS 308 MB against 208 MB pinned,
+     * 383 MB in fp32) and was no faster here. On AMX CPUs bf16 is left to oneDNN: AMX is its
+     * brgconv path. */
+    int amx = dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_avx512_core_amx;
+    int any = ctx->precision == CLMR_PRECISION_BF16 && amx;
+    ctx->blocked_from = bf ? atoi(bf) : any ? CLMR_MAX_LAYERS : 1;
 
     DNNL_TRY(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0));
     for (int i = 0; i < ctx->n_lanes; i++)

@@ -3,7 +3,7 @@ with the default (trained) model, the refusal of bf16 where the CPU has no nativ
 errors for bad values, and where the daemon shows the precision (/v1/config, /v1/models).
 
 Bounds (docs/inference.md, measured with build/bench/bench_precision): on 47 min of real music (31
-ogg tracks of Debian's drascula-music) the default model's track scores differed by at most 0.0082
+ogg tracks of Debian's drascula-music) the default model's track scores differed by at most 0.0083
 between bf16 and fp32 (mean 0.0007), top-5 tags were the same in 31/31 tracks and the track
 embeddings' cosine was >= 0.99991; on the synthetic mp3 made here 0.0037 and 0.99999. Asserted
 with margin: track scores within 0.02, top-5 unchanged, cosine >= 0.9995.

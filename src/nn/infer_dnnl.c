@@ -122,6 +122,7 @@ struct clmr_infer {
     dnnl_primitive_attr_t attr_plain;
     dnnl_format_tag_t act_tag; /* dnnl_format_tag_any unless forced */
     int blocked_from;          /* layers >= this use nCw16c activations (see DESIGN) */
+    int force_pin;             /* CLMR_DNNL_BLOCKED_FROM set: pin even partial 16-blocks */
     lane_t lane[MAX_LANES];
     int n_lanes;
     int full[MAX_LANES]; /* part sizes of a max_batch batch (batch_parts), one per lane used */
@@ -315,6 +316,7 @@ static int pinned(const clmr_infer_t *ctx, int i)
 {
     const clmr_samplecnn_config_t *cfg = &ctx->model->cfg;
     if (i < ctx->blocked_from || i < 1) return 0;
+    if (ctx->force_pin) return 1; /* CLMR_DNNL_BLOCKED_FROM given: exactly as asked */
     int ch = cfg->layer[i - 1].out_ch;
     if (ch % 16) return 0;
     return i >= cfg->n_layers || cfg->layer[i].out_ch % 16 == 0;
@@ -597,6 +599,7 @@ int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model,
     int amx = dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_avx512_core_amx;
     int any = ctx->precision == CLMR_PRECISION_BF16 && amx;
     ctx->blocked_from = bf ? atoi(bf) : any ? CLMR_MAX_LAYERS : 1;
+    ctx->force_pin = bf != NULL;
 
     DNNL_TRY(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0));
     for (int i = 0; i < ctx->n_lanes; i++)

@@ -1,11 +1,18 @@
 """bench_torch.py MODEL.safetensors - PyTorch chunks/s on the same weights as bench_infer.
 
-Two variants, both fp32, inference mode:
-  eager   the reference nn.Sequential of Conv1d + BatchNorm1d + ReLU (+ MaxPool1d), as CLMR runs it;
-  mkldnn  the best fp32 variant we know for torch 1.13 on CPU: BatchNorm folded into the convolution,
-          the net rewritten as Conv2d (kernel 1x3) on mkldnn tensors, converted with
-          torch.utils.mkldnn.to_mkldnn so weights are pre-reordered, ReLU and 1x3 max-pooling on the
-          mkldnn tensors; only the 512-d embedding goes back to a dense tensor for the head.
+Variants, inference mode (--variants, default all):
+  eager        the reference nn.Sequential of Conv1d + BatchNorm1d + ReLU (+ MaxPool1d), fp32, as
+               CLMR runs it;
+  mkldnn       the best fp32 variant we know for torch 1.13 on CPU: BatchNorm folded into the
+               convolution, the net rewritten as Conv2d (kernel 1x3) on mkldnn tensors, converted
+               with torch.utils.mkldnn.to_mkldnn so weights are pre-reordered, ReLU and 1x3
+               max-pooling on the mkldnn tensors; only the 512-d embedding goes back to a dense
+               tensor for the head;
+  mkldnn-bf16  the same with bf16 weights and activations (to_mkldnn(..., torch.bfloat16)): the
+               best bf16 variant we know (oneDNN's AVX512-BF16 / AMX kernels);
+  eager-bf16   the eager net under torch.autocast("cpu", dtype=torch.bfloat16).
+Torch's speed here depends on its allocator: bench/run.sh runs this file with a tuned glibc malloc
+(GLIBC_TUNABLES mmap_max=0, trim_threshold=64G) and with jemalloc, as a deployment would.
 For each thread count (torch.set_num_threads) and batch, two warm-up calls then repeated calls for
 at least --seconds. Prints `RESULT torch-<variant> <threads> <batch> <chunks/s> <GFLOP/s> <frac>`
 and checks once that both variants agree with each other (max abs diff of the scores).
@@ -66,7 +73,7 @@ class MkldnnSampleCNN(nn.Module):
             x = torch.relu(conv(x))
             if pool:
                 x = F.max_pool2d(x, (1, 3), (1, 3))
-        h = x.to_dense().reshape(x.shape[0], -1)
+        h = x.to_dense().reshape(x.shape[0], -1).float()  # the head in fp32, as clmrd does
         return torch.sigmoid(F.linear(h, self.fc_w, self.fc_b)) if self.fc_w is not None else h
 
 
@@ -89,10 +96,12 @@ def main():
     ap.add_argument("--batch", default="1,8,32")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--peak", type=float, default=428.0)
-    ap.add_argument("--variants", default="eager,mkldnn")
+    ap.add_argument("--variants", default="eager,mkldnn,mkldnn-bf16,eager-bf16")
+    ap.add_argument("--label", default="", help="suffix of the RESULT names, e.g. -jemalloc")
     a = ap.parse_args()
     eager = load_eager(a.model)
     mk = torch.utils.mkldnn.to_mkldnn(MkldnnSampleCNN(eager).eval())
+    mk16 = torch.utils.mkldnn.to_mkldnn(MkldnnSampleCNN(eager).eval(), torch.bfloat16)
     chunk = eager.chunk
     rng = np.random.RandomState(12345)
     print(f"# torch {torch.__version__}, mkldnn available: {torch.backends.mkldnn.is_available()}")
@@ -101,19 +110,27 @@ def main():
         ref = torch.sigmoid(eager(x))
         got = mk(x.reshape(4, 1, 1, chunk).to_mkldnn())
         print(f"# eager vs mkldnn variant: max |score diff| = {float((ref - got).abs().max()):.2e}")
+        got16 = mk16(x.reshape(4, 1, 1, chunk).to_mkldnn(torch.bfloat16)).float()
+        print(f"# eager vs mkldnn-bf16 variant: max |score diff| = "
+              f"{float((ref - got16).abs().max()):.2e}")
         gflop = GFLOP_OFFICIAL if eager.widths == sc.OFFICIAL_WIDTHS else float("nan")
         for th in [int(t) for t in a.threads.split(",")]:
             torch.set_num_threads(th)
             for b in [int(v) for v in a.batch.split(",")]:
                 xb = torch.from_numpy(rng.uniform(-0.3, 0.3, (b, chunk)).astype(np.float32))
+                def eager16():
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return torch.sigmoid(eager(xb))
                 runs = {
                     "eager": lambda: torch.sigmoid(eager(xb)),
                     "mkldnn": lambda: mk(xb.reshape(b, 1, 1, chunk).to_mkldnn()),
+                    "mkldnn-bf16": lambda: mk16(xb.reshape(b, 1, 1, chunk).to_mkldnn(torch.bfloat16)),
+                    "eager-bf16": eager16,
                 }
                 for name in a.variants.split(","):
                     n, t = rate(runs[name], a.seconds)
                     cps = n * b / t
-                    print(f"RESULT torch-{name} {th} {b} {cps:.2f} {cps * gflop:.1f} "
+                    print(f"RESULT torch-{name}{a.label} {th} {b} {cps:.2f} {cps * gflop:.1f} "
                           f"{cps * gflop / a.peak:.3f}", flush=True)
 
 

@@ -196,6 +196,9 @@ def main():
     if a.compare:
         compare(a, env)
         return
+    # PyTorch as a deployment runs it: glibc's default malloc re-faults every large tensor (5-10x
+    # slower here), so the baseline gets the tuned malloc (docs/inference.md, fair baselines)
+    tenv = dict(env, GLIBC_TUNABLES=TUNED)
     bench = os.path.join(a.build, "bench", "bench_train")
     results = []
     for pairs in ([] if a.breakdown_only else map(int, a.pairs.split(","))):
@@ -204,7 +207,7 @@ def main():
         t = None
         if not a.no_torch:
             t = json.loads(run(["/usr/bin/python3", os.path.join(HERE, "bench_train_torch.py"),
-                                str(pairs), str(a.steps)], env).strip().splitlines()[-1])
+                                str(pairs), str(a.steps)], tenv).strip().splitlines()[-1])
             results.append(t)
         ratio = f"{c['chunks_per_s'] / t['chunks_per_s']:.2f}x" if t else "-"
         print(f"{pairs} pairs ({2 * pairs} chunks), {a.threads} threads: clmrd "

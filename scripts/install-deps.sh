@@ -10,6 +10,8 @@ build="build-essential meson ninja-build pkg-config
   libaubio-dev libebur128-dev libchromaprint-dev"
 test="ffmpeg sox sqlite3 python3-torch python3-numpy python3-pytest python3-requests python3-sklearn
   clang clang-format libclang-rt-14-dev curl nginx-light python3-yaml strace wrk"
+# the benchmarks' fair PyTorch baseline (bench/run.sh preloads jemalloc into it)
+test="$test libjemalloc2"
 # the dataset tools (tools/datasets/deps.txt): MIDI rendering, timbre sources, voices
 data="fluidsynth fluid-soundfont-gm timgm6mb-soundfont csound-soundfont opl3-soundfont freepats timidity
   espeak-ng mma festival festvox-kallpc16k"

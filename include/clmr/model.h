@@ -77,18 +77,50 @@ int clmr_model_set_tags(clmr_model_t *m, const char *const *tags, int n);
  * CLMR_ENOMEM or CLMR_EIO with *errmsg naming the path and the failing step. */
 int clmr_model_save(const clmr_model_t *m, const char *path, char **errmsg);
 
+/* Arithmetic of the convolutions. fp32 everywhere, or bf16 activations and weights with fp32
+ * accumulation, bias, head and embeddings (docs/inference.md has the measured accuracy). AUTO is
+ * bf16 where the CPU has native bf16 instructions (AVX512-BF16, AMX) and fp32 elsewhere. */
+typedef enum {
+    CLMR_PRECISION_FP32 = 0, /* zero: params initialised without it keep today's fp32 */
+    CLMR_PRECISION_BF16 = 1,
+    CLMR_PRECISION_AUTO = 2,
+} clmr_precision_t;
+
+/* "auto", "fp32" or "bf16" (NULL for other values). */
+const char *clmr_precision_name(clmr_precision_t p);
+/* Parses "auto|fp32|bf16" into *out; returns 0 or CLMR_EINVAL. */
+int clmr_precision_parse(const char *s, clmr_precision_t *out);
+/* 1 when oneDNN may use native bf16 instructions on this CPU (its effective ISA, which
+ * ONEDNN_MAX_CPU_ISA can lower), else 0. Thread-safe. */
+int clmr_infer_cpu_has_bf16(void);
+/* Resolves a requested precision to the one a context will run: AUTO becomes BF16 or FP32 (by
+ * clmr_infer_cpu_has_bf16), FP32 stays, BF16 stays where the CPU has it and is refused with
+ * CLMR_EINVAL and a sentence in *errmsg (malloc'd, may be NULL) where it would be emulated. */
+int clmr_infer_resolve_precision(clmr_precision_t req, clmr_precision_t *out, char **errmsg);
+
 typedef struct {
-    int max_batch; /* chunks per oneDNN call, default 8 */
-    int threads;   /* OpenMP threads for this context, 0 = all cores */
+    int max_batch;              /* chunks per oneDNN call, default 8 */
+    int threads;                /* OpenMP threads for this context, 0 = all cores */
+    clmr_precision_t precision; /* default CLMR_PRECISION_FP32 (callers opt in to AUTO/BF16) */
 } clmr_infer_params_t;
 
 clmr_infer_params_t clmr_infer_default_params(void);
 
 /* Builds an inference context for model (which must outlive it). Not thread-safe: one context
- * per thread. Returns 0, CLMR_ENOMEM or CLMR_EDNNL. */
+ * per thread. Returns 0, CLMR_ENOMEM, CLMR_EDNNL, or CLMR_EINVAL for a precision the CPU cannot
+ * run (see clmr_infer_resolve_precision). */
 int clmr_infer_open(clmr_infer_t **out, const clmr_model_t *model,
                     const clmr_infer_params_t *params, char **errmsg);
 void clmr_infer_close(clmr_infer_t **ctx);
+
+/* The precision the context runs (FP32 or BF16, never AUTO). */
+clmr_precision_t clmr_infer_precision(const clmr_infer_t *ctx);
+
+/* Builds every primitive a call of any n can need (each batch size up to max_batch, each lane)
+ * and runs each once on silence, so that the first real request pays no JIT, layout or
+ * first-touch cost. Same threading rule as clmr_infer_run. Returns 0, CLMR_ENOMEM or
+ * CLMR_EDNNL. */
+int clmr_infer_warm(clmr_infer_t *ctx, char **errmsg);
 
 /* Runs n chunks (n x chunk_samples floats at x) through the encoder and head. Writes the raw
  * encoder outputs to emb (n x embed_dim, may be NULL) and sigmoid tag scores to scores

@@ -1,8 +1,11 @@
 /* cmd_tag.c - `clmrd tag`: tag audio files from the command line.
  *
- * DESIGN: one model and one inference context for the whole run; files are decoded and analysed
- * one after another, and a file that fails is reported (stderr, and as a JSON error line with
- * --json) without stopping the others. The exit status is 1 when any file failed.
+ * DESIGN: one model and one inference context for the whole run; a file that fails is reported
+ * (stderr, and as a JSON error line with --json) without stopping the others. The exit status is 1
+ * when any file failed. Decoding is overlapped with inference: the first file decodes while the
+ * model loads and the context is built, and while file i runs through the model a second thread
+ * decodes file i+1 (one file ahead, so at most two decoded files are in memory); results are
+ * still printed in argument order.
  */
 #include "cli/cli.h"
 #include "cli/model_path.h"
@@ -13,6 +16,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +24,8 @@
 typedef struct {
     const char *model_path;
     int json, per_chunk, embedding, threads, batch, top, top_given, all;
-    double max_duration_s;           /* 0: the decoder's default */
+    double max_duration_s; /* 0: the decoder's default */
+    clmr_precision_t precision;
     const clmr_tag_policy_t *policy; /* the model's tag policy; NULL = none */
 } tag_opts_t;
 
@@ -61,6 +66,8 @@ static void usage(FILE *f)
         "                  then 900; at most 86400); longer files fail with audio_too_long\n"
         "  --threads N     inference threads (default: all cores)\n"
         "  --batch N       chunks per inference batch (default 8)\n"
+        "  --precision P   auto (default: bf16 where the CPU has native bf16, else fp32), fp32\n"
+        "                  or bf16 (an error on a CPU without native bf16)\n"
         "  -h, --help      this help\n\n"
         "Exit status: 0 when every file was tagged, 1 when any file failed, 2 on usage errors.\n");
 }
@@ -144,6 +151,7 @@ static void print_result(const tag_opts_t *o, const clmr_model_t *m, const char 
         /* "model" is the id, as over HTTP; the human name is "model_name". */
         json_object_set_new(obj, "model", json_string(clmr_model_id(m)));
         json_object_set_new(obj, "model_name", json_string(clmr_model_name(m)));
+        json_object_set_new(obj, "precision", json_string(clmr_precision_name(o->precision)));
         json_object_set_new(obj, "duration_s", json_real(a->duration_s));
         json_object_set_new(obj, "chunks", json_integer(t->n_chunks));
         json_t *tags = json_array();
@@ -236,10 +244,53 @@ static int decode_input(clmr_audio_t *audio, const char *file, const clmr_audio_
     return clmr_audio_decode_file(audio, "/dev/stdin", ap, msg);
 }
 
+/* One file decoded ahead by the prefetch thread. */
+typedef struct {
+    const char *file;
+    const clmr_audio_params_t *ap;
+    clmr_audio_t audio;
+    int err;
+    char *msg;
+    pthread_t th;
+    int started;
+} prefetch_t;
+
+static void *prefetch_main(void *p)
+{
+    prefetch_t *f = p;
+    f->err = decode_input(&f->audio, f->file, f->ap, &f->msg);
+    if (f->err == CLMR_EAUDIO_TOO_LONG) { /* name the setting that would let it through */
+        char *m2 = NULL;
+        clmr_set_err(&m2, f->err,
+                     "%s; raise the limit with --max-duration S or CLMRD_MAX_DURATION_S",
+                     f->msg ? f->msg : clmr_strerror(f->err));
+        free(f->msg);
+        f->msg = m2;
+    }
+    return NULL;
+}
+
+/* Starts decoding file into *f on its own thread; falls back to decoding now if no thread can be
+ * started. */
+static void prefetch_start(prefetch_t *f, const char *file, const clmr_audio_params_t *ap)
+{
+    memset(f, 0, sizeof *f);
+    f->file = file;
+    f->ap = ap;
+    f->started = pthread_create(&f->th, NULL, prefetch_main, f) == 0;
+    if (!f->started) prefetch_main(f);
+}
+
+static void prefetch_wait(prefetch_t *f)
+{
+    if (f->started) pthread_join(f->th, NULL);
+    f->started = 0;
+}
+
 int clmr_cli_tag(int argc, char **argv);
 int clmr_cli_tag(int argc, char **argv)
 {
-    tag_opts_t o = {.threads = 0, .batch = 8, .top = 10};
+    tag_opts_t o = {.threads = 0, .batch = 8, .top = 10, .precision = CLMR_PRECISION_AUTO};
     enum {
         OPT_MODEL = 256,
         OPT_JSON,
@@ -249,7 +300,8 @@ int clmr_cli_tag(int argc, char **argv)
         OPT_BATCH,
         OPT_TOP,
         OPT_MAXDUR,
-        OPT_ALL
+        OPT_ALL,
+        OPT_PRECISION
     };
     static const struct option longopts[] = {
         {"model", required_argument, NULL, OPT_MODEL},
@@ -261,6 +313,7 @@ int clmr_cli_tag(int argc, char **argv)
         {"top", required_argument, NULL, OPT_TOP},
         {"max-duration", required_argument, NULL, OPT_MAXDUR},
         {"all", no_argument, NULL, OPT_ALL},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -302,6 +355,13 @@ int clmr_cli_tag(int argc, char **argv)
         case OPT_ALL:
             o.all = 1;
             break;
+        case OPT_PRECISION:
+            if (clmr_precision_parse(optarg, &o.precision)) {
+                fprintf(stderr, "clmrd tag: --precision: '%s' is not one of auto|fp32|bf16\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -324,6 +384,12 @@ int clmr_cli_tag(int argc, char **argv)
     clmr_tag_policy_t *policy = NULL;
     char *msg = NULL;
     int status = 1, err;
+    clmr_audio_params_t ap = clmr_audio_default_params();
+    if (o.max_duration_s > 0) ap.max_duration_s = o.max_duration_s;
+    prefetch_t slot[2];
+    memset(slot, 0, sizeof slot);
+    /* The first file decodes while the model loads and the context is built. */
+    prefetch_start(&slot[0], argv[optind], &ap);
     if ((err = clmr_model_load(&model, path, &msg)) ||
         (err = clmr_tag_policy_from_model(&policy, model, &msg))) {
         fprintf(stderr, "clmrd tag: model %s: %s\n", path, msg ? msg : clmr_strerror(err));
@@ -333,41 +399,40 @@ int clmr_cli_tag(int argc, char **argv)
     clmr_infer_params_t ip = clmr_infer_default_params();
     ip.threads = o.threads;
     ip.max_batch = o.batch;
+    ip.precision = o.precision;
     if ((err = clmr_infer_open(&ctx, model, &ip, &msg))) {
         fprintf(stderr, "clmrd tag: %s\n", msg ? msg : clmr_strerror(err));
         goto out;
     }
-    clmr_audio_params_t ap = clmr_audio_default_params();
-    if (o.max_duration_s > 0) ap.max_duration_s = o.max_duration_s;
+    o.precision = clmr_infer_precision(ctx); /* auto resolved, as --json reports it */
     status = 0;
     for (int i = optind; i < argc; i++) {
-        const char *file = argv[i];
-        clmr_audio_t audio = {0};
+        prefetch_t *cur = &slot[(i - optind) % 2], *next = &slot[(i - optind + 1) % 2];
+        prefetch_wait(cur);
+        if (i + 1 < argc) prefetch_start(next, argv[i + 1], &ap); /* overlaps the analysis */
+        const char *file = cur->file;
         clmr_track_t track = {0};
-        if ((err = decode_input(&audio, file, &ap, &msg))) {
-            if (err == CLMR_EAUDIO_TOO_LONG) {
-                /* name the setting that would let it through */
-                char *m2 = NULL;
-                clmr_set_err(&m2, err,
-                             "%s; raise the limit with --max-duration S or CLMRD_MAX_DURATION_S",
-                             msg ? msg : clmr_strerror(err));
-                free(msg);
-                msg = m2;
-            }
-            report_error(&o, file, err, msg);
+        if (cur->err) {
+            report_error(&o, file, cur->err, cur->msg);
             status = 1;
-        } else if ((err = clmr_track_analyze(&track, ctx, audio.samples, audio.n_samples))) {
+        } else if ((err = clmr_track_analyze(&track, ctx, cur->audio.samples,
+                                             cur->audio.n_samples))) {
             report_error(&o, file, err, NULL);
             status = 1;
         } else {
-            print_result(&o, model, file, &audio, &track);
+            print_result(&o, model, file, &cur->audio, &track);
         }
-        free(msg);
-        msg = NULL;
+        free(cur->msg);
+        cur->msg = NULL;
         clmr_track_free(&track);
-        clmr_audio_free(&audio);
+        clmr_audio_free(&cur->audio);
     }
 out:
+    for (int k = 0; k < 2; k++) { /* after an early exit: the decode started first */
+        prefetch_wait(&slot[k]);
+        clmr_audio_free(&slot[k].audio);
+        free(slot[k].msg);
+    }
     free(msg);
     clmr_infer_close(&ctx);
     clmr_tag_policy_close(&policy);

@@ -31,6 +31,10 @@ const clmr_config_key_t clmr_config_keys[] = {
      "decode/inference worker threads (each owns one inference context)"},
     {"inference-threads", "CLMRD_INFERENCE_THREADS", CLMR_CFG_INT, "1", 0, 256, NULL,
      OFF(inference_threads), 0, 0, "OpenMP threads per inference context (0 = all cores)"},
+    {"precision", "CLMRD_PRECISION", CLMR_CFG_ENUM, "auto", 0, 0, "auto|fp32|bf16", OFF(precision),
+     SZ(precision), 0,
+     "inference arithmetic: bf16 (AVX512-BF16/AMX, about 2x faster, tag scores within 0.01 of "
+     "fp32), fp32, or auto = bf16 where the CPU has native bf16, else fp32"},
     {"queue-depth", "CLMRD_QUEUE_DEPTH", CLMR_CFG_INT, "16", 1, 100000, NULL, OFF(queue_depth), 0,
      0, "requests waiting for a worker before new ones get 503 + Retry-After"},
     {"max-upload-bytes", "CLMRD_MAX_UPLOAD_BYTES", CLMR_CFG_BYTES, "100M", 1024, 4294967296.0, NULL,

@@ -24,6 +24,7 @@ typedef struct {
     char model[CLMR_CONFIG_PATH_MAX]; /* empty = default model resolution */
     int workers;
     int inference_threads;
+    char precision[8]; /* auto|fp32|bf16 (clmr_precision_parse) */
     int queue_depth;
     long long max_upload_bytes;
     long long max_buffered_bytes;

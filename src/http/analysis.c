@@ -5,6 +5,7 @@
 #include "clmr/error.h"
 #include "clmr/model.h"
 #include "clmr/tag_policy.h"
+#include "util/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,10 +125,42 @@ void clmr_http_analysis_free(clmr_http_analysis_t *a)
     memset(a, 0, sizeof *a);
 }
 
+/* Written once by clmr_http_infer_configure before the workers start, read-only afterwards. */
+static clmr_precision_t g_precision = CLMR_PRECISION_FP32;
+
+int clmr_http_infer_configure(const char *precision, char **errmsg)
+{
+    clmr_precision_t req, eff;
+    char *msg = NULL;
+    if (clmr_precision_parse(precision, &req))
+        return clmr_set_err(errmsg, CLMR_EINVAL,
+                            "configuration key 'precision': '%s' is not one of auto|fp32|bf16",
+                            precision ? precision : "");
+    if (clmr_infer_resolve_precision(req, &eff, &msg)) {
+        int rc = clmr_set_err(errmsg, CLMR_EINVAL, "configuration key 'precision': %s",
+                              msg ? msg : "bf16 is not supported here");
+        free(msg);
+        return rc;
+    }
+    g_precision = eff;
+    if (req == CLMR_PRECISION_AUTO)
+        CLMR_LOG_INFO("precision auto: running %s (%s)", clmr_precision_name(eff),
+                      eff == CLMR_PRECISION_BF16
+                          ? "the CPU has native bf16 instructions"
+                          : "the CPU has no native bf16 instructions, falling back to fp32");
+    return 0;
+}
+
+const char *clmr_http_infer_precision(void)
+{
+    return clmr_precision_name(g_precision);
+}
+
 int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads, char **errmsg)
 {
     clmr_infer_params_t ip = clmr_infer_default_params();
     ip.threads = threads;
+    ip.precision = g_precision;
     return clmr_infer_open(ctx, model, &ip, errmsg);
 }
 

@@ -58,6 +58,14 @@ void clmr_http_analysis_free(clmr_http_analysis_t *a);
 
 /* An inference context on model with `threads` OpenMP threads (clmr_infer_open); one per thread. */
 int clmr_http_infer_open(clmr_infer_t **ctx, const clmr_model_t *model, int threads, char **errmsg);
+
+/* Sets the precision every later clmr_http_infer_open uses, from the configuration's text value
+ * (auto|fp32|bf16): auto resolves to bf16 or fp32 with one log line saying which and why; an
+ * explicit bf16 on a CPU without native bf16 returns CLMR_EINVAL with a sentence naming the key.
+ * Called once at start-up, before any worker runs. */
+int clmr_http_infer_configure(const char *precision, char **errmsg);
+/* The resolved precision (fp32 until configured). Thread-safe after start-up. */
+const char *clmr_http_infer_precision(void);
 void clmr_http_infer_close(clmr_infer_t **ctx);
 
 #endif

@@ -100,6 +100,21 @@ void clmr__rollover_release(void *ud, void *r)
     clmr__served_release(r);
 }
 
+static void *retain_served(void *r)
+{
+    return ref(r);
+}
+
+void clmr__rollover_preload(clmr_server_t *s, clmr_served_t *m)
+{
+    char *msg = NULL;
+    if (clmr_workers_preload(s->workers, m->model, m, retain_served, &msg))
+        CLMR_LOG_WARN("model %s: inference contexts not built ahead (%s); workers build them at "
+                      "their first job",
+                      m->info.id, msg ? msg : "error");
+    free(msg);
+}
+
 int clmr__rollover_open(clmr_server_t *s, char **errmsg)
 {
     struct clmr_rollover *ro = calloc(1, sizeof *ro);
@@ -457,6 +472,7 @@ int clmr__rollover_activate(clmr_server_t *s, const char *id, char **errmsg)
         }
     }
     join_reembed(ro); /* a finished previous run (only the activating caller gets here) */
+    if (!same) clmr__rollover_preload(s, m); /* before m is served: no request builds a context */
     if (!same && (rc = clmr_store_model_activate(s->store, id, errmsg))) {
         clmr__served_release(m);
         activation_done(ro);

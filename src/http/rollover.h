@@ -68,5 +68,9 @@ json_t *clmr__rollover_state(clmr_server_t *s);
 /* workers.h model source callbacks (ud = server). */
 void *clmr__rollover_acquire(void *ud, const clmr_model_t **model);
 void clmr__rollover_release(void *ud, void *ref);
+/* Cold starts: warm inference contexts for served model m handed to every worker before m is
+ * served (start-up, activation); see clmr_workers_preload. A failure is logged and left to the
+ * workers' lazy build. */
+void clmr__rollover_preload(clmr_server_t *s, clmr_served_t *m);
 
 #endif

@@ -509,6 +509,8 @@ static void h_models(clmr_http_req_t *req)
             json_object_set_new(m, "n_tags", json_integer(info->n_tags));
             json_object_set_new(m, "embedding_dim", json_integer(info->dim));
             json_object_set_new(m, "chunk_samples", json_integer(info->chunk_samples));
+            /* the arithmetic it runs with (configuration key precision, auto resolved) */
+            json_object_set_new(m, "precision", json_string(clmr_http_infer_precision()));
         }
         json_t *meta = items[i].metadata_json ? json_loads(items[i].metadata_json, 0, NULL) : NULL;
         if (meta) json_object_set_new(m, "metadata", meta);
@@ -941,6 +943,7 @@ static void cache_store(clmr_http_req_t *req, const char *model_id, const char *
     r.n_scores = a->n_tags;
     r.embedding = a->emb;
     r.dim = a->dim;
+    snprintf(r.precision, sizeof r.precision, "%s", clmr_http_infer_precision());
     char *msg = NULL;
     /* A failed cache write only costs a later recomputation. */
     if (clmr_store_cache_put(req->srv->store, &r, &msg))
@@ -979,12 +982,15 @@ static int tag_from_cache(clmr_http_req_t *req, const char *sha, int top, int pe
     if (per_chunk) return 0;
     clmr_tag_result_t r;
     memset(&r, 0, sizeof r);
+    /* A result computed in another precision (the daemon was restarted with another
+     * `precision`) is a miss: recomputed, and the row replaced. */
     int hit = clmr_store_cache_get(s->store, sha, req->sm->info.id, &r, NULL) == 0 &&
-              (!want_emb || r.embedding);
+              (!want_emb || r.embedding) && !strcmp(r.precision, clmr_http_infer_precision());
     if (hit) {
         clmr__metrics_add(&s->metrics, 0, 0, 1, 0);
-        json_t *j = json_pack("{s:s,s:s,s:f,s:i,s:b}", "id", sha, "model", req->sm->info.id,
-                              "duration_s", r.duration_s, "chunks", r.chunks, "cached", 1);
+        json_t *j = json_pack("{s:s,s:s,s:s,s:f,s:i,s:b}", "id", sha, "model", req->sm->info.id,
+                              "precision", r.precision, "duration_s", r.duration_s, "chunks",
+                              r.chunks, "cached", 1);
         set_tags(j, &req->sm->info, r.scores, r.n_scores, top, threshold, all);
         if (want_emb) json_object_set_new(j, "embedding", floats_json(r.embedding, r.dim));
         clmr__http_json(req, 200, j);
@@ -1005,8 +1011,9 @@ static void job_tag(clmr_http_req_t *req, clmr_infer_t *ctx, const upload_t *u, 
     clmr_http_analysis_t a;
     if (analyze(req, ctx, u, &a)) return;
     cache_store(req, req->sm->info.id, sha, &a);
-    j = json_pack("{s:s,s:s,s:f,s:i,s:b}", "id", sha, "model", req->sm->info.id, "duration_s",
-                  a.duration_s, "chunks", a.n_chunks, "cached", 0);
+    j = json_pack("{s:s,s:s,s:s,s:f,s:i,s:b}", "id", sha, "model", req->sm->info.id, "precision",
+                  clmr_http_infer_precision(), "duration_s", a.duration_s, "chunks", a.n_chunks,
+                  "cached", 0);
     set_tags(j, &req->sm->info, a.scores, a.n_tags, top, threshold, all);
     if (want_emb) json_object_set_new(j, "embedding", floats_json(a.emb, a.dim));
     json_object_set_new(j, "warnings", warnings_json(&a));

@@ -471,6 +471,7 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
     int rc = clmr_ipnet_list_parse(&s->trusted_proxies, cfg->trusted_proxies, errmsg);
     if (!rc) rc = clmr__cors_validate(cfg->cors_origins, errmsg);
     if (rc) goto fail;
+    if ((rc = clmr_http_infer_configure(cfg->precision, errmsg))) goto fail;
     if ((rc = clmr__rollover_open(s, errmsg))) goto fail;
     if ((rc = clmr__admin_open(s, errmsg))) goto fail;
     if ((rc = clmr__routes_open(s, errmsg))) goto fail;
@@ -479,6 +480,11 @@ int clmr_server_open(clmr_server_t **out, const clmr_config_t *cfg, char **errms
                                        clmr__rollover_release, s, cfg->workers,
                                        cfg->inference_threads, cfg->queue_depth, errmsg)))
         goto fail;
+    {
+        clmr_served_t *m = clmr__served_active(s); /* before listening, so /readyz implies warm */
+        clmr__rollover_preload(s, m);
+        clmr__served_release(m);
+    }
     /* Every connection has at most one request in flight, so a queue as long as the connection
      * limit never refuses a catalogue request. */
     if ((rc = clmr_workers_open(&s->catalogue, NULL, CATALOGUE_THREADS, 0, cfg->connection_limit,

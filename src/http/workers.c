@@ -8,6 +8,7 @@
 
 #include "clmr/error.h"
 #include "clmr/model.h"
+#include "http/analysis.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,6 +25,10 @@ typedef struct {
     clmr_workers_t *pool;
     clmr_infer_t *ctx;
     void *ref; /* model reference ctx was built for (model source), NULL otherwise */
+    /* A warm context built ahead by clmr_workers_preload for model reference next_ref (which it
+     * holds), adopted by the worker when that model becomes current; under the pool mutex. */
+    clmr_infer_t *next_ctx;
+    void *next_ref;
     pthread_t thread;
     int started;
 } worker_t;
@@ -48,6 +53,15 @@ void *clmr_workers_model_ref(void)
     return tl_ref;
 }
 
+/* A context with every primitive built and run once (clmr_infer_warm), so no request pays the
+ * first-call cost. */
+static int open_warm(clmr_infer_t **ctx, const clmr_model_t *m, int threads, char **errmsg)
+{
+    int rc = clmr_http_infer_open(ctx, m, threads, errmsg);
+    if (!rc && (rc = clmr_infer_warm(*ctx, errmsg))) clmr_infer_close(ctx);
+    return rc;
+}
+
 /* Rebuilds the worker's context when the source's current model changed since the last job.
  * The new context is built before the old one is closed and the old reference released, so the
  * model under a context is always alive. */
@@ -60,7 +74,16 @@ static void refresh_ctx(clmr_workers_t *w, worker_t *self)
         return;
     }
     clmr_infer_t *ctx = NULL;
-    if (m && clmr_infer_open(&ctx, m, &w->ip, NULL)) ctx = NULL; /* the job answers 500 */
+    pthread_mutex_lock(&w->mu);
+    if (self->next_ref == ref) { /* preloaded: adopt it, no build in the request path */
+        ctx = self->next_ctx;
+        self->next_ctx = NULL;
+    }
+    void *held = ctx ? self->next_ref : NULL;
+    if (held) self->next_ref = NULL;
+    pthread_mutex_unlock(&w->mu);
+    if (held) w->release(w->src_ud, held);
+    if (!ctx && m && open_warm(&ctx, m, w->ip.threads, NULL)) ctx = NULL; /* job answers 500 */
     clmr_infer_close(&self->ctx);
     if (self->ref) w->release(w->src_ud, self->ref);
     self->ctx = ctx;
@@ -143,7 +166,7 @@ int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
     w->src_ud = src_ud;
     for (int i = 0; i < n; i++) {
         w->workers[i].pool = w;
-        if (model && !acquire && (rc = clmr_infer_open(&w->workers[i].ctx, model, &w->ip, errmsg)))
+        if (model && !acquire && (rc = open_warm(&w->workers[i].ctx, model, w->ip.threads, errmsg)))
             goto fail;
     }
     for (int i = 0; i < n; i++) {
@@ -158,6 +181,27 @@ int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
 fail:
     clmr_workers_close(&w);
     return rc;
+}
+
+int clmr_workers_preload(clmr_workers_t *w, const clmr_model_t *model, void *ref,
+                         void *(*retain)(void *ref), char **errmsg)
+{
+    if (!w || !w->acquire || !model || !ref || !retain) return CLMR_EINVAL;
+    for (int i = 0; i < w->n; i++) {
+        clmr_infer_t *ctx = NULL;
+        int rc = open_warm(&ctx, model, w->ip.threads, errmsg);
+        if (rc) return rc;
+        void *r = retain(ref);
+        pthread_mutex_lock(&w->mu);
+        clmr_infer_t *old_ctx = w->workers[i].next_ctx;
+        void *old_ref = w->workers[i].next_ref;
+        w->workers[i].next_ctx = ctx;
+        w->workers[i].next_ref = r;
+        pthread_mutex_unlock(&w->mu);
+        clmr_infer_close(&old_ctx);
+        if (old_ref) w->release(w->src_ud, old_ref);
+    }
+    return 0;
 }
 
 int clmr_workers_submit(clmr_workers_t *w, clmr_workers_fn fn, void *arg)
@@ -220,6 +264,8 @@ void clmr_workers_close(clmr_workers_t **pw)
     for (int i = 0; w->workers && i < w->n; i++) {
         clmr_infer_close(&w->workers[i].ctx);
         if (w->workers[i].ref) w->release(w->src_ud, w->workers[i].ref);
+        clmr_infer_close(&w->workers[i].next_ctx);
+        if (w->workers[i].next_ref) w->release(w->src_ud, w->workers[i].next_ref);
     }
     free(w->workers);
     free(w->ring);

@@ -39,6 +39,15 @@ int clmr_workers_open_source(clmr_workers_t **out, const clmr_model_t *model,
                              void *src_ud, int n, int infer_threads, int queue_depth,
                              char **errmsg);
 
+/* Cold starts: builds, in the calling thread, one warm inference context per worker for model
+ * (clmr_infer_warm: every primitive built and run once) and hands them over; a worker adopts its
+ * context instead of building one when ref becomes the source's current model. Each handed
+ * context holds its own reference, retain(ref), released when adopted, replaced or at close.
+ * Call it before the source returns the model (start-up, model switch) so no request pays the
+ * build. Pool opened with a source only. Returns 0, CLMR_EINVAL, CLMR_ENOMEM or CLMR_EDNNL. */
+int clmr_workers_preload(clmr_workers_t *w, const clmr_model_t *model, void *ref,
+                         void *(*retain)(void *ref), char **errmsg);
+
 /* Inside a job: the model reference the job's context was built for (NULL without a source). */
 void *clmr_workers_model_ref(void);
 

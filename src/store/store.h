@@ -194,6 +194,7 @@ typedef struct {
     float *embedding; /* dim floats (track embedding), malloc'd; NULL/0 when not stored */
     int dim;
     int64_t created_at;
+    char precision[8]; /* "fp32" or "bf16" (what computed it); empty on put = "fp32" */
 } clmr_tag_result_t;
 
 void clmr_tag_result_clear(clmr_tag_result_t *r);

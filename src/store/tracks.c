@@ -550,11 +550,12 @@ int clmr_store_cache_put(clmr_store_t *s, const clmr_tag_result_t *r, char **err
     sqlite3_stmt *st;
     rc = clmr__prep(s->writer,
                     "INSERT INTO tag_cache(sha256, model_id, duration_s, chunks, n_scores, scores,"
-                    " dim, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    " dim, embedding, created_at, precision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT(sha256, model_id) DO UPDATE SET duration_s = excluded.duration_s,"
                     " chunks = excluded.chunks, n_scores = excluded.n_scores,"
                     " scores = excluded.scores, dim = excluded.dim,"
-                    " embedding = excluded.embedding, created_at = excluded.created_at",
+                    " embedding = excluded.embedding, created_at = excluded.created_at,"
+                    " precision = excluded.precision",
                     &st, errmsg);
     if (!rc) {
         sqlite3_bind_text(st, 1, r->sha256, -1, SQLITE_STATIC);
@@ -569,6 +570,7 @@ int clmr_store_cache_put(clmr_store_t *s, const clmr_tag_result_t *r, char **err
         else
             sqlite3_bind_null(st, 8);
         sqlite3_bind_int64(st, 9, r->created_at ? r->created_at : clmr__now_ms());
+        sqlite3_bind_text(st, 10, r->precision[0] ? r->precision : "fp32", -1, SQLITE_STATIC);
         rc = step_done(s->writer, st, "put cached result", errmsg);
         sqlite3_finalize(st);
     }
@@ -585,8 +587,9 @@ int clmr_store_cache_get(clmr_store_t *s, const char *sha256, const char *model_
     sqlite3 *db = clmr__store_racquire(s);
     sqlite3_stmt *st;
     int rc = clmr__prep(db,
-                        "SELECT duration_s, chunks, n_scores, scores, dim, embedding, created_at "
-                        "FROM tag_cache WHERE sha256 = ? AND model_id = ? AND created_at >= ?",
+                        "SELECT duration_s, chunks, n_scores, scores, dim, embedding, created_at, "
+                        "precision FROM tag_cache WHERE sha256 = ? AND model_id = ? AND "
+                        "created_at >= ?",
                         &st, errmsg);
     if (!rc) {
         sqlite3_bind_text(st, 1, sha256, -1, SQLITE_STATIC);
@@ -600,6 +603,8 @@ int clmr_store_cache_get(clmr_store_t *s, const char *sha256, const char *model_
             out->duration_s = sqlite3_column_double(st, 0);
             out->chunks = sqlite3_column_int(st, 1);
             out->created_at = sqlite3_column_int64(st, 6);
+            const unsigned char *prec = sqlite3_column_text(st, 7);
+            snprintf(out->precision, sizeof out->precision, "%s", prec ? (const char *)prec : "");
             int ns = sqlite3_column_int(st, 2), dim = sqlite3_column_int(st, 4);
             rc = clmr__col_floats(st, 3, ns, &out->scores, errmsg);
             if (!rc) out->n_scores = ns;

@@ -26,7 +26,8 @@ SECRETS = (TOKEN, "s3cret-admin-token-0123456789-Zq3kP9vX2m", "hunter2", "fileto
 BACKGROUND = {"clmr_cli_serve", "clmr__rollover_open", "clmr__rollover_boot_replace",
               "clmr__rollover_open_index", "reembed_main", "clmr__rollover_activate", "mhd_logger",
               "maint_main", "clmr_server_shutdown", "clmr__admin_open", "job_progress", "job_main",
-              "clmr__routes_open", "clmr__auth_open", "clmr__auth_refresh"}
+              "clmr__routes_open", "clmr__auth_open", "clmr__auth_refresh",
+              "clmr_http_infer_configure", "clmr__rollover_preload"}
 
 
 def exercise(make_daemon, tmp_path):

@@ -173,6 +173,7 @@ static void test_migrations_upgrade_v1_fixture(void)
                                "base-v1", &r, NULL) == 0);
     CHECK(r.n_scores == 2 && r.scores && r.scores[0] == 0.5f && r.scores[1] == 0.25f);
     CHECK(r.chunks == 1 && r.embedding == NULL);
+    CHECK(strcmp(r.precision, "fp32") == 0); /* 0005: rows from before bf16 were fp32 */
     clmr_tag_result_clear(&r);
     clmr_store_model_t m;
     CHECK(clmr_store_model_get_active(s, &m, NULL) == 0 && strcmp(m.id, "base-v1") == 0);
@@ -470,7 +471,17 @@ static void test_cache_keyed_by_sha_and_model(void)
     CHECK_NEAR(got.duration_s, 29.9, 0);
     CHECK(got.scores && memcmp(got.scores, sc, sizeof sc) == 0);
     CHECK(got.embedding && memcmp(got.embedding, emb, sizeof emb) == 0);
+    CHECK(strcmp(got.precision, "fp32") == 0); /* not given: fp32 */
     clmr_tag_result_clear(&got);
+    /* The precision is recorded and replaced with the row; other values are refused. */
+    snprintf(r.precision, sizeof r.precision, "bf16");
+    CHECK(clmr_store_cache_put(s, &r, NULL) == 0);
+    CHECK(clmr_store_cache_get(s, r.sha256, "m1", &got, NULL) == 0 &&
+          strcmp(got.precision, "bf16") == 0);
+    clmr_tag_result_clear(&got);
+    snprintf(r.precision, sizeof r.precision, "fp16");
+    CHECK(clmr_store_cache_put(s, &r, NULL) != 0);
+    r.precision[0] = 0;
     /* Same sha, other model: a separate entry. Upsert replaces. */
     snprintf(r.model_id, sizeof r.model_id, "m2");
     r.embedding = NULL;

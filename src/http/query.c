@@ -16,10 +16,11 @@ static const struct {
 } allowed[] = {
     {R_TAG, "POST", "top threshold per_chunk embedding all"},
     {R_TRACKS, "GET",
-     "limit cursor top tag min_score artist q title album bpm_min bpm_max loudness_min "
-     "loudness_max duration_min duration_max created_since sort duplicates"},
-    {R_TRACKS, "POST", "title artist album genre year track_number external_id all"},
-    {R_TRACK, NULL, "all"},
+     "limit cursor tag min_score artist q title album bpm_min bpm_max loudness_min loudness_max "
+     "duration_min duration_max created_since duplicates sort top"},
+    {R_TRACKS, "POST", "title artist external_id album genre year track_number all"},
+    {R_TRACK, "GET", "all"},
+    {R_TRACK, NULL, ""},
     {R_TRACK_SIM, NULL, "k include_duplicates"},
     {R_TRACK_AUDIO, NULL, ""},
     {R_TRACK_EMB, NULL, "model"},

@@ -104,8 +104,13 @@ check "image runs as a non-root user by default" \
 
 # --- 3. run ---------------------------------------------------------------------------------
 podman volume create "$vol" >/dev/null
+# Writes from outside the container need a key (the host reaches it through podman's port
+# forwarding, not loopback): an admin token, which counts as an admin key. fp32, so that scores
+# compare with the host build's exactly (bf16 results depend on the batch split).
+token=$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | head -c 48)
 start_ctr() { # start_ctr NAME: run detached with the volume and a loopback port; sets $port
-  podman run -d --name "$1" -v "$vol:/data" -p 127.0.0.1::8080 "$image" >"$work/run.log" 2>&1 ||
+  podman run -d --name "$1" -v "$vol:/data" -p 127.0.0.1::8080 -e CLMRD_ADMIN_TOKEN="$token" \
+    -e CLMRD_PRECISION=fp32 "$image" >"$work/run.log" 2>&1 ||
     return 1
   port=$(podman port "$1" 8080/tcp | head -n 1 | sed 's/.*://')
   [ -n "$port" ]
@@ -145,7 +150,8 @@ status "$base/v1/models" >/dev/null
 check "/v1/models: that model is the active one" test "$(jget 'd["active"]')" = "$want_id"
 note "active model: $(jget '[m["name"] for m in d["models"] if m["status"] == "active"]')"
 if [ -n "${CLMRD_BUILD:-}" ] && [ -x "$CLMRD_BUILD/clmrd" ]; then
-  "$CLMRD_BUILD/clmrd" tag --json --model "$model" "$work/a.wav" >"$work/host.json" 2>"$work/host.err"
+  "$CLMRD_BUILD/clmrd" tag --json --all --precision fp32 --model "$model" "$work/a.wav" \
+    >"$work/host.json" 2>"$work/host.err"
   check "container scores equal the host build's on the same file (|diff| <= 1e-4)" "$py" -c '
 import json, sys
 c = {t["tag"]: t["score"] for t in json.load(open(sys.argv[1]))["tags"]}
@@ -169,7 +175,7 @@ check "/data is the volume and writable by the service" \
   bash -c "podman exec '$ctr' test -w /data/clmrd.sqlite"
 
 # --- 5. data on the volume survives restarts --------------------------------------------------
-code=$(status -F "file=@$work/b.mp3" "$base/v1/tracks?title=persist")
+code=$(status -H "Authorization: Bearer $token" -F "file=@$work/b.mp3" "$base/v1/tracks?title=persist")
 tid=$(jget 'd.get("id", "")' 2>/dev/null)
 check "POST /v1/tracks stores a track (201)" test "$code" = 201 -a -n "$tid"
 

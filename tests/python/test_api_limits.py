@@ -74,7 +74,7 @@ def slow_song(tmp_path_factory):
 # reference kernel, ~1 s per layer here): CLMR_DNNL_BLOCKED_FROM=1 keeps those jobs as slow as they
 # were (the other slow-song tests pass either way; with it, two of them exceed their 120 s client
 # timeouts at load 20).
-SLOW = {"CLMR_DNNL_BLOCKED_FROM": "1"}
+SLOW = {"CLMR_DNNL_BLOCKED_FROM": "1", "CLMRD_PRECISION": "fp32"}  # oneDNN reference kernel: a long busy worker
 
 
 def test_503_when_queue_full(make_daemon, slow_song):

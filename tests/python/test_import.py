@@ -142,7 +142,7 @@ def import_and_tag(tmp_path, wav, *args, name="m"):
     out = tmp_path / (name + ".safetensors")
     r = run("import", *args, "--out", out, "--json")
     summary = json.loads(r.stdout)
-    t = run("tag", "--model", out, "--json", wav[0])
+    t = run("tag", "--precision", "fp32", "--model", out, "--json", wav[0])
     tags = json.loads(t.stdout.splitlines()[0])
     got = {e["tag"]: e["score"] for e in tags["tags"]}
     return summary, r.stderr, np.array([got[t] for t in ref.MTT_TAGS]), tags
@@ -234,7 +234,7 @@ def test_lightning_checkpoint_alone_is_encoder_only(tmp_path, wav):
     s = json.loads(r.stdout)
     assert s["n_tags"] == 0 and s["head_type"] == "none"
     # embeddings still match torch
-    t = json.loads(run("tag", "--model", out, "--json", "--embedding", wav[0]).stdout)
+    t = json.loads(run("tag", "--precision", "fp32", "--model", out, "--json", "--embedding", wav[0]).stdout)
     n = len(wav[1]) // CHUNK
     with torch.no_grad():
         e = enc.embed(torch.from_numpy(wav[1][: n * CHUNK].reshape(n, CHUNK).copy())).mean(0)

@@ -134,7 +134,7 @@ def test_post_search_refuses_k_in_the_query(daemon):
     assert r.status_code == 400
     assert r.json()["error"]["message"] == \
         "unknown query parameter 'k': POST /v1/search takes no query parameters"
-    r = requests.get(daemon.url("/v1/tracks?artist=x"), timeout=30)
+    r = requests.get(daemon.url("/v1/tracks?tpo=5"), timeout=30)
     assert r.status_code == 400 and "accepted: limit, cursor" in r.json()["error"]["message"]
 
 
@@ -168,7 +168,7 @@ def test_field_meanings(daemon, files):
     t = requests.post(daemon.url("/v1/tag?top=3&per_chunk=1"), data=body(files["c"]) + b"", timeout=120).json()
     assert t["model"] == models["active"]  # an id, as in the CLI's JSON
     for c in t["per_chunk"]:
-        assert len(c["tags"]) == 3 and {"tag", "score"} == set(c["tags"][0])
+        assert len(c["tags"]) == 3 and {"tag", "score"} <= set(c["tags"][0])
         assert [x["score"] for x in c["tags"]] == pytest.approx(sorted(c["scores"], reverse=True)[:3], abs=1e-6)
 
 

@@ -102,9 +102,16 @@ def test_cache_hits_skip_a_full_inference_queue(make_daemon, slow_song, tmp_path
     with cf.ThreadPoolExecutor(2) as ex:
         futs = [ex.submit(requests.post, d.url("/v1/tag"), data=slow_song, timeout=120)
                 for _ in range(2)]
-        deadline = time.time() + 30
-        while (d.metric("clmrd_workers_busy"), d.metric("clmrd_queue_depth")) != (1, 1):
-            assert time.time() < deadline, "the slow uploads never filled the worker and queue"
+        # Each slow job holds the worker for ~26 s on a quiet machine; on a loaded one the uploads
+        # and the first decode can take much longer to get there, so the wait is generous (the
+        # requests' own timeout is 120 s) and the last state seen is reported.
+        deadline = time.time() + 90
+        seen = None
+        while seen != (1, 1):
+            seen = (d.metric("clmrd_workers_busy"), d.metric("clmrd_queue_depth"))
+            assert time.time() < deadline, \
+                "the slow uploads never filled the worker and queue (last seen %r, done %r)" % (
+                    seen, [f.done() for f in futs])
             time.sleep(0.005)
         again = requests.post(d.url("/v1/tag"), data=short, timeout=60)
         # the queue is still full: an uncached upload now is refused

@@ -2,8 +2,8 @@
 #include "train/precision.h"
 
 #include "clmr/error.h"
+#include "clmr/model.h"
 
-#include <oneapi/dnnl/dnnl.h>
 #include <string.h>
 
 int clmr_train_precision_parse(const char *s, clmr_train_precision_t *out)
@@ -27,11 +27,7 @@ const char *clmr_train_precision_name(clmr_train_precision_t p)
 
 int clmr_cpu_has_native_bf16(void)
 {
-    /* the ISA values are bit masks: avx512_core_bf16's bits are all set in AMX's too, and in no
-     * AVX2 level (avx2_vnni lacks the AVX-512 bits) */
-    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
-    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
-           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    return clmr_infer_cpu_has_bf16(); /* one detector for inference and training */
 }
 
 int clmr_train_precision_resolve(clmr_train_precision_t requested,

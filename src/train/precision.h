@@ -6,8 +6,8 @@
  * avx512_core_bf16 (AVX512_BF16) or avx512_core_amx (AMX). On older CPUs oneDNN would emulate
  * bf16 (slower than fp32) or refuse it, so `auto` falls back to fp32 there and an explicit `bf16`
  * is refused. ONEDNN_MAX_CPU_ISA=AVX512_CORE (oneDNN's own switch) makes this CPU look like one
- * without bf16, which is how the tests exercise the fallback. Kept small on purpose: the
- * inference side has the same question and the two can share one detector.
+ * without bf16, which is how the tests exercise the fallback. The detector is the inference
+ * library's (clmr_infer_cpu_has_bf16), so training and inference always agree.
  */
 #ifndef CLMR_TRAIN_PRECISION_H
 #define CLMR_TRAIN_PRECISION_H

@@ -15,6 +15,8 @@
 #include "clmr/audio.h"
 #include "clmr/error.h"
 
+#include <pthread.h>
+
 #define SR 22050
 
 static float *click_track(double bpm, double secs, size_t *n)
@@ -117,6 +119,55 @@ static void test_loudness_range(void)
     CHECK(clmr_descriptors_compute(&d, x, n, SR, NULL) == 0);
     printf("# two-level tone: LRA %.3f LU, %.3f LUFS\n", d.loudness_range_lu, d.loudness_lufs);
     CHECK_NEAR(d.loudness_range_lu, 10.0, 1.0);
+    free(x);
+}
+
+/* The rhythm and loudness passes run on two threads for signals of 10 s and more: the same
+ * signal must give bit-identical descriptors whether it is measured alone or by several callers
+ * at once, and the split must agree with the single-thread path on a short prefix. */
+typedef struct {
+    const float *x;
+    size_t n;
+    clmr_descriptors_t d;
+    int rc;
+} desc_call_t;
+
+static void *desc_call(void *arg)
+{
+    desc_call_t *c = arg;
+    c->rc = clmr_descriptors_compute(&c->d, c->x, c->n, SR, NULL);
+    return NULL;
+}
+
+static int same_double(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || a == b;
+}
+
+static void test_concurrent_calls_agree(void)
+{
+    size_t n;
+    float *x = click_track(120, 40, &n);
+    for (size_t i = 0; i < n; i++) /* add a level change so the loudness range is not 0 */
+        if (i > n / 2) x[i] *= 0.3f;
+    clmr_descriptors_t ref;
+    CHECK(clmr_descriptors_compute(&ref, x, n, SR, NULL) == 0);
+    desc_call_t calls[4];
+    pthread_t th[4];
+    for (int k = 0; k < 4; k++) {
+        calls[k] = (desc_call_t){.x = x, .n = n, .rc = -1};
+        CHECK(pthread_create(&th[k], NULL, desc_call, &calls[k]) == 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        CHECK(calls[k].rc == 0);
+        CHECK(same_double(calls[k].d.bpm, ref.bpm));
+        CHECK(same_double(calls[k].d.onset_rate, ref.onset_rate));
+        CHECK(same_double(calls[k].d.loudness_lufs, ref.loudness_lufs));
+        CHECK(same_double(calls[k].d.loudness_range_lu, ref.loudness_range_lu));
+        CHECK(same_double(calls[k].d.true_peak_dbtp, ref.true_peak_dbtp));
+    }
+    CHECK(isfinite(ref.loudness_range_lu) && ref.loudness_range_lu > 5);
     free(x);
 }
 
@@ -269,6 +320,7 @@ int main(void)
     RUN_TEST(test_loudness_tones);
     RUN_TEST(test_true_peak_between_samples);
     RUN_TEST(test_loudness_range);
+    RUN_TEST(test_concurrent_calls_agree);
     RUN_TEST(test_silence_and_errors);
     RUN_TEST(test_fingerprint_similarity_pure);
     RUN_TEST(test_fingerprint_audio);
